@@ -1,0 +1,63 @@
+"""What an evaluator is: train one candidate cell from scratch and report what it measured.
+
+>>> class Constant(Evaluator):
+...     metric = "accuracy"
+...     def evaluate(self, graph, seed):
+...         return Result(status="ok", metrics={"accuracy": 0.5}, macs=1e6, params=10)
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional
+
+from api.graph import CellGraph
+
+
+@dataclass
+class Result:
+    """One candidate's outcome. ``status`` is ``ok`` or ``failed`` (with ``error``)."""
+
+    status: str = "ok"
+    metrics: Dict[str, float] = field(default_factory=dict)
+    macs: float = 0.0
+    params: int = 0
+    seconds: float = 0.0
+    epochs: int = 0
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Task:
+    """One candidate to train: a key unique within the search, the graph, and its seed."""
+
+    key: str
+    graph: CellGraph
+    seed: int
+
+
+class Evaluator(ABC):
+    """Trains a candidate graph from scratch; knows nothing about the search loop.
+
+    ``metric`` names the quality figure in ``Result.metrics`` (``accuracy`` or ``perplexity``)
+    and ``higher_is_better`` its direction, so logs report the best value correctly.
+    Evaluators must be picklable so that worker processes can run them.
+    """
+
+    metric: str = "accuracy"
+    higher_is_better: bool = True
+
+    @abstractmethod
+    def evaluate(self, graph: CellGraph, seed: int) -> Result:
+        """Train ``graph`` with ``seed`` and return what was measured."""
+
+    def describe(self) -> Dict[str, Any]:
+        """Settings that change results; stored with the search for --resume checks."""
+        return {}

@@ -1,0 +1,65 @@
+"""Search logs and plots, regenerated from the search history after every step.
+
+Each log holds one ``edges<TAB>value`` line per step (the original's format); each plot draws
+that series against the edges left. Because everything is rebuilt from the journalled history
+with atomic writes, a resumed search ends with exactly the files of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import io
+import os
+from typing import Dict, List
+
+from api.atomic_io import atomic_write_bytes, atomic_write_text
+
+# log file stem -> (history field, plot title)
+SERIES = {
+    "best_perf": ("best_score", "best score"),
+    "perf": ("mean_score", "mean score"),
+    "mean_acc": ("mean_metric", "mean {metric}"),
+    "best_acc": ("best_metric", "best {metric}"),
+    "mean_latency": ("mean_macs", "mean MACs"),
+}
+PLOT_NAMES = {"best_perf": "best_perf_log.png", "perf": "perf_log.png", "mean_acc": "mean_acc.png",
+              "best_acc": "best_acc.png", "mean_latency": "mean_latency.png"}
+
+
+def _fmt(value) -> str:
+    return "nan" if value is None else f"{value:.6g}"
+
+
+def write_logs(root: str, history: List[Dict]) -> None:
+    for stem, (key, _) in SERIES.items():
+        lines = "".join(f"{h['edges']}\t{_fmt(h.get(key))}\n" for h in history)
+        atomic_write_text(os.path.join(root, f"{stem}.log"), lines)
+    atomic_write_text(os.path.join(root, "search.log"),
+                      "".join(h["summary"] + "\n" for h in history))
+
+
+def write_plots(root: str, history: List[Dict], metric: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for stem, (key, title) in SERIES.items():
+        points = [(h["edges"], h[key]) for h in history if h.get(key) is not None]
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", ms=3, lw=1.2)
+        ax.set_xlabel("edges left")
+        ax.set_ylabel(title.format(metric=metric))
+        ax.invert_xaxis()  # the search shrinks from left to right
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)
+        atomic_write_bytes(os.path.join(root, PLOT_NAMES[stem]), buf.getvalue())
+
+
+def write_report(root: str, history: List[Dict], metric: str, plots: bool = True) -> None:
+    write_logs(root, history)
+    if plots:
+        write_plots(root, history, metric)

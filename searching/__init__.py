@@ -1,0 +1,1 @@
+"""AutoShrink searches: the shared shrink loop plus the CNN and RNN search spaces."""

@@ -1,0 +1,1 @@
+"""CNN cell search: proxy data, proxy estimator and the autoshrink_cnn CLI."""

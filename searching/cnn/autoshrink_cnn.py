@@ -1,0 +1,159 @@
+"""AutoShrink CNN cell search (CLI).
+
+    python searching/cnn/autoshrink_cnn.py --model_root ./autoshrink --nodes 8 --depth 3 \
+        --width 1 --scale 1 2 4 --pool 1 2 2 --replicate 1 1 1 --protocol v3 --max_steps 10
+
+Starts from the complete DAG on ``--nodes`` nodes and removes one edge per step, training
+``--max_steps`` (k) candidates per step on a CIFAR-10 proxy (5,000 / 1,000 images). Writes
+graph-best, graph-<ratio>, candidates.jsonl, logs and plots into ``--model_root``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from api.atomic_io import atomic_write_json
+from api.datasets import ProxyData, load_images, make_proxy
+from api.errors import UserError, run_cli
+from api.graph import CellGraph
+from api.ops import PROTOCOLS, draw_ops
+from api.search.objectives import CNNObjective
+from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, proxy_spec_from_args
+from searching.shrink import ShrinkConfig, ShrinkSearch
+
+# Flags that do not change results: excluded from the --resume settings check.
+RUNTIME_FLAGS = {"model_root", "resume", "force", "device", "data", "proxy_file", "quiet",
+                 "no_plots"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("search space")
+    g.add_argument("--nodes", type=int, default=8, help="nodes N of the cell DAG (N=8: 28 edges)")
+    g.add_argument("--protocol", default="v3", choices=sorted(PROTOCOLS),
+                   help="node op protocol (v3: SepConv3x3 and Conv1x1, half and half)")
+    g.add_argument("--prob", type=float, default=1.0,
+                   help="probability of each edge in the initial DAG (1.0: complete)")
+    g = p.add_argument_group("proxy network")
+    g.add_argument("--depth", type=int, default=3, help="number of stages")
+    g.add_argument("--width", type=int, default=1, help="parallel cells per stage position")
+    g.add_argument("--scale", type=float, nargs="+", default=[1, 2, 4],
+                   help="node width multiplier of each stage (x16 channels)")
+    g.add_argument("--pool", type=int, nargs="+", default=[1, 2, 2],
+                   help="max-pool size at the first cell of each stage")
+    g.add_argument("--replicate", type=int, nargs="+", default=[1, 1, 1],
+                   help="cells per stage")
+    g.add_argument("--channel_scale", type=float, default=1.0, help="global channel multiplier")
+    g.add_argument("--activation", default="relu", choices=["relu", "swish"])
+    g = p.add_argument_group("search")
+    g.add_argument("--model_root", default="./autoshrink", help="output folder of the search")
+    g.add_argument("--max_steps", type=int, default=10,
+                   help="k: candidates (edge removals) trained per step")
+    g.add_argument("--keep_fraction", type=float, default=0.0,
+                   help="stop when round(E0 * keep_fraction) edges remain (0: shrink to empty)")
+    g.add_argument("--efficiency_weight", type=float, default=0.1,
+                   help="score = acc - w * (log10(MACs) - 6)")
+    g.add_argument("--seed", type=int, default=0, help="seeds ops, edge order, proxy and training")
+    g.add_argument("--resume", action="store_true", help="continue the search in --model_root")
+    g.add_argument("--force", action="store_true",
+                   help="with --resume: continue even if flags differ from the saved search")
+    g = p.add_argument_group("proxy data and training")
+    g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagefolder"])
+    g.add_argument("--data", default="./data",
+                   help="folder holding cifar-10-batches-py (downloaded there if absent) or an "
+                        "image folder with train/<class>/ and val/<class>/")
+    g.add_argument("--proxy_file", default=None,
+                   help="a proxy .npz written by make_cifar10_proxy.py (instead of sampling)")
+    g.add_argument("--proxy_train", type=int, default=5000, help="proxy training images")
+    g.add_argument("--proxy_val", type=int, default=1000, help="proxy validation images")
+    g.add_argument("--image_size", type=int, default=32, help="proxy resolution (imagefolder)")
+    g.add_argument("--epochs", type=int, default=20, help="max epochs per candidate")
+    g.add_argument("--lr", type=float, default=4e-3, help="Adam learning rate (constant)")
+    g.add_argument("--weight_decay", type=float, default=1e-5)
+    g.add_argument("--batch_size", type=int, default=128)
+    g.add_argument("--patience", type=int, default=5, help="epochs without val improvement")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--no_plots", action="store_true", help="skip PNG plots and drawings")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    if args.nodes < 2:
+        raise UserError(f"--nodes must be at least 2, got {args.nodes}")
+    if args.max_steps < 1:
+        raise UserError(f"--max_steps (k) must be at least 1, got {args.max_steps}")
+    lengths = {"--scale": len(args.scale), "--pool": len(args.pool),
+               "--replicate": len(args.replicate)}
+    if len(set(lengths.values())) != 1:
+        got = ", ".join(f"{k} has {v}" for k, v in lengths.items())
+        raise UserError(f"--scale, --pool and --replicate need one value per stage ({got})")
+    if args.depth != len(args.scale):
+        raise UserError(f"--depth {args.depth} does not match the {len(args.scale)} stages given "
+                        "by --scale/--pool/--replicate")
+    if not 0.0 < args.prob <= 1.0:
+        raise UserError(f"--prob must be in (0, 1], got {args.prob}")
+    for flag in ("epochs", "batch_size", "proxy_train", "proxy_val", "image_size"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.lr <= 0:
+        raise UserError(f"--lr must be positive, got {args.lr}")
+
+
+def load_proxy(args: argparse.Namespace) -> ProxyData:
+    if args.proxy_file:
+        return ProxyData.load(args.proxy_file)
+    splits = load_images(args.dataset, args.data, args.image_size)
+    return make_proxy(splits, args.proxy_train, args.proxy_val, args.seed)
+
+
+def make_search(args: argparse.Namespace) -> ShrinkSearch:
+    """Build the evaluator and the search (started or resumed) from parsed flags."""
+    validate_args(args)
+    data = load_proxy(args)
+    spec = proxy_spec_from_args(args, data.num_classes, image_size=data.train_x.shape[-1],
+                                in_channels=data.train_x.shape[1])
+    train_cfg = ProxyTrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+                                 batch_size=args.batch_size, patience=args.patience,
+                                 device=args.device)
+    evaluator = CNNProxyEvaluator(data, spec, train_cfg)
+    settings = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
+    search = ShrinkSearch(args.model_root, evaluator, CNNObjective(args.efficiency_weight),
+                          ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction,
+                                       seed=args.seed),
+                          settings=settings, plots=not args.no_plots, progress=not args.quiet)
+    if args.resume:
+        search.resume(force=args.force)
+    else:
+        settings_net = {"space": "cnn", "network": spec.to_dict(), "protocol": args.protocol}
+
+        def initial(rng: np.random.Generator) -> CellGraph:
+            ops = draw_ops(args.protocol, args.nodes, rng)
+            return CellGraph.random(args.nodes, ops, args.prob, rng, space="cnn",
+                                    settings=settings_net)
+
+        search.start(initial)
+        atomic_write_json(os.path.join(args.model_root, "args.json"), vars(args))
+    return search
+
+
+def search_cnn(args: argparse.Namespace) -> CellGraph:
+    """Run (or resume) a CNN search; returns graph-best."""
+    search = make_search(args)
+    best = search.run()
+    print(f"graph-best: {best!r}")
+    print(f"wrote {os.path.join(args.model_root, 'graph-best')} (+ .json, .png), "
+          "candidates.jsonl, logs and plots")
+    return best
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    search_cnn(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main)

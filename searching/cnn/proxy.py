@@ -1,0 +1,174 @@
+"""The CNN proxy estimator: train a candidate network from scratch on the proxy data.
+
+Paper defaults: Adam lr 4e-3 (constant), weight decay 1e-5 on conv/linear weights, batch 128
+(val 100), up to 20 epochs, mean/std normalisation only. Early stops: an epoch ends once the
+running train accuracy passes 0.98; training stops after 5 epochs without a better val
+accuracy, at epoch 3 when val accuracy is below 0.2, and when val loss > 3 x train loss.
+Returns the best val accuracy and the proxy network's MACs at the proxy resolution.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+
+from api.complexity import count_macs, count_params
+from api.datasets import DeviceBatches, ProxyData
+from api.graph import CellGraph
+from api.network import NetworkSpec, build_network
+from api.search.evaluator import Evaluator, Result
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class ProxyTrainConfig:
+    epochs: int = 20
+    lr: float = 4e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 128
+    val_batch_size: int = 100
+    train_acc_stop: float = 0.98     # end an epoch once the running train accuracy passes this
+    patience: int = 5                # epochs without val improvement before stopping
+    min_acc_epoch: int = 3           # at this epoch ...
+    min_acc: float = 0.2             # ... stop if val accuracy is below this
+    overfit_ratio: float = 3.0       # stop when val loss > ratio * train loss
+    device: str = "cpu"
+
+
+def resolve_device(name: str) -> torch.device:
+    from api.errors import UserError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available here (use --device cpu)")
+    return device
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float):
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            is_weight = name == "weight" and isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
+            (decay if is_weight else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+class CNNProxyEvaluator(Evaluator):
+    """Trains candidate CNN cells on a proxy dataset held on the training device."""
+
+    metric = "accuracy"
+    higher_is_better = True
+
+    def __init__(self, data: ProxyData, spec: NetworkSpec, config: ProxyTrainConfig) -> None:
+        self.data = data
+        self.spec = spec
+        self.config = config
+        self._batches = None  # built lazily on the worker's device, not pickled
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_batches"] = None
+        return state
+
+    def describe(self) -> Dict[str, Any]:
+        cfg = asdict(self.config)
+        cfg.pop("device")
+        return {"spec": self.spec.to_dict(), "train": cfg}
+
+    def _device_data(self, device: torch.device):
+        if self._batches is None or self._batches[0].x.device != device:
+            mean, std = self.data.stats()
+            cl = device.type == "cuda"
+            self._batches = (
+                DeviceBatches(self.data.train_x, self.data.train_y, mean, std, device, cl),
+                DeviceBatches(self.data.val_x, self.data.val_y, mean, std, device, cl))
+        return self._batches
+
+    def build(self, graph: CellGraph) -> torch.nn.Module:
+        return build_network(graph, self.spec)
+
+    def evaluate(self, graph: CellGraph, seed: int) -> Result:
+        cfg = self.config
+        start = time.perf_counter()
+        device = resolve_device(cfg.device)
+        torch.manual_seed(seed)
+        model = self.build(graph)
+        size = (self.spec.in_channels, self.spec.image_size, self.spec.image_size)
+        macs, params = count_macs(model, size), count_params(model)
+        cuda = device.type == "cuda"
+        model = model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+        train, val = self._device_data(device)
+        opt = torch.optim.Adam(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+        gen = torch.Generator().manual_seed(seed)
+        best_acc, best_epoch, epochs = 0.0, 0, 0
+        for epoch in range(1, cfg.epochs + 1):
+            epochs = epoch
+            train_loss = self._train_epoch(model, opt, train, gen, cuda)
+            val_loss, val_acc = self._validate(model, val, cuda)
+            if not math.isfinite(val_loss):
+                raise Diverged(f"validation loss is {val_loss} at epoch {epoch}")
+            if val_acc > best_acc:
+                best_acc, best_epoch = val_acc, epoch
+            if epoch - best_epoch >= cfg.patience:
+                break
+            if epoch == cfg.min_acc_epoch and best_acc < cfg.min_acc:
+                break
+            if val_loss > cfg.overfit_ratio * train_loss:
+                break
+        return Result(status="ok", metrics={"accuracy": best_acc}, macs=macs, params=params,
+                      seconds=time.perf_counter() - start, epochs=epochs)
+
+    def _train_epoch(self, model, opt, data: DeviceBatches, gen, cuda: bool) -> float:
+        cfg = self.config
+        model.train()
+        total_loss = torch.zeros((), device=data.y.device)
+        correct = torch.zeros((), device=data.y.device, dtype=torch.long)
+        seen = 0
+        for x, y in data.batches(cfg.batch_size, gen):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n = len(y)
+            total_loss += loss.detach() * n
+            correct += (logits.argmax(1) == y).sum()
+            seen += n
+            if correct.item() > cfg.train_acc_stop * seen:
+                break
+        mean_loss = (total_loss / max(seen, 1)).item()
+        if not math.isfinite(mean_loss):
+            raise Diverged(f"training loss is {mean_loss}")
+        return mean_loss
+
+    @torch.no_grad()
+    def _validate(self, model, data: DeviceBatches, cuda: bool):
+        model.eval()
+        total_loss, correct = 0.0, 0
+        for x, y in data.batches(self.config.val_batch_size):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                logits = model(x).float()
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += int((logits.argmax(1) == y).sum())
+        n = len(data)
+        return total_loss / n, correct / n
+
+
+def proxy_spec_from_args(args: Any, num_classes: int, image_size: int = 32,
+                         in_channels: Optional[int] = 3) -> NetworkSpec:
+    """The proxy skeleton of the paper from the CLI flags."""
+    return NetworkSpec(scale=args.scale, pool=args.pool, replicate=args.replicate,
+                       width=args.width, channel_scale=args.channel_scale,
+                       activation=args.activation, num_classes=num_classes,
+                       image_size=image_size, in_channels=in_channels)
