@@ -21,11 +21,15 @@ from api.graph import CellGraph
 _ALLOWED_GLOBALS = {("api.graph", "_rebuild_graph")}
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a global other than the graph rebuild function."""
+
+
 class _GraphUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        raise RefusedGlobal(f"refusing to load global {module}.{name}")
 
 
 def loads_graph(data: bytes, source: str = "graph") -> CellGraph:
@@ -38,7 +42,7 @@ def loads_graph(data: bytes, source: str = "graph") -> CellGraph:
             raise UserError(f"{source} is not valid JSON ({exc})") from exc
     try:
         obj = _GraphUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as exc:
+    except RefusedGlobal as exc:
         raise UserError(f"{source} is not a safe AutoShrink graph file ({exc}); "
                         "use the graph's .json twin if you trust its origin") from exc
     except Exception as exc:  # truncated / random bytes raise many types

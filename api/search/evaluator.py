@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from api.graph import CellGraph
 
@@ -25,6 +25,7 @@ class Result:
     seconds: float = 0.0
     epochs: int = 0
     error: Optional[str] = None
+    curve: List[Dict[str, float]] = field(default_factory=list)  # per-epoch figures
 
     @property
     def ok(self) -> bool:

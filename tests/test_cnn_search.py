@@ -1,0 +1,152 @@
+"""The CNN search as a user runs it: CLI outputs, determinism, kill -9 + --resume, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from api.atomic_io import read_jsonl
+from conftest import REPO, run_script
+from searching.cnn.autoshrink_cnn import build_parser, search_cnn
+
+SCRIPT = "searching/cnn/autoshrink_cnn.py"
+TINY = ["--nodes", "4", "--max_steps", "2", "--epochs", "1", "--proxy_train", "100",
+        "--proxy_val", "50", "--depth", "2", "--scale", "0.5", "1", "--pool", "1", "2",
+        "--replicate", "1", "1", "--quiet"]
+
+SPEC7_FILES = ["graph-best", "graph-best.json", "graph-best.png", "candidates.jsonl",
+               "best_perf.log", "perf.log", "mean_acc.log", "best_acc.log", "mean_latency.log",
+               "best_perf_log.png", "perf_log.png", "mean_acc.png", "best_acc.png",
+               "mean_latency.png", "args.json", "state.json", "search.log"]
+
+
+def tiny_args(root, data, *extra):
+    return build_parser().parse_args(["--model_root", str(root), "--data", str(data), *TINY,
+                                      *extra])
+
+
+def test_cli_writes_every_output(tmp_path, cifar_root):
+    root = tmp_path / "run"
+    proc = run_script(SCRIPT, "--model_root", str(root), "--data", str(cifar_root), *TINY,
+                      check=True)
+    assert "graph-best" in proc.stdout
+    for name in SPEC7_FILES:
+        assert (root / name).is_file(), name
+    assert any(p.name.startswith("graph-0.") for p in root.iterdir())
+    recs = read_jsonl(root / "candidates.jsonl")
+    for r in recs:
+        assert {"step", "edge", "score", "accuracy", "macs", "params", "seconds",
+                "status"} <= set(r)
+        assert r["status"] in ("ok", "failed", "cached")
+    # min(k, edges) candidates at every step
+    history = json.loads((root / "state.json").read_text())["history"]
+    before = [6] + [h["edges"] for h in history[:-1]]
+    for h, e in zip(history, before):
+        assert sum(r["step"] == h["step"] for r in recs) == min(2, e)
+    # graph-best unpickles in a fresh Python from another directory
+    code = ("import pickle; g = pickle.load(open('graph-best', 'rb')); "
+            "print(g.mask.shape, len(g.ops_def), int(g.mask[__import__('numpy').tril_indices(4)].sum()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "(4, 4) 4 0"
+
+
+def results_of(root):
+    """Candidate records without wall-clock times, which legitimately differ between runs."""
+    return [{k: v for k, v in r.items() if k != "seconds"}
+            for r in read_jsonl(root / "candidates.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, cifar_root):
+    root = tmp_path_factory.mktemp("reference")
+    best = search_cnn(tiny_args(root, cifar_root, "--no_plots"))
+    return root, best
+
+
+def test_same_seed_same_result(tmp_path, cifar_root, reference_run):
+    ref, ref_best = reference_run
+    best = search_cnn(tiny_args(tmp_path / "again", cifar_root, "--no_plots"))
+    assert results_of(tmp_path / "again") == results_of(ref)
+    assert best == ref_best and best.score == ref_best.score
+
+
+def test_kill_9_then_resume_matches_uninterrupted(tmp_path, cifar_root, reference_run):
+    ref, _ = reference_run
+    root = tmp_path / "killed"
+    args = ["--model_root", str(root), "--data", str(cifar_root), *TINY, "--no_plots"]
+    proc = subprocess.Popen([sys.executable, str(REPO / SCRIPT), *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = root / "candidates.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if journal.exists() and len(read_jsonl(journal)) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "search finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_script(SCRIPT, *args, "--resume", check=True)
+    assert results_of(root) == results_of(ref)
+    a = json.loads((root / "graph-best.json").read_text())
+    b = json.loads((ref / "graph-best.json").read_text())
+    assert a["mask"] == b["mask"] and a["meta"]["score"] == b["meta"]["score"]
+
+
+BAD_INPUTS = [
+    (["--data", "{tmp}/nowhere", "--dataset", "imagefolder"], "train/<class>/"),
+    (["--scale", "1", "2", "--pool", "1", "2", "2", "--replicate", "1", "1", "1"],
+     "one value per stage"),
+    (["--nodes", "1"], "--nodes must be at least 2"),
+    (["--max_steps", "0"], "--max_steps"),
+    (["--depth", "4"], "--depth 4"),
+    (["--resume", "--model_root", "{tmp}/empty"], "no search state"),
+    (["--resume", "--model_root", "{tmp}/damaged"], "damaged"),
+    (["--proxy_file", "{tmp}/missing.npz"], "make_cifar10_proxy.py"),
+    (["--device", "cuda:0"], "CUDA"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_INPUTS)
+def test_bad_input_one_line(tmp_path, cifar_root, flags, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "state.json").write_text("{ torn")
+    flags = [f.format(tmp=tmp_path) for f in flags]
+    if "--device" in flags:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    args = ["--model_root", str(tmp_path / "run"), "--data", str(cifar_root), *TINY, *flags]
+    proc = run_script(SCRIPT, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_cifar_names_the_fix(tmp_path):
+    from api.errors import UserError
+    from api.datasets import load_cifar
+
+    with pytest.raises(UserError, match="cifar-10-batches-py"):
+        load_cifar(str(tmp_path), download=False)
+
+
+def test_make_cifar10_proxy_cli(tmp_path, cifar_root):
+    out = tmp_path / "proxy.npz"
+    run_script("searching/cnn/make_cifar10_proxy.py", "--data", str(cifar_root), "--out",
+               str(out), "--train", "100", "--val", "50", "--seed", "1", check=True)
+    with np.load(out) as z:
+        assert z["train_x"].shape == (100, 3, 32, 32) and len(z["val_y"]) == 50
+        counts = np.bincount(z["train_y"], minlength=10)
+    assert counts.max() - counts.min() <= 1
+    root = tmp_path / "run"
+    run_script(SCRIPT, "--model_root", str(root), "--proxy_file", str(out), *TINY,
+               "--no_plots", check=True)
+    assert (root / "graph-best").is_file()
