@@ -89,6 +89,15 @@ class ShrinkSearch:
     def state_path(self) -> str:
         return os.path.join(self.root, STATE_FILE)
 
+    @staticmethod
+    def saved_settings(root: str) -> Dict[str, Any]:
+        """Settings of the search saved in ``root`` ({} when there is none or it is damaged)."""
+        try:
+            with open(os.path.join(root, STATE_FILE), encoding="utf-8") as f:
+                return dict(json.load(f).get("settings") or {})
+        except (OSError, ValueError, AttributeError):
+            return {}
+
     def start(self, make_initial: Callable[[np.random.Generator], CellGraph]) -> None:
         """Begin a new search; ``make_initial`` draws the initial graph with the search RNG."""
         if os.path.exists(self.state_path):
@@ -248,6 +257,12 @@ class ShrinkSearch:
         bar = tqdm(total=len(plan["tasks"]), initial=len(plan["results"]), leave=False,
                    desc=f"step {step} candidates", unit="cand", disable=not self.progress,
                    dynamic_ncols=True)
+        def show_epoch(row: Dict[str, Any]) -> None:
+            bar.set_postfix_str(" ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in row.items() if k != "seconds"))
+
+        self.evaluator.epoch_callback = show_epoch if self.progress else None
         t0 = time.perf_counter()
         tasks = [Task(t["key"], cands[t["key"]], t["seed"]) for t in to_train]
         by_key = {t["key"]: t for t in to_train}

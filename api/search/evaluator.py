@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from api.graph import CellGraph
 
@@ -54,6 +54,21 @@ class Evaluator(ABC):
 
     metric: str = "accuracy"
     higher_is_better: bool = True
+    #: CPU intra-op threads per candidate (0: leave torch's setting). PyTorch's CPU kernels
+    #: reduce in a thread-count-dependent order, so equal threads give bitwise-equal results
+    #: whichever executor runs the candidate.
+    threads: int = 0
+    #: Optional per-epoch hook (in-process only, never pickled): receives the epoch's figures.
+    epoch_callback: Optional[Callable[[Dict[str, float]], None]] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("epoch_callback", None)
+        return state
+
+    def report_epoch(self, row: Dict[str, float]) -> None:
+        if self.epoch_callback is not None:
+            self.epoch_callback(row)
 
     @abstractmethod
     def evaluate(self, graph: CellGraph, seed: int) -> Result:

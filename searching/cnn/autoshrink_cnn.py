@@ -20,13 +20,14 @@ from api.datasets import ProxyData, load_images, make_proxy
 from api.errors import UserError, run_cli
 from api.graph import CellGraph
 from api.ops import PROTOCOLS, draw_ops
+from api.search.executors import add_executor_flags, make_executor, resolve_threads
 from api.search.objectives import CNNObjective
 from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, proxy_spec_from_args
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
 # Flags that do not change results: excluded from the --resume settings check.
 RUNTIME_FLAGS = {"model_root", "resume", "force", "device", "data", "proxy_file", "quiet",
-                 "no_plots"}
+                 "no_plots", "executor", "workers", "ray_address", "gpus_per_candidate"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--no_plots", action="store_true", help="skip PNG plots and drawings")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_executor_flags(p)
     return p
 
 
@@ -121,11 +123,16 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
                                  batch_size=args.batch_size, patience=args.patience,
                                  device=args.device)
     evaluator = CNNProxyEvaluator(data, spec, train_cfg)
+    saved = ShrinkSearch.saved_settings(args.model_root) if args.resume else {}
+    args.threads = evaluator.threads = resolve_threads(args.threads, args.workers,
+                                                       saved.get("threads"))
     settings = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
     search = ShrinkSearch(args.model_root, evaluator, CNNObjective(args.efficiency_weight),
                           ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction,
                                        seed=args.seed),
-                          settings=settings, plots=not args.no_plots, progress=not args.quiet)
+                          settings=settings, plots=not args.no_plots, progress=not args.quiet,
+                          executor=make_executor(args.executor, args.workers, args.ray_address,
+                                                 args.gpus_per_candidate))
     if args.resume:
         search.resume(force=args.force)
     else:
@@ -144,7 +151,10 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
 def search_cnn(args: argparse.Namespace) -> CellGraph:
     """Run (or resume) a CNN search; returns graph-best."""
     search = make_search(args)
-    best = search.run()
+    try:
+        best = search.run()
+    finally:
+        search.executor.close()
     print(f"graph-best: {best!r}")
     print(f"wrote {os.path.join(args.model_root, 'graph-best')} (+ .json, .png), "
           "candidates.jsonl, logs and plots")

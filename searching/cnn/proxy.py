@@ -77,7 +77,7 @@ class CNNProxyEvaluator(Evaluator):
         self._batches = None  # built lazily on the worker's device, not pickled
 
     def __getstate__(self) -> Dict[str, Any]:
-        state = dict(self.__dict__)
+        state = super().__getstate__()
         state["_batches"] = None
         return state
 
@@ -122,6 +122,7 @@ class CNNProxyEvaluator(Evaluator):
             val_loss, val_acc = self._validate(model, val, cuda)
             curve.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                           "val_acc": val_acc, "seconds": time.perf_counter() - start})
+            self.report_epoch(curve[-1])
             if not math.isfinite(val_loss):
                 raise Diverged(f"validation loss is {val_loss} at epoch {epoch}")
             if val_acc > best_acc:
