@@ -144,3 +144,43 @@ def test_objectives():
     rnn = RNNObjective()(Result(metrics={"perplexity": 100.0}, macs=1e6))
     assert rnn == pytest.approx(25.0)
     assert RNNObjective()(Result(metrics={"perplexity": float("inf")}, macs=1e6)) == -math.inf
+
+
+@pytest.mark.parametrize("where", ["journal", "state"])
+def test_crash_during_a_write_resumes_cleanly(tmp_path, monkeypatch, where):
+    """Killed mid-write: a torn journal line or a half-written state file never survives."""
+    import searching.shrink as shrink
+    from api import atomic_io
+
+    ref, ref_best = run(tmp_path / "ref")
+    calls = {"n": 0}
+    real_append, real_replace = shrink.append_jsonl, atomic_io.os.replace
+
+    def torn_append(path, record):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            with open(path, "a") as f:
+                f.write(json.dumps(record)[:25])  # half a line, then the process dies
+            raise SystemExit("killed mid-append")
+        real_append(path, record)
+
+    def dying_replace(src, dst):
+        if str(dst).endswith("state.json"):
+            calls["n"] += 1
+            if calls["n"] == 6:
+                raise SystemExit("killed before the rename")
+        real_replace(src, dst)
+
+    if where == "journal":
+        monkeypatch.setattr(shrink, "append_jsonl", torn_append)
+    else:
+        monkeypatch.setattr(atomic_io.os, "replace", dying_replace)
+    with pytest.raises(SystemExit):
+        run(tmp_path / "crash")
+    monkeypatch.undo()
+    json.loads((tmp_path / "crash" / "state.json").read_text())  # never half-written
+    _, best = run(tmp_path / "crash", resume=True)
+    assert best == ref_best
+    assert (tmp_path / "crash" / "candidates.jsonl").read_text() == \
+        (tmp_path / "ref" / "candidates.jsonl").read_text()
+    assert not list((tmp_path / "crash").glob(".*.tmp"))  # temporaries are cleaned up
