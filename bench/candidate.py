@@ -1,0 +1,85 @@
+"""Seconds per candidate at the paper's proxy settings, and the projected search wall-clock.
+
+    python bench/candidate.py      # -> cnn_candidate_s=X rnn_candidate_s=Y
+
+CNN: a candidate of the reference search (the complete 8-node v3 cell minus one edge) trained
+on 5,000 / 1,000 real CIFAR-10 images for up to 20 epochs with the paper's early stops. RNN:
+the complete 6-node cell minus one edge on penn_proxy for 10 epochs. Runs on the device it
+finds (CUDA if present). ``--max_epochs`` caps the measured epochs on slow machines; the
+figure is then projected from the measured seconds per epoch and says so. The projected
+search counts the candidate trainings of a reference search (N=8, k=10 CNN: sum over steps
+of min(k, edges) = 235; N=6, k=10, keep 0.25 RNN: 110), one worker, no cache hits.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from api.datasets import load_images, make_proxy
+from api.graph import CellGraph
+from api.network import NetworkSpec
+from api.ops import draw_ops
+from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig
+
+
+def reference_candidates(e0: int, k: int, threshold: int) -> int:
+    """Candidate trainings of a search removing one edge per step from e0 down to threshold."""
+    return sum(min(k, e) for e in range(e0, threshold, -1))
+
+
+def cnn_candidate(args) -> tuple:
+    data = make_proxy(load_images("cifar10", args.cifar), 5000, 1000, 0)
+    graph = CellGraph.complete(8, draw_ops("v3", 8, np.random.default_rng(0))).remove_edge(0, 7)
+    epochs = min(20, args.max_epochs)
+    ev = CNNProxyEvaluator(data, NetworkSpec(), ProxyTrainConfig(epochs=epochs,
+                                                                 device=args.device))
+    start = time.perf_counter()
+    result = ev.evaluate(graph, 0)
+    seconds = time.perf_counter() - start
+    # A capped run that did not stop early is projected to the full 20 epochs.
+    projected = result.epochs == epochs < 20
+    per_candidate = seconds / result.epochs * 20 if projected else seconds
+    return per_candidate, projected, result
+
+
+def rnn_candidate(args) -> tuple:
+    try:
+        from searching.rnn.autoshrink_rnn import bench_candidate
+    except ImportError:
+        return float("nan"), False, None
+    return bench_candidate(args.ptb, max_epochs=min(10, args.max_epochs), device=args.device)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cifar", default="../shared/data/cifar10-subset")
+    p.add_argument("--ptb", default="../shared/data/penn_proxy")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max_epochs", type=int, default=20)
+    p.add_argument("--skip_cnn", action="store_true")
+    args = p.parse_args()
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if args.device == "auto" else args.device)
+    args.device = device
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU x{torch.get_num_threads()} threads"
+    cnn_s, cnn_proj, cnn_res = (float("nan"), False, None) if args.skip_cnn else cnn_candidate(args)
+    rnn_s, rnn_proj, rnn_res = rnn_candidate(args)
+    n_cnn, n_rnn = reference_candidates(28, 10, 0), reference_candidates(15, 10, 4)
+    print(f"device: {name}")
+    if cnn_res is not None:
+        print(f"CNN candidate: {cnn_res.epochs} epochs, val acc {cnn_res.metrics['accuracy']:.3f}, "
+              f"{cnn_s:.1f}s{' (projected to 20 epochs)' if cnn_proj else ''}; "
+              f"reference search {n_cnn} candidates -> {n_cnn * cnn_s / 3600:.2f} h on one worker")
+    if rnn_res is not None:
+        print(f"RNN candidate: {rnn_res.epochs} epochs, val ppl "
+              f"{rnn_res.metrics['perplexity']:.1f}, {rnn_s:.1f}s"
+              f"{' (projected to 10 epochs)' if rnn_proj else ''}; reference search {n_rnn} "
+              f"candidates -> {n_rnn * rnn_s / 3600:.2f} h on one worker")
+    print(f"cnn_candidate_s={cnn_s:.1f} rnn_candidate_s={rnn_s:.1f}")
+
+
+if __name__ == "__main__":
+    main()
