@@ -8,7 +8,7 @@ the complete 6-node cell minus one edge on penn_proxy for 10 epochs. Runs on the
 finds (CUDA if present). ``--max_epochs`` caps the measured epochs on slow machines; the
 figure is then projected from the measured seconds per epoch and says so. The projected
 search counts the candidate trainings of a reference search (N=8, k=10 CNN: sum over steps
-of min(k, edges) = 235; N=6, k=10, keep 0.25 RNN: 110), one worker, no cache hits.
+of min(k, edges) = 235; N=6, k=10, keep 0.25 RNN: 95), one worker, no cache hits.
 """
 from __future__ import annotations
 
