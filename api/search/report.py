@@ -1,7 +1,8 @@
 """Search logs and plots, regenerated from the search history after every step.
 
-Each log holds one ``edges<TAB>value`` line per step (the original's format); each plot draws
-that series against the edges left. Because everything is rebuilt from the journalled history
+Each log holds one ``x<TAB>value`` line per step, x being the edges left for AutoShrink (the
+original's format) or the candidates trained so far for random search; each plot draws that
+series against x. Because everything is rebuilt from the journalled history
 with atomic writes, a resumed search ends with exactly the files of an uninterrupted one.
 """
 from __future__ import annotations
@@ -30,27 +31,28 @@ def _fmt(value) -> str:
 
 def write_logs(root: str, history: List[Dict]) -> None:
     for stem, (key, _) in SERIES.items():
-        lines = "".join(f"{h['edges']}\t{_fmt(h.get(key))}\n" for h in history)
+        lines = "".join(f"{h['x']}\t{_fmt(h.get(key))}\n" for h in history)
         atomic_write_text(os.path.join(root, f"{stem}.log"), lines)
     atomic_write_text(os.path.join(root, "search.log"),
                       "".join(h["summary"] + "\n" for h in history))
 
 
-def write_plots(root: str, history: List[Dict], metric: str) -> None:
+def write_plots(root: str, history: List[Dict], metric: str, x_label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     for stem, (key, title) in SERIES.items():
-        points = [(h["edges"], h[key]) for h in history if h.get(key) is not None]
+        points = [(h["x"], h[key]) for h in history if h.get(key) is not None]
         fig, ax = plt.subplots(figsize=(5, 3.4))
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker="o", ms=3, lw=1.2)
-        ax.set_xlabel("edges left")
+        ax.set_xlabel(x_label)
         ax.set_ylabel(title.format(metric=metric))
-        ax.invert_xaxis()  # the search shrinks from left to right
+        if x_label == "edges left":
+            ax.invert_xaxis()  # the search shrinks from left to right
         ax.grid(alpha=0.3)
         fig.tight_layout()
         buf = io.BytesIO()
@@ -59,7 +61,8 @@ def write_plots(root: str, history: List[Dict], metric: str) -> None:
         atomic_write_bytes(os.path.join(root, PLOT_NAMES[stem]), buf.getvalue())
 
 
-def write_report(root: str, history: List[Dict], metric: str, plots: bool = True) -> None:
+def write_report(root: str, history: List[Dict], metric: str, x_label: str = "edges left",
+                 plots: bool = True) -> None:
     write_logs(root, history)
     if plots:
-        write_plots(root, history, metric)
+        write_plots(root, history, metric, x_label)
