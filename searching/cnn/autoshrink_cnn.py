@@ -10,19 +10,19 @@ graph-best, graph-<ratio>, candidates.jsonl, logs and plots into ``--model_root`
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Optional, Sequence
 
 import numpy as np
 
-from api.atomic_io import atomic_write_json
 from api.datasets import ProxyData, load_images, make_proxy
 from api.errors import UserError, run_cli
 from api.graph import CellGraph
 from api.ops import PROTOCOLS, draw_ops
-from api.search.executors import add_executor_flags, make_executor, resolve_threads
+from api.search.executors import add_executor_flags, resolve_threads
 from api.search.objectives import CNNObjective
 from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, proxy_spec_from_args
+from searching.runner import open_search, run_search
+from searching.search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
 # Flags that do not change results: excluded from the --resume settings check.
@@ -113,8 +113,12 @@ def load_proxy(args: argparse.Namespace) -> ProxyData:
     return make_proxy(splits, args.proxy_train, args.proxy_val, args.seed)
 
 
-def make_search(args: argparse.Namespace) -> ShrinkSearch:
-    """Build the evaluator and the search (started or resumed) from parsed flags."""
+def build_components(args: argparse.Namespace):
+    """Evaluator, objective, initial-graph maker and settings of a CNN search from its flags.
+
+    Shared by AutoShrink and the random-search baseline so that both train candidates the
+    same way.
+    """
     validate_args(args)
     data = load_proxy(args)
     spec = proxy_spec_from_args(args, data.num_classes, image_size=data.train_x.shape[-1],
@@ -123,42 +127,29 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
                                  batch_size=args.batch_size, patience=args.patience,
                                  device=args.device)
     evaluator = CNNProxyEvaluator(data, spec, train_cfg)
-    saved = ShrinkSearch.saved_settings(args.model_root) if args.resume else {}
+    saved = CellSearch.saved_settings(args.model_root) if args.resume else {}
     args.threads = evaluator.threads = resolve_threads(args.threads, args.workers,
                                                        saved.get("threads"))
     settings = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
-    search = ShrinkSearch(args.model_root, evaluator, CNNObjective(args.efficiency_weight),
-                          ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction,
-                                       seed=args.seed),
-                          settings=settings, plots=not args.no_plots, progress=not args.quiet,
-                          executor=make_executor(args.executor, args.workers, args.ray_address,
-                                                 args.gpus_per_candidate))
-    if args.resume:
-        search.resume(force=args.force)
-    else:
-        settings_net = {"space": "cnn", "network": spec.to_dict(), "protocol": args.protocol}
+    graph_settings = {"space": "cnn", "network": spec.to_dict(), "protocol": args.protocol}
 
-        def initial(rng: np.random.Generator) -> CellGraph:
-            ops = draw_ops(args.protocol, args.nodes, rng)
-            return CellGraph.random(args.nodes, ops, args.prob, rng, space="cnn",
-                                    settings=settings_net)
+    def initial(rng: np.random.Generator) -> CellGraph:
+        ops = draw_ops(args.protocol, args.nodes, rng)
+        return CellGraph.random(args.nodes, ops, args.prob, rng, space="cnn",
+                                settings=graph_settings)
 
-        search.start(initial)
-        atomic_write_json(os.path.join(args.model_root, "args.json"), vars(args))
-    return search
+    return evaluator, CNNObjective(args.efficiency_weight), initial, settings
+
+
+def make_search(args: argparse.Namespace) -> ShrinkSearch:
+    """The AutoShrink CNN search (started or resumed) from parsed flags."""
+    config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
+    return open_search(ShrinkSearch, config, args, args.model_root, build_components(args))
 
 
 def search_cnn(args: argparse.Namespace) -> CellGraph:
     """Run (or resume) a CNN search; returns graph-best."""
-    search = make_search(args)
-    try:
-        best = search.run()
-    finally:
-        search.executor.close()
-    print(f"graph-best: {best!r}")
-    print(f"wrote {os.path.join(args.model_root, 'graph-best')} (+ .json, .png), "
-          "candidates.jsonl, logs and plots")
-    return best
+    return run_search(make_search(args), args.model_root)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

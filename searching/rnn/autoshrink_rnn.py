@@ -1,0 +1,287 @@
+"""The RNN proxy evaluator and the RNN cell search built on the shared shrink loop.
+
+A candidate cell is trained from scratch as a small language model on the proxy corpus
+(penn_proxy) with the paper's settings: SGD lr 20 scaled by seq_len/35, bptt 35 (17 with
+probability 0.05), clip 0.25, batch 128 (eval 256), 10 epochs, lr / 10 after epochs E-4 and
+E-2 (never after epoch 0, the original's short-run bug), stop after 4 epochs without a better
+validation loss or when val loss > 3 x train loss. The result is the best validation
+perplexity and the paper's FLOPs proxy (counted edges x nhid^2). A diverged candidate (loss
+NaN or >= 30) raises :class:`Diverged`; the shared executor records it as failed, and a
+failed candidate is never chosen.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from api.atomic_io import atomic_write_json
+from api.device import resolve_device
+from api.graph import CellGraph
+from api.search.evaluator import Evaluator, Result
+from api.search.executors import make_executor, resolve_threads
+from api.search.objectives import RNNObjective
+from searching.rnn.data import Corpus, batchify, get_batch
+from searching.rnn.model import RNNModel, cell_flops, count_params
+from searching.rnn.utils import draw_ops, embedding_matrix, load_w2v, parse_ops
+from searching.shrink import ShrinkConfig, ShrinkSearch
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN/infinite or reached the divergence threshold."""
+
+
+@dataclass
+class RNNTrainConfig:
+    epochs: int = 10
+    lr: float = 20.0
+    clip: float = 0.25
+    batch_size: int = 128
+    eval_batch_size: int = 256
+    bptt: int = 35
+    short_prob: float = 0.05       # probability of a half-length (bptt / 2) sequence
+    wdecay: float = 0.0
+    patience: int = 4              # epochs without a better val loss before stopping
+    overfit_ratio: float = 3.0     # stop when val loss > ratio * train loss
+    diverge_loss: float = 30.0     # a loss at or above this (nats) is a divergence
+    dropout: float = 0.0
+    dropouth: float = 0.0
+    dropoutx: float = 0.0
+    dropouti: float = 0.0
+    dropoute: float = 0.0
+    device: str = "cpu"            # runtime: not part of the results' identity
+
+    def lr_drops_after(self, epoch: int) -> bool:
+        """lr / 10 after (0-based) epochs E-4 and E-2, but never after epoch 0."""
+        return epoch >= 1 and epoch in (self.epochs - 4, self.epochs - 2)
+
+
+@dataclass
+class LMData:
+    """Token streams of the proxy corpus (CPU) and the embedding initialisation."""
+
+    train: torch.Tensor
+    valid: torch.Tensor
+    ntokens: int
+    embedding: Optional[torch.Tensor]  # (ntokens, emsize); None: random U(-0.1, 0.1)
+
+
+class RNNProxyEvaluator(Evaluator):
+    """Trains candidate RNN cells as language models on token streams held on the device."""
+
+    metric = "perplexity"
+    higher_is_better = False
+
+    def __init__(self, data: LMData, emsize: int, nhid: int, config: RNNTrainConfig) -> None:
+        self.data, self.emsize, self.nhid, self.config = data, emsize, nhid, config
+        self._batches = None  # built lazily on the worker's device, not pickled
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = super().__getstate__()
+        state["_batches"] = None
+        return state
+
+    def describe(self) -> Dict[str, Any]:
+        cfg = asdict(self.config)
+        cfg.pop("device")
+        return {"emsize": self.emsize, "nhid": self.nhid, "ntokens": self.data.ntokens,
+                "train": cfg}
+
+    def _device_batches(self, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self._batches is None or self._batches[0].device != device:
+            cfg = self.config
+            self._batches = (batchify(self.data.train, cfg.batch_size, device),
+                             batchify(self.data.valid, cfg.eval_batch_size, device))
+        return self._batches
+
+    def build(self, graph: CellGraph) -> RNNModel:
+        cfg = self.config
+        return RNNModel(graph, self.data.ntokens, self.emsize, self.nhid,
+                        embedding=self.data.embedding, dropout=cfg.dropout,
+                        dropouth=cfg.dropouth, dropoutx=cfg.dropoutx, dropouti=cfg.dropouti,
+                        dropoute=cfg.dropoute)
+
+    def evaluate(self, graph: CellGraph, seed: int) -> Result:
+        cfg = self.config
+        start = time.perf_counter()
+        device = resolve_device(cfg.device)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)  # sequence lengths
+        gen = torch.Generator(device=device).manual_seed(seed)  # dropout masks (if any)
+        model = self.build(graph).to(device)
+        params = list(model.parameters())
+        opt = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.wdecay)
+        train, valid = self._device_batches(device)
+        best_val, best_epoch, curve = math.inf, -1, []
+        for epoch in range(cfg.epochs):
+            train_loss = self._train_epoch(model, opt, params, train, rng, gen)
+            val_loss = self.evaluate_loss(model, valid)
+            if not math.isfinite(val_loss) or val_loss >= cfg.diverge_loss:
+                raise Diverged(f"validation loss is {val_loss:.4g} after epoch {epoch + 1}")
+            seconds = time.perf_counter() - start
+            curve.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
+                          "train_loss": train_loss, "val_loss": val_loss,
+                          "val_ppl": math.exp(val_loss), "seconds": seconds})
+            left = seconds / (epoch + 1) * (cfg.epochs - epoch - 1)
+            self.report_epoch({"epoch": f"{epoch + 1}/{cfg.epochs}",
+                               "val_ppl": f"{math.exp(val_loss):.1f}",
+                               "s/epoch": f"{seconds / (epoch + 1):.1f}",
+                               "candidate_eta": f"{int(left) // 60}:{int(left) % 60:02d}"})
+            if val_loss < best_val:
+                best_val, best_epoch = val_loss, epoch
+            if cfg.lr_drops_after(epoch):
+                for group in opt.param_groups:
+                    group["lr"] /= 10.0
+            if epoch - best_epoch >= cfg.patience:
+                break
+            if val_loss > cfg.overfit_ratio * train_loss:
+                break
+        result = Result(status="ok", metrics={"perplexity": math.exp(best_val),
+                                              "val_loss": best_val},
+                        macs=cell_flops(graph, self.nhid), params=count_params(model),
+                        seconds=time.perf_counter() - start, epochs=len(curve))
+        result.curve = curve  # per-epoch figures (kept off the constructor on purpose)
+        return result
+
+    def _train_epoch(self, model: RNNModel, opt, params, train: torch.Tensor,
+                     rng: np.random.Generator, gen) -> float:
+        """One pass over the training stream; returns the token-weighted mean loss."""
+        cfg = self.config
+        model.train()
+        hidden = model.init_hidden(cfg.batch_size)
+        base_lr = opt.param_groups[0]["lr"]
+        total, count, i = 0.0, 0, 0
+        while i < train.size(0) - 2:
+            bptt = cfg.bptt if rng.random() >= cfg.short_prob else cfg.bptt / 2.0
+            seq_len = max(int(bptt), 1)
+            for group in opt.param_groups:
+                group["lr"] = base_lr * seq_len / cfg.bptt
+            inputs, targets = get_batch(train, i, seq_len)
+            loss, hidden = model.loss(inputs, targets, hidden.detach(),
+                                      gen if model.training else None)
+            value = loss.item()
+            if not math.isfinite(value) or value >= cfg.diverge_loss:
+                raise Diverged(f"training loss is {value:.4g} (diverged)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
+            total += value * targets.numel()
+            count += targets.numel()
+            i += seq_len
+        for group in opt.param_groups:
+            group["lr"] = base_lr
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def evaluate_loss(self, model: RNNModel, data: torch.Tensor) -> float:
+        """Mean next-word loss over a batchified stream (bptt windows, hidden carried)."""
+        model.eval()
+        hidden = model.init_hidden(data.size(1))
+        total, count = 0.0, 0
+        for i in range(0, data.size(0) - 1, self.config.bptt):
+            inputs, targets = get_batch(data, i, self.config.bptt)
+            loss, hidden = model.loss(inputs, targets, hidden)
+            total += loss.item() * targets.numel()
+            count += targets.numel()
+        return total / max(count, 1)
+
+
+# ---------------------------------------------------------------------------------- search
+# Flags that do not change results: excluded from the --resume settings check.
+RUNTIME_FLAGS = {"save", "resume", "force", "device", "data", "emb_path", "quiet", "no_plots",
+                 "executor", "workers", "ray_address", "gpus_per_candidate"}
+
+
+def load_data(args: argparse.Namespace) -> LMData:
+    """The corpus streams and the embedding init (w2v.pkl, or random with --emb_path none)."""
+    corpus = Corpus(args.data)
+    vectors = None
+    if str(args.emb_path).lower() != "none":
+        vectors = load_w2v(args.emb_path)
+    emb = embedding_matrix(corpus.dictionary.idx2word, args.emsize, vectors, args.seed)
+    return LMData(corpus.train, corpus.valid, corpus.ntokens, emb)
+
+
+def train_config_from_args(args: argparse.Namespace) -> RNNTrainConfig:
+    return RNNTrainConfig(
+        epochs=args.epochs, lr=args.lr, clip=args.clip, batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size, bptt=args.bptt, wdecay=args.wdecay,
+        patience=args.patience, dropout=args.dropout, dropouth=args.dropouth,
+        dropoutx=args.dropoutx, dropouti=args.dropouti, dropoute=args.dropoute,
+        device=args.device)
+
+
+def initial_graph(args: argparse.Namespace, rng: np.random.Generator,
+                  settings: Dict[str, Any]) -> CellGraph:
+    """The starting DAG: complete (or --prob) on --nodes, ops from --ops or the seeded RNG."""
+    ops = parse_ops(args.ops, args.nodes) if args.ops else draw_ops(args.nodes, rng)
+    return CellGraph.random(args.nodes, ops, args.prob, rng, space="rnn", settings=settings)
+
+
+def make_search(args: argparse.Namespace) -> ShrinkSearch:
+    """Build the evaluator and the search (started or resumed) from parsed flags."""
+    if args.ops:
+        parse_ops(args.ops, args.nodes)  # a bad --ops fails before the data is read
+    data = load_data(args)
+    evaluator = RNNProxyEvaluator(data, args.emsize, args.nhid, train_config_from_args(args))
+    saved = ShrinkSearch.saved_settings(args.save) if args.resume else {}
+    args.threads = evaluator.threads = resolve_threads(args.threads, args.workers,
+                                                       saved.get("threads"))
+    settings = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
+    search = ShrinkSearch(args.save, evaluator, RNNObjective(args.efficiency_weight),
+                          ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction,
+                                       seed=args.seed),
+                          settings=settings, plots=not args.no_plots, progress=not args.quiet,
+                          executor=make_executor(args.executor, args.workers, args.ray_address,
+                                                 args.gpus_per_candidate))
+    if args.resume:
+        search.resume(force=args.force)
+    else:
+        net = {"space": "rnn", "emsize": args.emsize, "nhid": args.nhid,
+               "nhidlast": args.nhidlast, "ntokens": data.ntokens}
+        search.start(lambda rng: initial_graph(args, rng, net))
+        atomic_write_json(os.path.join(args.save, "args.json"), vars(args))
+    return search
+
+
+def search_rnn(args: argparse.Namespace) -> CellGraph:
+    """Run (or resume) an RNN cell search; returns graph-best."""
+    search = make_search(args)
+    try:
+        best = search.run()
+    finally:
+        search.executor.close()
+    print(f"graph-best: {best!r}")
+    print(f"wrote {os.path.join(args.save, 'graph-best')} (+ .json, .png), candidates.jsonl, "
+          "logs and plots")
+    return best
+
+
+def bench_candidate(data_dir: str, max_epochs: int = 10, device: str = "auto",
+                    emb_path: Optional[str] = None, seed: int = 0) -> Tuple[float, bool, Result]:
+    """Seconds of one reference candidate (bench/candidate.py): the complete 6-node cell with
+    node ops identity, relu, tanh, identity, identity minus edge 0->5 (14 edges), penn_proxy,
+    paper settings. A run capped below 10 epochs is projected to 10 from its s/epoch."""
+    corpus = Corpus(data_dir)
+    vectors = load_w2v(emb_path) if emb_path else None
+    emb = embedding_matrix(corpus.dictionary.idx2word, 100, vectors, seed)
+    data = LMData(corpus.train, corpus.valid, corpus.ntokens, emb)
+    epochs = min(10, max_epochs)
+    ev = RNNProxyEvaluator(data, 100, 100, RNNTrainConfig(epochs=epochs, device=device))
+    ops = ["input", "identity", "relu", "tanh", "identity", "identity"]
+    graph = CellGraph.complete(6, ops, space="rnn").remove_edge(0, 5)
+    result = ev.evaluate(graph, seed)
+    projected = result.epochs == epochs < 10
+    seconds = result.seconds / result.epochs * 10 if projected else result.seconds
+    return seconds, projected, result
+
+
+__all__ = ["Diverged", "bench_candidate", "LMData", "RNNProxyEvaluator", "RNNTrainConfig", "make_search",
+           "search_rnn", "load_data"]
