@@ -22,7 +22,10 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     rows = dy + torch.arange(h, device=x.device).view(1, h, 1)       # (n, h, 1)
     cols = dx + torch.arange(w, device=x.device).view(1, 1, w)       # (n, 1, w)
     batch = torch.arange(n, device=x.device).view(n, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    # contiguous NCHW: the gather leaves NHWC strides, and on CPU oneDNN 3.13's weight
+    # gradient of a strided 1x1 conv with 2-7 NHWC input channels corrupts memory (torch 2.15).
+    # The trainer converts to channels_last itself where that is wanted (CUDA).
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -23,7 +23,7 @@ as a TF L2 loss is: its gradient is added before the RMS normalisation.
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List
+from typing import Dict, List
 
 import torch
 from torch import nn
@@ -150,5 +150,4 @@ def scaled_lr(lr_per_ref: float, global_batch: int, ref_batch: int = 128) -> flo
     return lr_per_ref * global_batch / ref_batch
 
 
-__all__: Iterable[str] = ["RMSpropTF", "weight_decay_groups", "WarmupCosine", "WarmupCosineLR",
-                          "scaled_lr"]
+__all__ = ["RMSpropTF", "weight_decay_groups", "WarmupCosine", "WarmupCosineLR", "scaled_lr"]

@@ -137,6 +137,7 @@ class Trainer:
         self.step = 0
         self.best_top1 = -1.0
         self.best_epoch = 0
+        self.best_key = "ema_top1" if self.ema is not None else "top1"  # selects best.pt
         self.ddp = self.model
         if self.env.distributed:
             device_ids = [self.env.device] if self.env.device.type == "cuda" else None
@@ -153,8 +154,8 @@ class Trainer:
             record = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if (epoch + 1) % self.config.eval_every == 0 or epoch + 1 == self.config.epochs:
                 record.update(self.validate())
-            if record.get("top1", -1.0) > self.best_top1:
-                self.best_top1, self.best_epoch = record["top1"], epoch + 1
+            if record.get(self.best_key, -1.0) > self.best_top1:
+                self.best_top1, self.best_epoch = record[self.best_key], epoch + 1
                 record["is_best"] = True
             if self.env.is_main:
                 self.log.log(record)
@@ -253,8 +254,9 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise UserError(f"{path} does not match this model/optimizer ({exc}); use a new "
-                            "--output") from exc
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{path} does not match this model/optimizer ({first}); use a "
+                            "new --output") from exc
         self.step = int(state["step"])
         self.best_top1 = float(state["best_top1"])
         self.best_epoch = int(state["best_epoch"])
@@ -275,6 +277,7 @@ class Trainer:
         evals = [r for r in records if "top1" in r]
         final = {"epochs": self.config.epochs, "steps": self.step,
                  "best_top1": self.best_top1, "best_epoch": self.best_epoch,
+                 "best_metric": self.best_key,
                  "train_seconds": sum(r.get("seconds", 0.0) for r in records),
                  "last": records[-1] if records else {}}
         if evals:
@@ -306,7 +309,10 @@ def _arch(model_spec: Dict[str, Any]) -> Tuple:
 
 
 def check_output(output: Path, resume: bool) -> None:
-    """Refuse to silently overwrite a run: an output folder with a checkpoint needs --resume."""
+    """Refuse to silently overwrite a run (a checkpoint there needs --resume), and fail fast
+    on --resume without a checkpoint, before any data is read."""
+    if resume and last_checkpoint(output) is None:
+        raise UserError(f"--resume: no checkpoint ({LAST}) in {output}; start without --resume")
     if not resume and last_checkpoint(output) is not None:
         raise UserError(f"{output} already holds a run ({LAST}); pass --resume to continue it "
                         "or choose another --output")
