@@ -63,3 +63,13 @@ def test_make_divisible_and_spec_validation():
         NetworkSpec(scale=[1, 2], pool=[1], replicate=[1, 1])
     with pytest.raises(UserError):
         NetworkSpec(pool=[0, 2, 2])
+
+
+def test_cpu_channels_last_guard():
+    """Tiny channel counts into a strided 1x1 projection crash PyTorch's CPU channels_last."""
+    from api.network import cpu_channels_last_ok
+
+    g = CellGraph.complete(3, ["input", "Conv1x1", "Conv1x1"])
+    tiny = NetworkSpec(scale=[0.25, 0.25], pool=[1, 2], replicate=[1, 1], stem_channels=4)
+    assert not cpu_channels_last_ok(build_network(g, tiny))
+    assert cpu_channels_last_ok(build_network(g, NetworkSpec()))

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 
 from api.complexity import count_macs, count_params
 from api.datasets import DeviceBatches, ProxyData
+from api.distributed import resolve_device
 from api.graph import CellGraph
-from api.network import NetworkSpec, build_network
+from api.network import NetworkSpec, build_network, cpu_channels_last_ok
 from api.search.evaluator import Evaluator, Result
 
 
@@ -39,19 +40,8 @@ class ProxyTrainConfig:
     min_acc_epoch: int = 3           # at this epoch ...
     min_acc: float = 0.2             # ... stop if val accuracy is below this
     overfit_ratio: float = 3.0       # stop when val loss > ratio * train loss
-    channels_last: bool = True       # faster on CUDA and on CPU (oneDNN), same results
+    channels_last: bool = True       # faster on CUDA and CPU; CPU only where safe (see network)
     device: str = "cpu"
-
-
-def resolve_device(name: str) -> torch.device:
-    from api.errors import UserError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here (use --device cpu)")
-    return device
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float):
@@ -108,7 +98,8 @@ class CNNProxyEvaluator(Evaluator):
         size = (self.spec.in_channels, self.spec.image_size, self.spec.image_size)
         macs, params = count_macs(model, size), count_params(model)
         cuda = device.type == "cuda"
-        fmt = torch.channels_last if cfg.channels_last else torch.preserve_format
+        layout_ok = cuda or cpu_channels_last_ok(model)
+        fmt = torch.channels_last if cfg.channels_last and layout_ok else torch.contiguous_format
         model = model.to(device, memory_format=fmt)
         if cuda:
             torch.backends.cudnn.benchmark = True
@@ -118,8 +109,8 @@ class CNNProxyEvaluator(Evaluator):
         best_acc, best_epoch, epochs, curve = 0.0, 0, 0, []
         for epoch in range(1, cfg.epochs + 1):
             epochs = epoch
-            train_loss = self._train_epoch(model, opt, train, gen, cuda)
-            val_loss, val_acc = self._validate(model, val, cuda)
+            train_loss = self._train_epoch(model, opt, train, gen, cuda, fmt)
+            val_loss, val_acc = self._validate(model, val, cuda, fmt)
             curve.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                           "val_acc": val_acc, "seconds": time.perf_counter() - start})
             self.report_epoch(curve[-1])
@@ -136,13 +127,14 @@ class CNNProxyEvaluator(Evaluator):
         return Result(status="ok", metrics={"accuracy": best_acc}, macs=macs, params=params,
                       seconds=time.perf_counter() - start, epochs=epochs, curve=curve)
 
-    def _train_epoch(self, model, opt, data: DeviceBatches, gen, cuda: bool) -> float:
+    def _train_epoch(self, model, opt, data: DeviceBatches, gen, cuda: bool, fmt) -> float:
         cfg = self.config
         model.train()
         total_loss = torch.zeros((), device=data.y.device)
         correct = torch.zeros((), device=data.y.device, dtype=torch.long)
         seen = 0
         for x, y in data.batches(cfg.batch_size, gen):
+            x = x.contiguous(memory_format=fmt)  # no-op unless the layout was unsafe
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)
@@ -161,10 +153,11 @@ class CNNProxyEvaluator(Evaluator):
         return mean_loss
 
     @torch.no_grad()
-    def _validate(self, model, data: DeviceBatches, cuda: bool):
+    def _validate(self, model, data: DeviceBatches, cuda: bool, fmt):
         model.eval()
         total_loss, correct = 0.0, 0
         for x, y in data.batches(self.config.val_batch_size):
+            x = x.contiguous(memory_format=fmt)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 logits = model(x).float()
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
