@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
@@ -21,15 +20,17 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from api.atomic_io import atomic_write_json
-from api.device import resolve_device
+from api.distributed import resolve_device
+from api.errors import UserError
 from api.graph import CellGraph
 from api.search.evaluator import Evaluator, Result
-from api.search.executors import make_executor, resolve_threads
+from api.search.executors import resolve_threads
 from api.search.objectives import RNNObjective
 from searching.rnn.data import Corpus, batchify, get_batch
 from searching.rnn.model import RNNModel, cell_flops, count_params
 from searching.rnn.utils import draw_ops, embedding_matrix, load_w2v, parse_ops
+from searching.runner import open_search, run_search
+from searching.search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
 
@@ -225,43 +226,63 @@ def initial_graph(args: argparse.Namespace, rng: np.random.Generator,
     return CellGraph.random(args.nodes, ops, args.prob, rng, space="rnn", settings=settings)
 
 
-def make_search(args: argparse.Namespace) -> ShrinkSearch:
-    """Build the evaluator and the search (started or resumed) from parsed flags."""
+def validate_args(args: argparse.Namespace) -> None:
+    """Fill the size defaults and refuse out-of-range values with one clear line."""
+    args.nhid = args.emsize if args.nhid is None else args.nhid
+    args.nhidlast = args.emsize if args.nhidlast is None else args.nhidlast
+    if args.nodes < 2:
+        raise UserError(f"--nodes must be at least 2, got {args.nodes}")
+    if args.max_steps < 1:
+        raise UserError(f"--max_steps (k) must be at least 1, got {args.max_steps}")
+    for flag in ("emsize", "epochs", "batch_size", "eval_batch_size", "patience"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.bptt < 2:
+        raise UserError(f"--bptt must be at least 2, got {args.bptt}")
+    if args.nhid != args.emsize or args.nhidlast != args.emsize:
+        raise UserError(f"the decoder is tied to the embedding, so --nhid ({args.nhid}) and "
+                        f"--nhidlast ({args.nhidlast}) must equal --emsize ({args.emsize})")
+    for flag in ("lr", "clip"):
+        if not getattr(args, flag) > 0:
+            raise UserError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    if args.wdecay < 0:
+        raise UserError(f"--wdecay must be >= 0, got {args.wdecay}")
+    for flag in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
+        if not 0.0 <= getattr(args, flag) < 1.0:
+            raise UserError(f"--{flag} must be in [0, 1), got {getattr(args, flag)}")
+    if not 0.0 < args.prob <= 1.0:
+        raise UserError(f"--prob must be in (0, 1], got {args.prob}")
+    if not 0.0 <= args.keep_fraction < 1.0:
+        raise UserError(f"--keep_fraction must be in [0, 1), got {args.keep_fraction}")
     if args.ops:
-        parse_ops(args.ops, args.nodes)  # a bad --ops fails before the data is read
+        parse_ops(args.ops, args.nodes)
+
+
+def build_components(args: argparse.Namespace):
+    """Evaluator, objective, initial-graph maker and settings of an RNN search from its flags
+    (shared by AutoShrink and the random-search baseline)."""
+    validate_args(args)
     data = load_data(args)
     evaluator = RNNProxyEvaluator(data, args.emsize, args.nhid, train_config_from_args(args))
-    saved = ShrinkSearch.saved_settings(args.save) if args.resume else {}
+    saved = CellSearch.saved_settings(args.save) if args.resume else {}
     args.threads = evaluator.threads = resolve_threads(args.threads, args.workers,
                                                        saved.get("threads"))
     settings = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
-    search = ShrinkSearch(args.save, evaluator, RNNObjective(args.efficiency_weight),
-                          ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction,
-                                       seed=args.seed),
-                          settings=settings, plots=not args.no_plots, progress=not args.quiet,
-                          executor=make_executor(args.executor, args.workers, args.ray_address,
-                                                 args.gpus_per_candidate))
-    if args.resume:
-        search.resume(force=args.force)
-    else:
-        net = {"space": "rnn", "emsize": args.emsize, "nhid": args.nhid,
-               "nhidlast": args.nhidlast, "ntokens": data.ntokens}
-        search.start(lambda rng: initial_graph(args, rng, net))
-        atomic_write_json(os.path.join(args.save, "args.json"), vars(args))
-    return search
+    net = {"space": "rnn", "emsize": args.emsize, "nhid": args.nhid,
+           "nhidlast": args.nhidlast, "ntokens": data.ntokens}
+    return (evaluator, RNNObjective(args.efficiency_weight),
+            lambda rng: initial_graph(args, rng, net), settings)
+
+
+def make_search(args: argparse.Namespace) -> ShrinkSearch:
+    """The AutoShrink RNN search (started or resumed) from parsed flags."""
+    config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
+    return open_search(ShrinkSearch, config, args, args.save, build_components(args))
 
 
 def search_rnn(args: argparse.Namespace) -> CellGraph:
     """Run (or resume) an RNN cell search; returns graph-best."""
-    search = make_search(args)
-    try:
-        best = search.run()
-    finally:
-        search.executor.close()
-    print(f"graph-best: {best!r}")
-    print(f"wrote {os.path.join(args.save, 'graph-best')} (+ .json, .png), candidates.jsonl, "
-          "logs and plots")
-    return best
+    return run_search(make_search(args), args.save)
 
 
 def bench_candidate(data_dir: str, max_epochs: int = 10, device: str = "auto",
@@ -283,5 +304,5 @@ def bench_candidate(data_dir: str, max_epochs: int = 10, device: str = "auto",
     return seconds, projected, result
 
 
-__all__ = ["Diverged", "bench_candidate", "LMData", "RNNProxyEvaluator", "RNNTrainConfig", "make_search",
-           "search_rnn", "load_data"]
+__all__ = ["Diverged", "bench_candidate", "LMData", "RNNProxyEvaluator", "RNNTrainConfig",
+           "build_components", "make_search", "search_rnn", "validate_args", "load_data"]

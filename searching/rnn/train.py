@@ -1,0 +1,89 @@
+"""AutoShrink RNN cell search (CLI).
+
+    python searching/rnn/train.py --nodes 6 --data ./data/penn_proxy/ \
+        --emb_path ./searching/rnn/w2v.pkl --emsize 100 --nhidlast 100 --lr 20 --clip 0.25 \
+        --epochs 10 --batch_size 128
+
+Starts from the complete DAG on ``--nodes`` nodes (node ops drawn from tanh, relu, sigmoid,
+identity with the seeded RNG, or fixed with ``--ops``) and removes one edge per step, training
+``--max_steps`` (k) candidate language models per step on the proxy corpus, until
+round(0.25 * E0) edges remain. Writes graph-best, graph-<ratio>, candidates.jsonl, logs and
+plots into ``--save``. Make ``--emb_path`` with ``searching/rnn/preprocess.py``.
+"""
+from __future__ import annotations
+
+import os
+
+# Before torch loads OpenMP: idle worker threads sleep instead of spinning. The search runs
+# thousands of small ops between multi-threaded matmuls; spinning threads then fight the
+# main thread (and other processes) for cores, which made epochs up to 1.5x slower on 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+from typing import Optional, Sequence  # noqa: E402
+
+from api.errors import run_cli  # noqa: E402
+from api.search.executors import add_executor_flags  # noqa: E402
+# build_components is re-exported for searching/random_search.py
+from searching.rnn.autoshrink_rnn import build_components, search_rnn  # noqa: E402,F401
+from searching.rnn.utils import RNN_OPS  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("search space")
+    g.add_argument("--nodes", type=int, default=6, help="nodes N of the cell DAG (N=6: 15 edges)")
+    g.add_argument("--ops", default=None,
+                   help=f"fix the node ops instead of drawing them: comma-separated, one per "
+                        f"node 1..N-1, from {', '.join(RNN_OPS)}")
+    g.add_argument("--prob", type=float, default=1.0,
+                   help="probability of each edge in the initial DAG (1.0: complete)")
+    g = p.add_argument_group("language model")
+    g.add_argument("--data", default="./data/penn_proxy",
+                   help="PTB-format corpus folder (train.txt, valid.txt, test.txt)")
+    g.add_argument("--emb_path", default="./searching/rnn/w2v.pkl",
+                   help="word vectors from preprocess.py, or 'none' for random initialisation")
+    g.add_argument("--emsize", type=int, default=100, help="embedding size")
+    g.add_argument("--nhid", type=int, default=None, help="cell state size (default: --emsize)")
+    g.add_argument("--nhidlast", type=int, default=None,
+                   help="size of the last (only) layer; the decoder is tied to the embedding, "
+                        "so it must equal --emsize (default: --emsize)")
+    for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
+        g.add_argument(f"--{name}", type=float, default=0.0,
+                       help="DARTS dropout (0 during search)")
+    g = p.add_argument_group("search")
+    g.add_argument("--save", default="./search-rnn", help="output folder of the search")
+    g.add_argument("--max_steps", type=int, default=10,
+                   help="k: candidates (edge removals) trained per step")
+    g.add_argument("--keep_fraction", type=float, default=0.25,
+                   help="stop when round(E0 * keep_fraction) edges remain")
+    g.add_argument("--efficiency_weight", type=float, default=1.0,
+                   help="score = (200 - ppl) * 0.25 - w * (log10(FLOPs) - 6)")
+    g.add_argument("--seed", type=int, default=0, help="seeds ops, edge order and training")
+    g.add_argument("--resume", action="store_true", help="continue the search in --save")
+    g.add_argument("--force", action="store_true",
+                   help="with --resume: continue even if flags differ from the saved search")
+    g = p.add_argument_group("proxy training (paper defaults)")
+    g.add_argument("--epochs", type=int, default=10, help="max epochs per candidate")
+    g.add_argument("--lr", type=float, default=20.0, help="SGD lr (scaled by seq_len / bptt)")
+    g.add_argument("--clip", type=float, default=0.25, help="gradient norm clipping")
+    g.add_argument("--batch_size", type=int, default=128)
+    g.add_argument("--eval_batch_size", type=int, default=256)
+    g.add_argument("--bptt", type=int, default=35,
+                   help="sequence length (half of it with probability 0.05)")
+    g.add_argument("--wdecay", type=float, default=0.0, help="SGD weight decay")
+    g.add_argument("--patience", type=int, default=4, help="epochs without val improvement")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--no_plots", action="store_true", help="skip PNG plots and drawings")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_executor_flags(p)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    search_rnn(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main)

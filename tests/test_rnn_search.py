@@ -1,0 +1,227 @@
+"""The RNN proxy evaluator, the RNN search and its CLI (tiny synthetic corpora, CPU)."""
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from api.atomic_io import read_jsonl
+from api.errors import UserError
+from api.graph import CellGraph
+from api.search.objectives import RNNObjective
+from searching.rnn.autoshrink_rnn import LMData, RNNProxyEvaluator, RNNTrainConfig
+from searching.rnn.data import Corpus
+from searching.rnn.train import main as train_main
+from searching.rnn.utils import embedding_matrix
+from searching.shrink import ShrinkConfig, ShrinkSearch
+
+REPO = Path(__file__).resolve().parents[1]
+PENN_PROXY = REPO.parent / "shared" / "data" / "penn_proxy"
+OPS = ["input", "identity", "relu", "tanh"]
+
+
+def write_corpus(root: Path, lines: int = 120, seed: int = 0) -> Path:
+    """A tiny PTB-format corpus with some structure (word i+1 often follows word i)."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", lines), ("valid", 20), ("test", 20)):
+        out = []
+        for _ in range(n):
+            w = int(rng.integers(0, 20))
+            sent = []
+            for _ in range(int(rng.integers(4, 10))):
+                sent.append(f"w{w}")
+                w = (w + 1) % 20 if rng.random() < 0.7 else int(rng.integers(0, 20))
+            out.append(" " + " ".join(sent) + " ")
+        (root / f"{split}.txt").write_text("\n".join(out) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("ptb"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is fastest, and immune to a busy machine's other core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**kw) -> RNNTrainConfig:
+    return replace(RNNTrainConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=6), **kw)
+
+
+def make_evaluator(corpus_dir, emsize=8, **kw) -> RNNProxyEvaluator:
+    c = Corpus(str(corpus_dir))
+    data = LMData(c.train, c.valid, c.ntokens,
+                  embedding_matrix(c.dictionary.idx2word, emsize, None, 0))
+    return RNNProxyEvaluator(data, emsize, emsize, tiny_config(**kw))
+
+
+def test_lr_drops_only_after_epoch_zero():
+    drops = {e: [i for i in range(e) if RNNTrainConfig(epochs=e).lr_drops_after(i)]
+             for e in (1, 2, 3, 4, 10)}
+    assert drops == {1: [], 2: [], 3: [1], 4: [2], 10: [6, 8]}
+
+
+def test_evaluator_measures_perplexity_and_flops_deterministically(corpus_dir):
+    ev = make_evaluator(corpus_dir)
+    graph = CellGraph.complete(4, OPS, space="rnn").remove_edge(0, 3)
+    a, b = ev.evaluate(graph, seed=5), ev.evaluate(graph, seed=5)
+    assert a.ok and a.metrics == b.metrics and a.curve[-1]["val_loss"] == b.curve[-1]["val_loss"]
+    assert a.metrics["perplexity"] == pytest.approx(math.exp(a.metrics["val_loss"]))
+    assert a.metrics["perplexity"] < ev.data.ntokens  # better than uniform
+    assert a.macs == graph.num_edges * 8 ** 2  # the paper's FLOPs proxy
+    assert a.epochs == 2 and len(a.curve) == 2
+    assert ev.evaluate(graph, seed=6).metrics != a.metrics
+    assert RNNObjective()(a) == pytest.approx(
+        (200 - a.metrics["perplexity"]) * 0.25 - (math.log10(a.macs) - 6))
+    empty = CellGraph(np.zeros((4, 4), dtype=int), OPS, space="rnn")
+    assert ev.evaluate(empty, seed=0).ok  # the empty cell trains too
+    restored = pickle.loads(pickle.dumps(ev))  # evaluators go to worker processes
+    assert restored.evaluate(graph, seed=5).metrics == a.metrics
+
+
+class DivergesWithout(RNNProxyEvaluator):
+    """Trains candidates missing ``edge`` with an absurd learning rate."""
+
+    edge = (0, 1)
+
+    def evaluate(self, graph, seed):
+        if not graph.mask[self.edge]:
+            original = self.config
+            self.config = replace(original, lr=1e12)
+            try:
+                return super().evaluate(graph, seed)
+            finally:
+                self.config = original
+        return super().evaluate(graph, seed)
+
+
+def test_diverging_candidate_is_failed_and_never_chosen(corpus_dir, tmp_path):
+    base = make_evaluator(corpus_dir)
+    ev = DivergesWithout(base.data, 8, 8, base.config)
+    with pytest.raises(Exception, match="diverged|validation loss"):
+        ev.evaluate(CellGraph.complete(3, OPS[:3], space="rnn").remove_edge(0, 1), 0)
+    search = ShrinkSearch(str(tmp_path / "s"), ev, RNNObjective(),
+                          ShrinkConfig(k=3, keep_fraction=0.5, seed=0), plots=False,
+                          progress=False)
+    search.start(lambda rng: CellGraph.complete(3, OPS[:3], space="rnn"))
+    best = search.run()
+    recs = read_jsonl(tmp_path / "s" / "candidates.jsonl")
+    failed = [r for r in recs if r["status"] == "failed"]
+    assert len(recs) == 3 and len(failed) == 1
+    assert failed[0]["edge"] == [0, 1] and failed[0]["score"] is None
+    assert "Diverged" in failed[0]["error"]
+    assert search.state["history"][0]["removed_edge"] != [0, 1]
+    assert best.mask[0, 1] == 1
+
+
+def cli_args(corpus_dir, save, *extra):
+    return ["--nodes", "3", "--data", str(corpus_dir), "--emb_path", "none", "--emsize", "8",
+            "--epochs", "1", "--batch_size", "8", "--eval_batch_size", "8", "--bptt", "6",
+            "--max_steps", "2", "--save", str(save), "--quiet", "--no_plots", *extra]
+
+
+def journal(root):
+    return [{k: v for k, v in r.items() if k != "seconds"}
+            for r in read_jsonl(Path(root) / "candidates.jsonl")]
+
+
+def test_same_seed_same_search(corpus_dir, tmp_path):
+    train_main(cli_args(corpus_dir, tmp_path / "a", "--seed", "3"))
+    train_main(cli_args(corpus_dir, tmp_path / "b", "--seed", "3"))
+    assert journal(tmp_path / "a") == journal(tmp_path / "b")
+    best = [json.loads((tmp_path / r / "graph-best.json").read_text()) for r in "ab"]
+    for g in best:
+        g["meta"].pop("seconds")
+    assert best[0] == best[1]
+    train_main(cli_args(corpus_dir, tmp_path / "a", "--seed", "3", "--resume"))  # done: no-op
+    with pytest.raises(UserError, match="--lr"):
+        train_main(cli_args(corpus_dir, tmp_path / "a", "--seed", "3", "--resume", "--lr", "5"))
+
+
+def test_fixed_ops(corpus_dir, tmp_path):
+    train_main(cli_args(corpus_dir, tmp_path / "o", "--ops", "identity,relu",
+                        "--max_steps", "1", "--keep_fraction", "0.5"))
+    g = json.loads((tmp_path / "o" / "graph-best.json").read_text())
+    assert g["ops_def"][1:] == ["identity", "relu"] and g["space"] == "rnn"
+
+
+def test_bad_input_is_one_clear_line(corpus_dir, tmp_path):
+    cases = {
+        ("--data", str(tmp_path / "nowhere")): "corpus folder not found",
+        ("--emb_path", str(tmp_path / "w2v.pkl")): "python searching/rnn/preprocess.py",
+        ("--nhidlast", "16"): "must equal --emsize",
+        ("--ops", "tanh,swish"): "unknown op",
+        ("--ops", "tanh"): "needs 2",
+        ("--nodes", "1"): "--nodes must be at least 2",
+        ("--lr", "0"): "--lr must be positive",
+    }
+    for extra, message in cases.items():
+        with pytest.raises(UserError, match=message):
+            train_main(cli_args(corpus_dir, tmp_path / "x", *extra))
+    not_w2v = tmp_path / "graph.pkl"
+    not_w2v.write_bytes(pickle.dumps(CellGraph.complete(3, OPS[:3])))
+    with pytest.raises(UserError, match="not a w2v pickle"):
+        train_main(cli_args(corpus_dir, tmp_path / "x", "--emb_path", str(not_w2v)))
+    wrong_size = tmp_path / "w16.pkl"
+    wrong_size.write_bytes(pickle.dumps({"w1": [0.0] * 16}))
+    with pytest.raises(UserError, match="16-dimensional vectors but --emsize is 8"):
+        train_main(cli_args(corpus_dir, tmp_path / "x", "--emb_path", str(wrong_size)))
+
+
+def run_cli_script(*args, timeout=240):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, str(REPO / "searching/rnn/train.py"), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_smoke(corpus_dir, tmp_path):
+    from searching.rnn.preprocess import main as preprocess_main
+
+    w2v = tmp_path / "w2v.pkl"
+    preprocess_main(["--data", str(corpus_dir), "--emsize", "8", "--out", str(w2v)])
+    save = tmp_path / "run"
+    args = cli_args(corpus_dir, save)
+    args[args.index("--emb_path") + 1] = str(w2v)
+    args.remove("--no_plots")
+    proc = run_cli_script(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "graph-best" in proc.stdout
+    for name in ("graph-best", "graph-best.json", "graph-best.png", "candidates.jsonl",
+                 "best_perf.log", "perf.log", "mean_acc.log", "best_acc.log",
+                 "mean_latency.log", "best_perf_log.png", "perf_log.png", "mean_acc.png",
+                 "best_acc.png", "mean_latency.png", "search.log", "args.json"):
+        assert (save / name).is_file(), name
+    recs = read_jsonl(save / "candidates.jsonl")
+    assert len(recs) == 2 + 2 and all("perplexity" in r for r in recs)  # 3 -> 2 -> 1 edges
+    with open(save / "graph-best", "rb") as f:
+        g = pickle.load(f)
+    assert g.mask.shape == (3, 3) and len(g.ops_def) == 3 and g.perplexity > 1
+    bad = run_cli_script(*cli_args(corpus_dir, tmp_path / "y", "--emb_path",
+                                   str(tmp_path / "missing.pkl")))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0 and "preprocess.py" in bad.stderr
+
+
+def test_real_penn_proxy_candidate_learns():
+    if not (PENN_PROXY / "train.txt").is_file():
+        pytest.skip(f"penn_proxy not present at {PENN_PROXY}")
+    c = Corpus(str(PENN_PROXY))
+    data = LMData(c.train[:128 * 36 + 1], c.valid, c.ntokens,
+                  embedding_matrix(c.dictionary.idx2word, 32, None, 0))
+    ev = RNNProxyEvaluator(data, 32, 32, RNNTrainConfig(epochs=1))
+    result = ev.evaluate(CellGraph.complete(4, OPS, space="rnn"), seed=0)
+    assert result.ok and 100 < result.metrics["perplexity"] < c.ntokens
