@@ -127,7 +127,9 @@ def parse(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, Any, str]:
 
 def random_search(args: argparse.Namespace, components, root_flag: str) -> CellGraph:
     root = getattr(args, root_flag)
-    if args.match_run:  # checked before the data is loaded: fail fast
+    if args.resume:  # checked before the data is loaded: fail fast
+        CellSearch.check_resumable(root)
+    if args.match_run:
         args.budget = count_trainings(args.match_run)
     built = components(args)
     initial = built[2](np.random.default_rng(args.seed))
@@ -136,7 +138,7 @@ def random_search(args: argparse.Namespace, components, root_flag: str) -> CellG
     built[3]["budget"] = args.budget
     config = RandomConfig(k=args.max_steps, budget=args.budget, seed=args.seed)
     print(f"random search: budget {args.budget} candidate trainings")
-    return run_search(open_search(RandomSearch, config, args, root, built), root)
+    return run_search(open_search(RandomSearch, config, args, root, lambda: built), root)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -1,13 +1,13 @@
 """Glue shared by the search CLIs: open a search from flags, run it, report where results are.
 
-A search space's CLI supplies ``components = (evaluator, objective, make_initial, settings)``
+A search space's CLI supplies ``components() -> (evaluator, objective, make_initial, settings)``
 built from its flags; the same components serve AutoShrink and the random-search baseline.
 """
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Tuple
+from typing import Any, Callable, Tuple
 
 from api.atomic_io import atomic_write_json
 from api.graph import CellGraph
@@ -16,9 +16,12 @@ from searching.search import CellSearch
 
 
 def open_search(cls, config: Any, args: argparse.Namespace, root: str,
-                components: Tuple) -> CellSearch:
-    """A search of class ``cls`` in ``root``, started or resumed as the flags say."""
-    evaluator, objective, initial, settings = components
+                components: Callable[[], Tuple]) -> CellSearch:
+    """A search of class ``cls`` in ``root``, started or resumed as the flags say;
+    ``components()`` builds the evaluator (loading data) only once the folder checks pass."""
+    if args.resume:
+        CellSearch.check_resumable(root)
+    evaluator, objective, initial, settings = components()
     search = cls(root, evaluator, objective, config, settings=settings,
                  plots=not args.no_plots, progress=not args.quiet,
                  executor=make_executor(args.executor, args.workers, args.ray_address,

@@ -133,13 +133,18 @@ class CellSearch:
         self._save_state()
         write_jsonl(os.path.join(self.root, CANDIDATES_FILE), [])
 
+    @staticmethod
+    def check_resumable(root: str) -> None:
+        """Fail fast (before any data is loaded) when ``root`` holds no search to resume."""
+        if not os.path.isdir(root):
+            raise UserError(f"--resume: {root} does not exist")
+        if not os.path.exists(os.path.join(root, STATE_FILE)):
+            raise UserError(f"--resume: {root} holds no search state ({STATE_FILE} missing); "
+                            "run without --resume to start a search")
+
     def resume(self, force: bool = False) -> None:
         """Load the state of the search in ``root``; refuse different settings unless forced."""
-        if not os.path.isdir(self.root):
-            raise UserError(f"--resume: {self.root} does not exist")
-        if not os.path.exists(self.state_path):
-            raise UserError(f"--resume: {self.root} holds no search state ({STATE_FILE} missing); "
-                            "run without --resume to start a search")
+        self.check_resumable(self.root)
         try:
             with open(self.state_path, encoding="utf-8") as f:
                 state = json.load(f)

@@ -144,7 +144,8 @@ def build_components(args: argparse.Namespace):
 def make_search(args: argparse.Namespace) -> ShrinkSearch:
     """The AutoShrink CNN search (started or resumed) from parsed flags."""
     config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
-    return open_search(ShrinkSearch, config, args, args.model_root, build_components(args))
+    return open_search(ShrinkSearch, config, args, args.model_root,
+                       lambda: build_components(args))
 
 
 def search_cnn(args: argparse.Namespace) -> CellGraph:

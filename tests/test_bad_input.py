@@ -1,0 +1,73 @@
+"""Every CLI, fed bad input, exits non-zero with one clear line and no traceback."""
+import pickle
+
+import pytest
+
+from conftest import run_script
+
+
+class Evil:
+    def __reduce__(self):
+        return (eval, ("__import__('os').system('touch PWNED')",))
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    (root / "evil.pkl").write_bytes(pickle.dumps(Evil()))
+    (root / "torn.pkl").write_bytes(b"\x80\x04\x95garbage")
+    (root / "notjson.json").write_text("{ not json")
+    (root / "empty").mkdir()
+    (root / "ptb").mkdir()
+    for split in ("train", "valid", "test"):
+        (root / "ptb" / f"{split}.txt").write_text("a b c\nb c a\n")
+    (root / "ptb" / "valid.txt").write_text("")
+    return root
+
+
+CASES = [
+    # CNN search
+    ("searching/cnn/autoshrink_cnn.py", ["--data", "{bad}/empty", "--dataset", "imagefolder"],
+     "train/<class>/"),
+    ("searching/cnn/autoshrink_cnn.py", ["--nodes", "1"], "--nodes"),
+    ("searching/cnn/autoshrink_cnn.py", ["--max_steps", "0"], "--max_steps"),
+    ("searching/cnn/autoshrink_cnn.py", ["--scale", "1", "--pool", "1", "2"], "one value per stage"),
+    ("searching/cnn/autoshrink_cnn.py", ["--resume", "--model_root", "{bad}/empty"],
+     "no search state"),
+    ("searching/cnn/autoshrink_cnn.py", ["--epochs", "0"], "--epochs"),
+    ("searching/cnn/autoshrink_cnn.py", ["--prob", "1.5"], "--prob"),
+    # proxy maker
+    ("searching/cnn/make_cifar10_proxy.py", ["--dataset", "imagefolder", "--data", "{bad}/empty",
+                                             "--out", "{bad}/p.npz"], "train/<class>/"),
+    ("searching/cnn/make_cifar10_proxy.py", ["--train", "0"], "--train"),
+    # random search
+    ("searching/random_search.py", ["svm"], "unknown search space"),
+    ("searching/random_search.py", ["cnn", "--match_run", "{bad}/empty"], "--match_run"),
+    # evaluation
+    ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/missing"], "not found"),
+    ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/evil.pkl"], "not a safe"),
+    ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/torn.pkl"], "damaged"),
+    ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/notjson.json"], "JSON"),
+    ("evaluation/cnn/train_imagenet.py", ["--graph_path", "shrinkcnn-a", "--data", "{bad}/empty",
+                                          "--output", "{bad}/out-in"], "{bad}/empty"),
+    ("evaluation/cnn/train_cifar.py", ["--graph_path", "shrinkcnn-a", "--data", "{bad}/empty",
+                                       "--output", "{bad}/out-c"], "cifar-10-batches-py"),
+    ("evaluation/cnn/validate.py", ["--checkpoint", "{bad}/missing.pt", "--data", "{bad}/empty"],
+     "missing.pt"),
+]
+
+
+@pytest.mark.parametrize("script,args,message", CASES,
+                         ids=[f"{c[0].split('/')[-1]}:{' '.join(c[1])[:40]}" for c in CASES])
+def test_bad_input_gives_one_line(bad, tmp_path, script, args, message):
+    args = [a.format(bad=bad) for a in args]
+    if script.endswith("autoshrink_cnn.py") and "--model_root" not in args:
+        args += ["--model_root", str(tmp_path / "run")]
+    proc = run_script(script, *args, cwd=tmp_path, timeout=120)
+    err = proc.stderr.strip()
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error"), err
+    assert message.format(bad=bad) in lines[0], lines[0]
+    assert not (tmp_path / "PWNED").exists()
