@@ -277,7 +277,7 @@ def build_components(args: argparse.Namespace):
 def make_search(args: argparse.Namespace) -> ShrinkSearch:
     """The AutoShrink RNN search (started or resumed) from parsed flags."""
     config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
-    return open_search(ShrinkSearch, config, args, args.save, build_components(args))
+    return open_search(ShrinkSearch, config, args, args.save, lambda: build_components(args))
 
 
 def search_rnn(args: argparse.Namespace) -> CellGraph:
