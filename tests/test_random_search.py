@@ -49,3 +49,20 @@ def test_random_search_cli(tmp_path, cifar_root):
     bad = run_script("searching/random_search.py", "cnn", "--model_root", str(tmp_path / "x"),
                      "--data", str(cifar_root), "--match_run", str(tmp_path / "none"))
     assert bad.returncode == 2 and "--match_run" in bad.stderr
+
+
+def test_compare_harness_cnn(tmp_path, cifar_root, capsys):
+    from searching.compare import main as compare
+
+    out = tmp_path / "cmp"
+    compare(["cnn", "--seeds", "0", "--out", str(out), "--data", str(cifar_root),
+             "--retrain_epochs", "1", "--retrain_train", "100", "--retrain_val", "50", "--",
+             "--nodes", "3", "--max_steps", "2", "--epochs", "1", "--proxy_train", "60",
+             "--proxy_val", "30", "--depth", "1", "--scale", "0.5", "--pool", "1",
+             "--replicate", "1"])
+    table = (out / "table.md").read_text()
+    assert "| autoshrink |" in table and "| random |" in table
+    assert (out / "compare.png").stat().st_size > 1000
+    auto = count_trainings(str(out / "autoshrink-s0"))
+    assert count_trainings(str(out / "random-s0")) == auto  # equal budget
+    assert "retrained accuracy" in capsys.readouterr().out
