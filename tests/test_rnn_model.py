@@ -90,7 +90,7 @@ def test_batched_cell_matches_per_edge_reference(masks):
 
 def test_backward_block_sizes_agree_and_second_backward_is_refused():
     """The backward prepares its factors in blocks of steps; any block size is exact."""
-    from searching.rnn import model as rnn_model
+    from searching.rnn import recurrence as rnn_model
 
     torch.manual_seed(1)
     graph = random_graphs()[5]
@@ -146,6 +146,22 @@ def test_fused_cross_entropy_matches_autograd():
                                    F.cross_entropy(F.linear(h, w, b), y))
 
 
+@pytest.mark.parametrize("scale, shift", [(300.0, 0.0), (1.0, -200.0)])
+def test_fused_cross_entropy_extreme_logits(scale, shift):
+    """Logits far outside exp's float range take the max-shifted path and stay exact."""
+    torch.manual_seed(0)
+    h = (torch.randn(9, 4) * scale).requires_grad_()
+    w = torch.randn(6, 4, requires_grad=True)
+    b = torch.full((6,), shift, requires_grad=True)
+    y = torch.randint(0, 6, (9,))
+    loss = linear_cross_entropy(h, w, b, y)
+    ref = F.cross_entropy(F.linear(h, w, b), y)
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-3)
+    for a, r in zip(grads([h, w, b], loss), grads([h, w, b], ref)):
+        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-5)
+
+
 def test_language_model_loss_and_eval_path():
     torch.manual_seed(0)
     graph = random_graphs()[5]
@@ -180,3 +196,32 @@ def test_dropout_masks_only_in_training():
     model.train()
     c, _ = model(inputs, hidden)
     assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("masks", [False, True])
+def test_batch_halves_in_threads_match_reference(masks):
+    """With 2+ CPU threads and B >= 64 the step loops run on two batch halves in threads."""
+    from searching.rnn.recurrence import _batch_parts
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        graph = random_graphs()[5]  # the complete 6-node cell
+        cell = DagCell(graph, 5, 6).double()
+        x = torch.randn(4, 64, 5, dtype=torch.float64, requires_grad=True)
+        h = torch.randn(64, 6, dtype=torch.float64, requires_grad=True)
+        assert _batch_parts(x) == [(0, 32), (32, 64)]
+        xm = hm = None
+        if masks:
+            xm = (torch.rand(64, 5) > 0.3).double() / 0.7
+            hm = (torch.rand(64, 6) > 0.3).double() / 0.7
+        params = [x, h] + list(cell.parameters())
+        out, last = cell(x, h, xm, hm)
+        ref, _ = reference_cell(cell, graph, x, h, xm, hm)
+        torch.testing.assert_close(out, ref)
+        w = torch.randn_like(out)
+        for a, b in zip(grads(params, (out * w).sum()), grads(params, (ref * w).sum())):
+            torch.testing.assert_close(a, b)
+    finally:
+        torch.set_num_threads(threads)
