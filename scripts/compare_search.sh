@@ -14,11 +14,11 @@ PTB=${PTB:-./data/penn_proxy}
 SEEDS=${SEEDS:-"0 1 2"}
 OUT=${OUT:-./runs}
 
-echo "== CNN: 5-node cell (10 edges), k=3, 2 epochs on 1,000/200 images; retrain 5 epochs on 5,000/1,000"
+echo "== CNN: 4-node cell (6 edges), k=3, 2 epochs on 1,000/200 images; retrain 3 epochs on 5,000/1,000"
 python searching/compare.py cnn --seeds $SEEDS --out "$OUT/compare-cnn" --data "$CIFAR" \
-    --retrain_epochs 5 -- --nodes 5 --max_steps 3 --epochs 2 --proxy_train 1000 --proxy_val 200 \
+    --retrain_epochs 3 -- --nodes 4 --max_steps 3 --epochs 2 --proxy_train 1000 --proxy_val 200 \
     --threads 2
 
-echo "== RNN: 4-node cell (6 edges), k=3, 2 epochs on penn_proxy; retrain 5 epochs"
+echo "== RNN: 4-node cell (6 edges), k=3, 2 epochs on penn_proxy; retrain 4 epochs"
 python searching/compare.py rnn --seeds $SEEDS --out "$OUT/compare-rnn" --data "$PTB" \
-    --retrain_epochs 5 -- --nodes 4 --max_steps 3 --epochs 2 --emb_path none --threads 2
+    --retrain_epochs 4 -- --nodes 4 --max_steps 3 --epochs 2 --emb_path none --threads 2
