@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 
-# Before torch loads OpenMP: idle worker threads sleep instead of spinning. The search runs
-# thousands of small ops between multi-threaded matmuls; spinning threads then fight the
-# main thread (and other processes) for cores, which made epochs up to 1.5x slower on 2 cores.
+# Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. Between its
+# multi-threaded matmuls a candidate runs thousands of small single-threaded ops; spinning
+# threads then take a core from them (or from other processes): 1.35x slower epochs measured
+# on a shared 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
