@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from api.atomic_io import atomic_write_json, read_jsonl
+from api.atomic_io import atomic_write_json
 from api.errors import UserError, run_cli
 from api.graph_io import load_graph
 from searching.random_search import count_trainings, random_search

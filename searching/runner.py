@@ -15,6 +15,25 @@ from api.search.executors import make_executor
 from searching.search import CellSearch
 
 
+def add_search_flags(parser: argparse.ArgumentParser, root_flag: str, root_default: str,
+                     keep_fraction: float, efficiency_weight: float, score_help: str):
+    """The flags every search CLI shares (output folder, k, stopping point, score, seed,
+    resume); returns the argument group so a CLI can add its own search flags."""
+    g = parser.add_argument_group("search")
+    g.add_argument(f"--{root_flag}", default=root_default, help="output folder of the search")
+    g.add_argument("--max_steps", type=int, default=10,
+                   help="k: candidates (edge removals) trained per step")
+    g.add_argument("--keep_fraction", type=float, default=keep_fraction,
+                   help="stop when round(E0 * keep_fraction) edges remain")
+    g.add_argument("--efficiency_weight", type=float, default=efficiency_weight, help=score_help)
+    g.add_argument("--seed", type=int, default=0,
+                   help="seeds the op draw, edge order, data sampling and every candidate")
+    g.add_argument("--resume", action="store_true", help=f"continue the search in --{root_flag}")
+    g.add_argument("--force", action="store_true",
+                   help="with --resume: continue even if flags differ from the saved search")
+    return g
+
+
 def open_search(cls, config: Any, args: argparse.Namespace, root: str,
                 components: Callable[[], Tuple]) -> CellSearch:
     """A search of class ``cls`` in ``root``, started or resumed as the flags say;

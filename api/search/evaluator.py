@@ -61,9 +61,15 @@ class Evaluator(ABC):
     #: Optional per-epoch hook (in-process only, never pickled): receives the epoch's figures.
     epoch_callback: Optional[Callable[[Dict[str, float]], None]] = None
 
+    #: Attributes rebuilt where the evaluator runs (device-resident data, the epoch hook):
+    #: dropped when the evaluator is pickled for a worker process.
+    transient = ("epoch_callback", "_batches")
+
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("epoch_callback", None)
+        for name in self.transient:
+            if name in state:
+                state[name] = None
         return state
 
     def report_epoch(self, row: Dict[str, float]) -> None:

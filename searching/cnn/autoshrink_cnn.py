@@ -21,7 +21,7 @@ from api.ops import PROTOCOLS, draw_ops
 from api.search.executors import add_executor_flags, resolve_threads
 from api.search.objectives import CNNObjective
 from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, proxy_spec_from_args
-from searching.runner import open_search, run_search
+from searching.runner import add_search_flags, open_search, run_search
 from searching.search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
@@ -50,18 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cells per stage")
     g.add_argument("--channel_scale", type=float, default=1.0, help="global channel multiplier")
     g.add_argument("--activation", default="relu", choices=["relu", "swish"])
-    g = p.add_argument_group("search")
-    g.add_argument("--model_root", default="./autoshrink", help="output folder of the search")
-    g.add_argument("--max_steps", type=int, default=10,
-                   help="k: candidates (edge removals) trained per step")
-    g.add_argument("--keep_fraction", type=float, default=0.0,
-                   help="stop when round(E0 * keep_fraction) edges remain (0: shrink to empty)")
-    g.add_argument("--efficiency_weight", type=float, default=0.1,
-                   help="score = acc - w * (log10(MACs) - 6)")
-    g.add_argument("--seed", type=int, default=0, help="seeds ops, edge order, proxy and training")
-    g.add_argument("--resume", action="store_true", help="continue the search in --model_root")
-    g.add_argument("--force", action="store_true",
-                   help="with --resume: continue even if flags differ from the saved search")
+    add_search_flags(p, "model_root", "./autoshrink", keep_fraction=0.0, efficiency_weight=0.1,
+                     score_help="score = acc - w * (log10(MACs) - 6)")
     g = p.add_argument_group("proxy data and training")
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagefolder"])
     g.add_argument("--data", default="./data",

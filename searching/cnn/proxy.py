@@ -66,11 +66,6 @@ class CNNProxyEvaluator(Evaluator):
         self.config = config
         self._batches = None  # built lazily on the worker's device, not pickled
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = super().__getstate__()
-        state["_batches"] = None
-        return state
-
     def describe(self) -> Dict[str, Any]:
         cfg = asdict(self.config)
         cfg.pop("device")

@@ -83,11 +83,6 @@ class RNNProxyEvaluator(Evaluator):
         self.data, self.emsize, self.nhid, self.config = data, emsize, nhid, config
         self._batches = None  # built lazily on the worker's device, not pickled
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = super().__getstate__()
-        state["_batches"] = None
-        return state
-
     def describe(self) -> Dict[str, Any]:
         cfg = asdict(self.config)
         cfg.pop("device")

@@ -25,6 +25,7 @@ from typing import Optional, Sequence  # noqa: E402
 
 from api.errors import run_cli  # noqa: E402
 from api.search.executors import add_executor_flags  # noqa: E402
+from searching.runner import add_search_flags  # noqa: E402
 # build_components is re-exported for searching/random_search.py
 from searching.rnn.autoshrink_rnn import build_components, search_rnn  # noqa: E402,F401
 from searching.rnn.utils import RNN_OPS  # noqa: E402
@@ -53,18 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
         g.add_argument(f"--{name}", type=float, default=0.0,
                        help="DARTS dropout (0 during search)")
-    g = p.add_argument_group("search")
-    g.add_argument("--save", default="./search-rnn", help="output folder of the search")
-    g.add_argument("--max_steps", type=int, default=10,
-                   help="k: candidates (edge removals) trained per step")
-    g.add_argument("--keep_fraction", type=float, default=0.25,
-                   help="stop when round(E0 * keep_fraction) edges remain")
-    g.add_argument("--efficiency_weight", type=float, default=1.0,
-                   help="score = (200 - ppl) * 0.25 - w * (log10(FLOPs) - 6)")
-    g.add_argument("--seed", type=int, default=0, help="seeds ops, edge order and training")
-    g.add_argument("--resume", action="store_true", help="continue the search in --save")
-    g.add_argument("--force", action="store_true",
-                   help="with --resume: continue even if flags differ from the saved search")
+    add_search_flags(p, "save", "./search-rnn", keep_fraction=0.25, efficiency_weight=1.0,
+                     score_help="score = (200 - ppl) * 0.25 - w * (log10(FLOPs) - 6)")
     g = p.add_argument_group("proxy training (paper defaults)")
     g.add_argument("--epochs", type=int, default=10, help="max epochs per candidate")
     g.add_argument("--lr", type=float, default=20.0, help="SGD lr (scaled by seq_len / bptt)")
