@@ -22,6 +22,9 @@ def bad(tmp_path_factory):
     for split in ("train", "valid", "test"):
         (root / "ptb" / f"{split}.txt").write_text("a b c\nb c a\n")
     (root / "ptb" / "valid.txt").write_text("")
+    (root / "ptbok").mkdir()
+    for split in ("train", "valid", "test"):
+        (root / "ptbok" / f"{split}.txt").write_text("a b c\nb c a\n")
     return root
 
 
@@ -43,6 +46,22 @@ CASES = [
     # random search
     ("searching/random_search.py", ["svm"], "unknown search space"),
     ("searching/random_search.py", ["cnn", "--match_run", "{bad}/empty"], "--match_run"),
+    # RNN search and its data tools
+    ("searching/rnn/train.py", ["--data", "{bad}/nowhere", "--emb_path", "none"], "nowhere"),
+    ("searching/rnn/train.py", ["--data", "{bad}/ptb", "--emb_path", "none"], "valid.txt"),
+    ("searching/rnn/train.py", ["--data", "{bad}/ptbok", "--emb_path", "{bad}/missing.pkl"],
+     "preprocess.py"),
+    ("searching/rnn/train.py", ["--data", "{bad}/ptbok", "--emb_path", "{bad}/evil.pkl"],
+     "preprocess.py"),
+    ("searching/rnn/train.py", ["--nodes", "1", "--emb_path", "none"], "--nodes"),
+    ("searching/rnn/train.py", ["--emsize", "100", "--nhidlast", "50", "--emb_path", "none"],
+     "--nhidlast"),
+    ("searching/rnn/preprocess.py", ["--data", "{bad}/nowhere", "--out", "{bad}/w.pkl"],
+     "nowhere"),
+    ("searching/rnn/make_penn_proxy.py", ["--ptb", "{bad}/nowhere", "--out", "{bad}/pp"],
+     "nowhere"),
+    ("searching/random_search.py", ["rnn", "--data", "{bad}/nowhere", "--emb_path", "none"],
+     "nowhere"),
     # evaluation
     ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/missing"], "not found"),
     ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/evil.pkl"], "not a safe"),
@@ -54,6 +73,11 @@ CASES = [
                                        "--output", "{bad}/out-c"], "cifar-10-batches-py"),
     ("evaluation/cnn/validate.py", ["--checkpoint", "{bad}/missing.pt", "--data", "{bad}/empty"],
      "missing.pt"),
+    ("evaluation/rnn/train.py", ["--graph_path", "shrinkcnn-a", "--data", "{bad}/ptbok",
+                                 "--output", "{bad}/out-r"], "rnn"),
+    ("evaluation/rnn/train.py", ["--data", "{bad}/nowhere", "--output", "{bad}/out-r2"],
+     "nowhere"),
+    ("evaluation/rnn/test.py", ["--checkpoint", "{bad}/missing.pt"], "missing.pt"),
 ]
 
 
@@ -63,6 +87,8 @@ def test_bad_input_gives_one_line(bad, tmp_path, script, args, message):
     args = [a.format(bad=bad) for a in args]
     if script.endswith("autoshrink_cnn.py") and "--model_root" not in args:
         args += ["--model_root", str(tmp_path / "run")]
+    if script == "searching/rnn/train.py" or args[:1] == ["rnn"]:
+        args += ["--save", str(tmp_path / "run")]
     proc = run_script(script, *args, cwd=tmp_path, timeout=120)
     err = proc.stderr.strip()
     assert proc.returncode != 0, proc.stdout

@@ -225,3 +225,30 @@ def test_real_penn_proxy_candidate_learns():
     ev = RNNProxyEvaluator(data, 32, 32, RNNTrainConfig(epochs=1))
     result = ev.evaluate(CellGraph.complete(4, OPS, space="rnn"), seed=0)
     assert result.ok and 100 < result.metrics["perplexity"] < c.ntokens
+
+
+def test_kill_9_then_resume_matches_uninterrupted(corpus_dir, tmp_path):
+    """An RNN search killed with SIGKILL mid-search resumes to the uninterrupted result."""
+    import signal
+    import time
+
+    ref = tmp_path / "ref"
+    train_main(cli_args(corpus_dir, ref, "--nodes", "4", "--threads", "1"))
+    save = tmp_path / "killed"
+    args = cli_args(corpus_dir, save, "--nodes", "4", "--threads", "1")
+    proc = subprocess.Popen([sys.executable, str(REPO / "searching/rnn/train.py"), *args],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (save / "candidates.jsonl").exists() and len(read_jsonl(save / "candidates.jsonl")) >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "search finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = run_cli_script(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert journal(save) == journal(ref)
+    a = json.loads((save / "graph-best.json").read_text())
+    b = json.loads((ref / "graph-best.json").read_text())
+    assert a["mask"] == b["mask"] and a["meta"]["score"] == b["meta"]["score"]
