@@ -23,6 +23,8 @@ import numpy as np
 from api.atomic_io import atomic_write_json
 from api.errors import UserError, run_cli
 from api.graph_io import load_graph
+from api.search.evaluator import Task
+from api.search.executors import evaluate_safely
 from searching.random_search import count_trainings, random_search
 
 RETRAIN_SEED = 1234
@@ -102,9 +104,10 @@ def retrain(space: str, graph_path: str, args: argparse.Namespace) -> float:
         ev = RNNProxyEvaluator(data, emsize, emsize,
                                RNNTrainConfig(epochs=args.retrain_epochs,
                                               patience=args.retrain_epochs + 1))
-    result = ev.evaluate(graph, RETRAIN_SEED)
-    if not result.ok:
-        raise UserError(f"retraining {graph_path} failed: {result.error}")
+    result = evaluate_safely(ev, Task("retrain", graph, RETRAIN_SEED))
+    if not result.ok:  # e.g. diverged at lr 20: reported as nan, not hidden
+        print(f"retraining {graph_path} failed: {result.error}")
+        return float("nan")
     return float(result.metrics[ev.metric])
 
 
@@ -133,7 +136,9 @@ def summarize(space: str, out: str, seeds: Sequence[int], args: argparse.Namespa
 
     def ms(values, scale=1.0, fmt="{:.3f}"):
         v = np.asarray(values, dtype=float) / scale
-        return f"{fmt.format(v.mean())} ± {fmt.format(v.std())}"
+        ok = v[np.isfinite(v)]
+        text = f"{fmt.format(ok.mean())} ± {fmt.format(ok.std())}" if len(ok) else "n/a"
+        return text + (f" ({len(v) - len(ok)} failed)" if len(ok) < len(v) else "")
 
     unit = "MACs (M)" if space == "cnn" else "FLOPs (M)"
     lines = [f"| method | trained candidates | proxy score | retrained {metric} | {unit} | "
