@@ -18,7 +18,7 @@ from api.graph import CellGraph
 from api.graph_io import load_graph
 from searching.rnn.data import get_batch
 from searching.rnn.model import RNNModel, linear_cross_entropy
-from searching.rnn.utils import RNN_OPS, embedded_dropout, locked_dropout, mask2d
+from searching.rnn.utils import RNN_OPS
 
 DROPOUTS = ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")
 
@@ -54,23 +54,8 @@ def build_model(spec: Dict[str, Any], embedding: Optional[torch.Tensor] = None) 
 
 def forward_raw(model: RNNModel, inputs: torch.Tensor, hidden: torch.Tensor,
                 generator: Optional[torch.Generator] = None):
-    """``RNNModel.forward`` step by step, also returning the raw cell outputs TAR needs.
-
-    Returns (outputs after output dropout, raw outputs, new hidden). Must draw the dropout
-    masks in the same order as ``RNNModel.forward``; tests/test_eval_rnn.py checks that.
-    """
-    train = model.training
-    emb = embedded_dropout(model.encoder.weight, inputs, model.dropoute if train else 0.0,
-                           generator)
-    emb = locked_dropout(emb, model.dropouti if train else 0.0, generator)
-    x_mask = h_mask = None
-    if train and model.dropoutx:
-        x_mask = mask2d(inputs.size(1), model.ninp, 1.0 - model.dropoutx, emb.device, generator)
-    if train and model.dropouth:
-        h_mask = mask2d(inputs.size(1), model.nhid, 1.0 - model.dropouth, emb.device, generator)
-    raw, new_hidden = model.cell(emb, hidden, x_mask, h_mask)
-    out = locked_dropout(raw, model.dropout if train else 0.0, generator)
-    return out, raw, new_hidden
+    """(outputs after output dropout, raw cell outputs for TAR, new hidden)."""
+    return model.forward_raw(inputs, hidden, generator)
 
 
 def regularized_loss(model: RNNModel, inputs: torch.Tensor, targets: torch.Tensor,

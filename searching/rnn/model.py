@@ -90,6 +90,13 @@ class RNNModel(nn.Module):
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor,
                 generator: Optional[torch.Generator] = None):
         """(T, B) word ids -> (cell outputs (T, B, H) after output dropout, new hidden)."""
+        out, _raw, new_hidden = self.forward_raw(inputs, hidden, generator)
+        return out, new_hidden
+
+    def forward_raw(self, inputs: torch.Tensor, hidden: torch.Tensor,
+                    generator: Optional[torch.Generator] = None):
+        """As ``forward``, also returning the raw (pre-dropout) cell outputs that the final
+        training's temporal activation regularisation (TAR) needs."""
         train = self.training
         emb = embedded_dropout(self.encoder.weight, inputs, self.dropoute if train else 0.0,
                                generator)
@@ -99,9 +106,9 @@ class RNNModel(nn.Module):
             x_mask = mask2d(inputs.size(1), self.ninp, 1.0 - self.dropoutx, emb.device, generator)
         if train and self.dropouth:
             h_mask = mask2d(inputs.size(1), self.nhid, 1.0 - self.dropouth, emb.device, generator)
-        out, new_hidden = self.cell(emb, hidden, x_mask, h_mask)
-        out = locked_dropout(out, self.dropout if train else 0.0, generator)
-        return out, new_hidden
+        raw, new_hidden = self.cell(emb, hidden, x_mask, h_mask)
+        out = locked_dropout(raw, self.dropout if train else 0.0, generator)
+        return out, raw, new_hidden
 
     def log_prob(self, output: torch.Tensor) -> torch.Tensor:
         """Log-softmax over the vocabulary of cell outputs (T, B, H) -> (T, B, ntoken)."""
