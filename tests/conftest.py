@@ -41,6 +41,17 @@ def write_cifar10(root: Path, per_batch: int = 60, test: int = 60, seed: int = 0
     return root
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models on two shared cores: one intra-op thread is fastest and steadiest."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def cifar_root(tmp_path_factory) -> Path:
     return write_cifar10(tmp_path_factory.mktemp("cifar"))

@@ -4,7 +4,6 @@ import json
 import pickle
 
 import pytest
-import torch
 
 from api.atomic_io import read_jsonl
 from api.checkpoint import load_checkpoint
@@ -22,12 +21,7 @@ def tiny_cifar(tmp_path_factory):
     return write_cifar10(tmp_path_factory.mktemp("cifar"), per_batch=16, test=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(*args):

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from api.atomic_io import read_jsonl
 from api.checkpoint import load_checkpoint
@@ -43,13 +42,7 @@ def imagenet_root(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("imagenet"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores shared with other jobs: one intra-op thread is faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(*args):

@@ -46,13 +46,9 @@ def corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Tiny models: one thread is fastest and deterministic (subprocesses inherit it)."""
+def one_thread_everywhere(monkeypatch, one_thread):
+    """One thread here and in the subprocesses (they inherit it): fastest and deterministic."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
