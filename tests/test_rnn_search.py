@@ -121,6 +121,16 @@ def test_diverging_candidate_is_failed_and_never_chosen(corpus_dir, tmp_path):
     assert best.mask[0, 1] == 1
 
 
+def test_divergence_is_judged_on_the_best_validation_loss(corpus_dir):
+    """The original's rule: a candidate fails when its best validation loss is still at or
+    above the threshold after training (a transient training spike is not a failure)."""
+    graph = CellGraph.complete(3, OPS[:3], space="rnn")
+    assert make_evaluator(corpus_dir).evaluate(graph, 0).ok
+    strict = make_evaluator(corpus_dir, diverge_loss=0.5)  # no tiny LM gets below 0.5 nats
+    with pytest.raises(Exception, match="best validation loss"):
+        strict.evaluate(graph, 0)
+
+
 def cli_args(corpus_dir, save, *extra):
     return ["--nodes", "3", "--data", str(corpus_dir), "--emb_path", "none", "--emsize", "8",
             "--epochs", "1", "--batch_size", "8", "--eval_batch_size", "8", "--bptt", "6",
