@@ -131,6 +131,30 @@ def test_divergence_is_judged_on_the_best_validation_loss(corpus_dir):
         strict.evaluate(graph, 0)
 
 
+def test_original_eval_factor_reproduces_the_original_validation_formula(corpus_dir):
+    """The original logged sum(window mean loss x window length) / rows; we log the true
+    token mean and convert with original_eval_factor."""
+    import torch
+
+    from searching.rnn.autoshrink_rnn import original_eval_factor
+    from searching.rnn.data import batchify, get_batch
+
+    ev = make_evaluator(corpus_dir, eval_batch_size=4, bptt=5)
+    model = ev.build(CellGraph.complete(3, OPS[:3], space="rnn")).eval()
+    valid = batchify(ev.data.valid, 4)
+    ours = ev.evaluate_loss(model, valid)
+    total, hidden = 0.0, model.init_hidden(4)
+    with torch.no_grad():
+        for i in range(0, valid.size(0) - 1, 5):
+            x, y = get_batch(valid, i, 5)
+            loss, hidden = model.loss(x, y, hidden)
+            total += float(loss) * len(x)
+    assert total / len(valid) == pytest.approx(ours * original_eval_factor(len(valid)), rel=1e-5)
+    assert original_eval_factor(27) == pytest.approx(26 / 27)  # penn_proxy at eval batch 256
+    result = ev.evaluate(CellGraph.complete(3, OPS[:3], space="rnn"), 0)
+    assert result.metrics["perplexity_original_eval"] < result.metrics["perplexity"]
+
+
 def cli_args(corpus_dir, save, *extra):
     return ["--nodes", "3", "--data", str(corpus_dir), "--emb_path", "none", "--emsize", "8",
             "--epochs", "1", "--batch_size", "8", "--eval_batch_size", "8", "--bptt", "6",
