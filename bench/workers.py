@@ -5,7 +5,9 @@
 Trains the first step's candidates of the paper's CNN search (complete 8-node v3 cell, proxy
 skeleton) on a small real-data proxy: once in-process with all cores, once with 2 worker
 processes splitting the cores. The worker pool is started (and warmed with one candidate)
-before timing, as a search keeps it for all its steps.
+before timing, as a search keeps it for all its steps. It also times the step with one
+thread in-process, which bounds the ratio: W single-threaded workers can at best be W times
+one single-threaded trainer.
 """
 from __future__ import annotations
 
@@ -64,6 +66,14 @@ def main() -> None:
     timed(InProcessExecutor(), single, tasks[:1])  # warm-up
     t1 = timed(InProcessExecutor(), single, tasks)
 
+    # The ceiling of the ratio: W single-threaded trainers can at best run W times as fast as
+    # one single-threaded trainer, so 2 workers over 1 worker x 2 threads is bounded by
+    # 2 x (time at 2 threads) / (time at 1 thread) -- by how well one trainer already uses
+    # the second core.
+    serial = CNNProxyEvaluator(data, NetworkSpec(), cfg)
+    serial.threads = 1
+    t_serial = timed(InProcessExecutor(), serial, tasks)
+
     multi = CNNProxyEvaluator(data, NetworkSpec(), cfg)
     multi.threads = max(1, cores // args.workers)
     with ProcessExecutor(args.workers) as ex:
@@ -75,6 +85,9 @@ def main() -> None:
     print(f"1 worker x {cores} threads: {t1:.1f}s ({3600 * n / t1:.0f} candidates/hour)")
     print(f"{args.workers} workers x {multi.threads} threads: {tw:.1f}s "
           f"({3600 * n / tw:.0f} candidates/hour)")
+    print(f"1 worker x 1 thread: {t_serial:.1f}s; {cores} threads scale one trainer "
+          f"{t_serial / t1:.2f}x, so {args.workers} single-threaded workers can reach at most "
+          f"{min(args.workers, cores) * t1 / t_serial:.2f}x")
     print(f"speedup workers={args.workers} {t1 / tw:.2f}")
 
 
