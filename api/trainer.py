@@ -84,6 +84,24 @@ class TrainerConfig:
     postfix_every: int = 20        # refresh the bar's loss/lr every N steps (a device sync)
 
 
+def add_run_flags(parser, output_default: str, image_model: bool = True):
+    """The "run" flag group every trainer CLI shares (output folder, resume, seed, device,
+    progress; for image models also evaluation cadence, bf16 and channels_last); returns the
+    group so a CLI can add its own."""
+    g = parser.add_argument_group("run")
+    g.add_argument("--output", default=output_default, help="checkpoints and logs")
+    g.add_argument("--resume", action="store_true", help="continue from --output/last.pt")
+    if image_model:
+        g.add_argument("--eval_every", type=int, default=1, help="validate every N epochs")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    if image_model:
+        g.add_argument("--no_amp", action="store_true", help="no bf16 autocast on CUDA")
+        g.add_argument("--no_channels_last", action="store_true")
+    return g
+
+
 def autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

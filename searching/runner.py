@@ -11,7 +11,7 @@ from typing import Any, Callable, Tuple
 
 from api.atomic_io import atomic_write_json
 from api.graph import CellGraph
-from api.search.executors import make_executor
+from api.search.executors import add_executor_flags, make_executor
 from searching.search import CellSearch
 
 
@@ -32,6 +32,15 @@ def add_search_flags(parser: argparse.ArgumentParser, root_flag: str, root_defau
     g.add_argument("--force", action="store_true",
                    help="with --resume: continue even if flags differ from the saved search")
     return g
+
+
+def add_runtime_flags(parser: argparse.ArgumentParser, group) -> None:
+    """Where and how quietly a search runs (device, plots, progress bars, executor): flags
+    that never change its results, so ``--resume`` accepts new values for them."""
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    group.add_argument("--no_plots", action="store_true", help="skip PNG plots and drawings")
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_executor_flags(parser)
 
 
 def open_search(cls, config: Any, args: argparse.Namespace, root: str,

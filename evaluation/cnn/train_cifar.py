@@ -34,7 +34,7 @@ from api.ema import ModelEma
 from api.errors import UserError, run_cli
 from api.model_spec import CIFAR_BASE, add_network_args, model_spec_from_args
 from api.optim import WarmupCosineLR, weight_decay_groups
-from api.trainer import DeviceSource, Trainer, TrainerConfig, check_output
+from api.trainer import DeviceSource, Trainer, TrainerConfig, add_run_flags, check_output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,15 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final drop-path probability of cell node outputs, ramped from 0")
     g.add_argument("--label_smoothing", type=float, default=0.0)
     g.add_argument("--ema_decay", type=float, default=0.0, help="weight EMA (0: off)")
-    g = p.add_argument_group("run")
-    g.add_argument("--output", default="./runs/cifar", help="checkpoints and logs")
-    g.add_argument("--resume", action="store_true", help="continue from --output/last.pt")
-    g.add_argument("--eval_every", type=int, default=1, help="evaluate every N epochs")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--no_amp", action="store_true", help="no bf16 autocast on CUDA")
-    g.add_argument("--no_channels_last", action="store_true")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_flags(p, "./runs/cifar")
     return p
 
 

@@ -28,7 +28,7 @@ from api.errors import UserError, run_cli
 from api.imagenet import AugmentConfig, train_loader, val_loader
 from api.model_spec import IMAGENET_BASE, add_network_args, model_spec_from_args
 from api.optim import RMSpropTF, WarmupCosineLR, scaled_lr, weight_decay_groups
-from api.trainer import LoaderSource, Trainer, TrainerConfig, check_output
+from api.trainer import LoaderSource, Trainer, TrainerConfig, add_run_flags, check_output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,16 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ema_decay", type=float, default=0.999, help="0 disables the weight EMA")
     g.add_argument("--label_smoothing", type=float, default=0.1)
     g.add_argument("--grad_clip", type=float, default=0.0, help="max grad norm (0: off)")
-    g = p.add_argument_group("run")
-    g.add_argument("--output", default="./runs/imagenet", help="checkpoints and logs")
-    g.add_argument("--resume", action="store_true", help="continue from --output/last.pt")
-    g.add_argument("--eval_every", type=int, default=1, help="validate every N epochs")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    g.add_argument("--no_amp", action="store_true", help="no bf16 autocast on CUDA")
-    g.add_argument("--no_channels_last", action="store_true")
+    g = add_run_flags(p, "./runs/imagenet")
     g.add_argument("--sync_bn", action="store_true", help="SyncBatchNorm across GPUs")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 

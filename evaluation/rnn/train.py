@@ -36,7 +36,7 @@ from api.errors import UserError, run_cli  # noqa: E402
 from api.graph import CellGraph  # noqa: E402
 from api.metrics import MetricsLog  # noqa: E402
 from api.rnn_complexity import rnn_lm_params  # noqa: E402
-from api.trainer import check_output  # noqa: E402
+from api.trainer import add_run_flags, check_output  # noqa: E402
 from evaluation.rnn.lm import (DROPOUTS, averaged_weights, build_model,  # noqa: E402
                                check_vocabulary, evaluate, load_rnn_graph, make_optimizer,
                                model_spec, perplexity, regularized_loss, sample_seq_len,
@@ -81,12 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "last NONMONO evaluations")
     g.add_argument("--asgd_epoch", type=int, default=0,
                    help="also switch to ASGD after this epoch whatever the rule (0: off)")
-    g = p.add_argument_group("run")
-    g.add_argument("--output", default="./runs/shrinkrnn", help="checkpoints and logs")
-    g.add_argument("--resume", action="store_true", help="continue from --output/last.pt")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_flags(p, "./runs/shrinkrnn", image_model=False)
     return p
 
 

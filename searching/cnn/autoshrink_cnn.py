@@ -18,10 +18,10 @@ from api.datasets import ProxyData, load_images, make_proxy
 from api.errors import UserError, run_cli
 from api.graph import CellGraph
 from api.ops import PROTOCOLS, draw_ops
-from api.search.executors import add_executor_flags, resolve_threads
+from api.search.executors import resolve_threads
 from api.search.objectives import CNNObjective
 from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, proxy_spec_from_args
-from searching.runner import add_search_flags, open_search, run_search
+from searching.runner import add_runtime_flags, add_search_flags, open_search, run_search
 from searching.search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
@@ -67,10 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight_decay", type=float, default=1e-5)
     g.add_argument("--batch_size", type=int, default=128)
     g.add_argument("--patience", type=int, default=5, help="epochs without val improvement")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--no_plots", action="store_true", help="skip PNG plots and drawings")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_executor_flags(p)
+    add_runtime_flags(p, g)
     return p
 
 

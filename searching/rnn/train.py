@@ -24,8 +24,7 @@ import argparse  # noqa: E402
 from typing import Optional, Sequence  # noqa: E402
 
 from api.errors import run_cli  # noqa: E402
-from api.search.executors import add_executor_flags  # noqa: E402
-from searching.runner import add_search_flags  # noqa: E402
+from searching.runner import add_runtime_flags, add_search_flags  # noqa: E402
 # build_components is re-exported for searching/random_search.py
 from searching.rnn.autoshrink_rnn import build_components, search_rnn  # noqa: E402,F401
 from searching.rnn.utils import RNN_OPS  # noqa: E402
@@ -66,10 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sequence length (half of it with probability 0.05)")
     g.add_argument("--wdecay", type=float, default=0.0, help="SGD weight decay")
     g.add_argument("--patience", type=int, default=4, help="epochs without val improvement")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--no_plots", action="store_true", help="skip PNG plots and drawings")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_executor_flags(p)
+    add_runtime_flags(p, g)
     return p
 
 
