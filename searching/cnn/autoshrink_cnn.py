@@ -27,7 +27,8 @@ from searching.shrink import ShrinkConfig, ShrinkSearch
 
 # Flags that do not change results: excluded from the --resume settings check.
 RUNTIME_FLAGS = {"model_root", "resume", "force", "device", "data", "proxy_file", "quiet",
-                 "no_plots", "executor", "workers", "ray_address", "gpus_per_candidate"}
+                 "no_plots", "executor", "workers", "ray_address", "gpus_per_candidate",
+                 "cuda_bf16", "cuda_channels_last", "no_cudnn_benchmark"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight_decay", type=float, default=1e-5)
     g.add_argument("--batch_size", type=int, default=128)
     g.add_argument("--patience", type=int, default=5, help="epochs without val improvement")
+    g.add_argument("--cuda_bf16", action="store_true",
+                   help="bf16 autocast on CUDA (slower for the proxy nets on an H100: see "
+                        "bench/README.md)")
+    g.add_argument("--cuda_channels_last", action="store_true",
+                   help="channels_last on CUDA (likewise slower there; CPU uses it where safe)")
+    g.add_argument("--no_cudnn_benchmark", action="store_true",
+                   help="skip cuDNN autotuning (saves its warm-up per worker process)")
     add_runtime_flags(p, g)
     return p
 
@@ -112,7 +120,9 @@ def build_components(args: argparse.Namespace):
                                 in_channels=data.train_x.shape[1])
     train_cfg = ProxyTrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                                  batch_size=args.batch_size, patience=args.patience,
-                                 device=args.device)
+                                 cuda_bf16=args.cuda_bf16,
+                                 cuda_channels_last=args.cuda_channels_last,
+                                 cudnn_benchmark=not args.no_cudnn_benchmark, device=args.device)
     evaluator = CNNProxyEvaluator(data, spec, train_cfg)
     saved = CellSearch.saved_settings(args.model_root) if args.resume else {}
     args.threads = evaluator.threads = resolve_threads(args.threads, args.workers,
