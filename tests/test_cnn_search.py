@@ -11,6 +11,7 @@ import pytest
 
 from api.atomic_io import read_jsonl
 from conftest import REPO, run_script
+from api.network import NetworkSpec
 from searching.cnn.autoshrink_cnn import build_parser, search_cnn
 
 SCRIPT = "searching/cnn/autoshrink_cnn.py"
@@ -150,3 +151,25 @@ def test_make_cifar10_proxy_cli(tmp_path, cifar_root):
     run_script(SCRIPT, "--model_root", str(root), "--proxy_file", str(out), *TINY,
                "--no_plots", check=True)
     assert (root / "graph-best").is_file()
+
+
+def test_speed_flags_are_runtime_settings():
+    """bf16, layouts and autotuning change speed, not what a search is: they reach the proxy
+    config, stay out of the evaluator's identity, and pick the layout per device."""
+    import torch
+
+    from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig
+    from searching.cnn.autoshrink_cnn import RUNTIME_FLAGS
+
+    args = build_parser().parse_args(["--cuda_bf16", "--cuda_channels_last",
+                                      "--no_cudnn_benchmark"])
+    assert {"cuda_bf16", "cuda_channels_last", "no_cudnn_benchmark"} <= RUNTIME_FLAGS
+    assert args.cuda_bf16 and args.cuda_channels_last and args.no_cudnn_benchmark
+    default = ProxyTrainConfig()
+    assert not default.cuda_bf16 and default.cudnn_benchmark
+    assert default.use_channels_last(torch.device("cpu"))
+    assert not default.use_channels_last(torch.device("cuda"))
+    fast = ProxyTrainConfig(cuda_bf16=True, cuda_channels_last=True, cudnn_benchmark=False)
+    assert fast.use_channels_last(torch.device("cuda"))
+    ident = [CNNProxyEvaluator(None, NetworkSpec(), c).describe() for c in (default, fast)]
+    assert ident[0] == ident[1] and "cuda_bf16" not in ident[0]["train"]
