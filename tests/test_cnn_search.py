@@ -173,3 +173,23 @@ def test_speed_flags_are_runtime_settings():
     assert fast.use_channels_last(torch.device("cuda"))
     ident = [CNNProxyEvaluator(None, NetworkSpec(), c).describe() for c in (default, fast)]
     assert ident[0] == ident[1] and "cuda_bf16" not in ident[0]["train"]
+
+
+def test_accuracy_checks_are_skipped_only_where_they_cannot_trigger():
+    """The proxy reads its running train accuracy (a host sync on CUDA) only once passing
+    the threshold has become possible, so it stops at the same batch as checking always."""
+    from searching.cnn.proxy import next_accuracy_check
+
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        threshold = float(rng.choice([0.98, 0.9, 0.5, 0.0, 0.999]))
+        seen = int(rng.integers(1, 6000))
+        correct = int(rng.integers(0, seen + 1))
+        if correct > threshold * seen:
+            continue  # the caller stops here
+        at = next_accuracy_check(seen, correct, threshold)
+        assert at >= seen
+        for n in range(0, min(int(at) - seen, 6000)):  # every skipped point: no trigger,
+            assert correct + n <= threshold * (seen + n)  # even if all n new images are right
+    assert next_accuracy_check(128, 15, 0.98) > 5000  # a fresh candidate: no sync this epoch
+    assert next_accuracy_check(10, 3, 1.0) == float("inf")
