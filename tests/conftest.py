@@ -41,6 +41,25 @@ def write_cifar10(root: Path, per_batch: int = 60, test: int = 60, seed: int = 0
     return root
 
 
+def write_chain_corpus(root: Path, lines: int, eval_lines: int, vocab: int, follow: float,
+                       pad: bool = False, seed: int = 0) -> Path:
+    """A tiny PTB-format corpus a small LM can learn: word w{i+1} follows w{i} with
+    probability ``follow``, otherwise a random word; ``pad`` adds stray spaces at both ends
+    of every line, which the reader must ignore."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", lines), ("valid", eval_lines), ("test", eval_lines)):
+        out = []
+        for _ in range(n):
+            w, sent = int(rng.integers(0, vocab)), []
+            for _ in range(int(rng.integers(4, 10))):
+                sent.append(f"w{w}")
+                w = (w + 1) % vocab if rng.random() < follow else int(rng.integers(0, vocab))
+            out.append(f" {' '.join(sent)} " if pad else " ".join(sent))
+        (root / f"{split}.txt").write_text("\n".join(out) + "\n")
+    return root
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models on two shared cores: one intra-op thread is fastest and steadiest."""

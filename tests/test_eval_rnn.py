@@ -15,7 +15,7 @@ from evaluation.rnn.lm import forward_raw, sample_seq_len, should_switch_to_asgd
 from evaluation.rnn.test import main as rnn_test_main
 from evaluation.rnn.train import main as train_main
 from searching.rnn.model import RNNModel
-from conftest import run_script
+from conftest import run_script, write_chain_corpus
 
 # Small dropouts so that 4 tiny epochs show the loss falling; the rest is the real recipe.
 TINY = ["--emsize", "16", "--bptt", "10", "--batch_size", "4", "--device", "cpu", "--quiet",
@@ -26,18 +26,7 @@ VOLATILE = ("seconds", "tokens_per_s")  # wall-clock figures differ between runs
 
 def write_corpus(root: Path, lines: int = 150, seed: int = 0) -> Path:
     """Ten words, each usually followed by the next: a pattern a tiny LM learns in an epoch."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", lines), ("valid", 30), ("test", 30)):
-        out = []
-        for _ in range(n):
-            w, sent = int(rng.integers(0, 10)), []
-            for _ in range(int(rng.integers(4, 10))):
-                sent.append(f"w{w}")
-                w = (w + 1) % 10 if rng.random() < 0.9 else int(rng.integers(0, 10))
-            out.append(" ".join(sent))
-        (root / f"{split}.txt").write_text("\n".join(out) + "\n")
-    return root
+    return write_chain_corpus(root, lines, eval_lines=30, vocab=10, follow=0.9, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from api.atomic_io import read_jsonl
 from api.errors import UserError
 from api.graph import CellGraph
 from api.search.objectives import RNNObjective
+from conftest import write_chain_corpus
 from searching.rnn.autoshrink_rnn import LMData, RNNProxyEvaluator, RNNTrainConfig
 from searching.rnn.data import Corpus
 from searching.rnn.train import main as train_main
@@ -28,19 +29,8 @@ OPS = ["input", "identity", "relu", "tanh"]
 
 def write_corpus(root: Path, lines: int = 120, seed: int = 0) -> Path:
     """A tiny PTB-format corpus with some structure (word i+1 often follows word i)."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", lines), ("valid", 20), ("test", 20)):
-        out = []
-        for _ in range(n):
-            w = int(rng.integers(0, 20))
-            sent = []
-            for _ in range(int(rng.integers(4, 10))):
-                sent.append(f"w{w}")
-                w = (w + 1) % 20 if rng.random() < 0.7 else int(rng.integers(0, 20))
-            out.append(" " + " ".join(sent) + " ")
-        (root / f"{split}.txt").write_text("\n".join(out) + "\n")
-    return root
+    return write_chain_corpus(root, lines, eval_lines=20, vocab=20, follow=0.7, pad=True,
+                              seed=seed)
 
 
 @pytest.fixture(scope="module")
