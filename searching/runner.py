@@ -34,6 +34,12 @@ def add_search_flags(parser: argparse.ArgumentParser, root_flag: str, root_defau
     return g
 
 
+# The flags of add_search_flags and add_runtime_flags that never change a search's results,
+# so the --resume settings check ignores them (--threads is not here: it is kept on resume).
+RUNTIME_FLAGS = frozenset({"resume", "force", "device", "no_plots", "quiet", "executor",
+                           "workers", "ray_address", "gpus_per_candidate"})
+
+
 def add_runtime_flags(parser: argparse.ArgumentParser, group) -> None:
     """Where and how quietly a search runs (device, plots, progress bars, executor): flags
     that never change its results, so ``--resume`` accepts new values for them."""

@@ -21,14 +21,14 @@ from api.ops import PROTOCOLS, draw_ops
 from api.search.executors import resolve_threads
 from api.search.objectives import CNNObjective
 from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, proxy_spec_from_args
+from searching.runner import RUNTIME_FLAGS as SEARCH_RUNTIME_FLAGS
 from searching.runner import add_runtime_flags, add_search_flags, open_search, run_search
 from searching.search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
 # Flags that do not change results: excluded from the --resume settings check.
-RUNTIME_FLAGS = {"model_root", "resume", "force", "device", "data", "proxy_file", "quiet",
-                 "no_plots", "executor", "workers", "ray_address", "gpus_per_candidate",
-                 "cuda_bf16", "cuda_channels_last", "no_cudnn_benchmark"}
+RUNTIME_FLAGS = SEARCH_RUNTIME_FLAGS | {"model_root", "data", "proxy_file", "cuda_bf16",
+                                        "cuda_channels_last", "no_cudnn_benchmark"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ from api.search.objectives import RNNObjective
 from searching.rnn.data import Corpus, batchify, get_batch
 from searching.rnn.model import RNNModel, cell_flops, count_params
 from searching.rnn.utils import draw_ops, embedding_matrix, load_w2v, parse_ops
+from searching.runner import RUNTIME_FLAGS as SEARCH_RUNTIME_FLAGS
 from searching.runner import open_search, run_search
 from searching.search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
@@ -212,8 +213,7 @@ class RNNProxyEvaluator(Evaluator):
 
 # ---------------------------------------------------------------------------------- search
 # Flags that do not change results: excluded from the --resume settings check.
-RUNTIME_FLAGS = {"save", "resume", "force", "device", "data", "emb_path", "quiet", "no_plots",
-                 "executor", "workers", "ray_address", "gpus_per_candidate"}
+RUNTIME_FLAGS = SEARCH_RUNTIME_FLAGS | {"save", "data", "emb_path"}
 
 
 def load_data(args: argparse.Namespace) -> LMData:
