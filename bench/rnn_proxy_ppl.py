@@ -17,12 +17,8 @@ import statistics
 
 import torch
 
-from api.graph import CellGraph
-from searching.rnn.autoshrink_rnn import LMData, RNNProxyEvaluator, RNNTrainConfig
+from searching.rnn.autoshrink_rnn import reference_candidate
 from searching.rnn.data import Corpus, unigram_perplexity
-from searching.rnn.utils import embedding_matrix, load_w2v
-
-OPS = ["input", "identity", "relu", "tanh", "identity", "identity"]
 
 
 def main() -> None:
@@ -37,18 +33,12 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    corpus = Corpus(args.data)
-    vectors = None if args.emb_path.lower() == "none" else load_w2v(args.emb_path)
-    graph = CellGraph.complete(6, OPS, space="rnn")
-    if args.drop_edge:
-        graph = graph.remove_edge(*(int(v) for v in args.drop_edge.split(",")))
-    cfg = RNNTrainConfig(epochs=args.epochs, device=args.device)
+    drop_edge = tuple(int(v) for v in args.drop_edge.split(",")) if args.drop_edge else None
+    emb_path = None if args.emb_path.lower() == "none" else args.emb_path
     best, best_orig, per_epoch = [], [], []
     for seed in args.seeds:
-        emb = embedding_matrix(corpus.dictionary.idx2word, 100, vectors, seed)
-        ev = RNNProxyEvaluator(LMData(corpus.train, corpus.valid, corpus.ntokens, emb),
-                               100, 100, cfg)
-        result = ev.evaluate(graph, seed)
+        result = reference_candidate(args.data, args.epochs, args.device, emb_path, seed,
+                                     drop_edge)
         for row in result.curve:
             print(f"seed {seed} epoch {row['epoch']:2d} lr {row['lr']:6.2f} "
                   f"train_loss {row['train_loss']:.3f} val_ppl {row['val_ppl']:7.1f} "
@@ -57,7 +47,10 @@ def main() -> None:
         best.append(result.metrics["perplexity"])
         best_orig.append(result.metrics["perplexity_original_eval"])
         per_epoch.append(result.seconds / result.epochs)
-    print(f"cell {graph.num_edges} edges, emb {args.emb_path}, threads {torch.get_num_threads()}, "
+    corpus = Corpus(args.data)
+    cell = "complete" if drop_edge is None else f"without {drop_edge[0]}->{drop_edge[1]}"
+    print(f"cell {cell}, emb {args.emb_path}, "
+          f"threads {torch.get_num_threads()}, "
           f"unigram val ppl {unigram_perplexity(corpus.train, corpus.valid, corpus.ntokens):.0f}")
     print(f"best_val_ppl={statistics.median(best):.1f} "
           f"original_eval_ppl={statistics.median(best_orig):.1f} "

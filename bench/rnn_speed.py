@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from api.graph import CellGraph
+from searching.rnn.autoshrink_rnn import REFERENCE_OPS
 from searching.rnn.data import Corpus, batchify, get_batch
 from searching.rnn.model import RNNModel
 from searching.rnn.utils import embedding_matrix
 
-OPS = ["input", "identity", "relu", "tanh", "identity", "identity"]
+OPS = list(REFERENCE_OPS)
 ACT = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
        "identity": lambda v: v}
 

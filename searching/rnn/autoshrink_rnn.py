@@ -301,24 +301,39 @@ def search_rnn(args: argparse.Namespace) -> CellGraph:
     return run_search(make_search(args), args.save)
 
 
-def bench_candidate(data_dir: str, max_epochs: int = 10, device: str = "auto",
-                    emb_path: Optional[str] = None, seed: int = 0) -> Tuple[float, bool, Result]:
-    """Seconds of one reference candidate (bench/candidate.py): the complete 6-node cell with
-    node ops identity, relu, tanh, identity, identity minus edge 0->5 (14 edges), penn_proxy,
-    paper settings. A run capped below 10 epochs is projected to 10 from its s/epoch."""
+# The reference cell of the benchmarks (SPEC section 15): 6 nodes, these node ops.
+REFERENCE_OPS = ("input", "identity", "relu", "tanh", "identity", "identity")
+
+
+def reference_candidate(data_dir: str, epochs: int = 10, device: str = "auto",
+                        emb_path: Optional[str] = None, seed: int = 0,
+                        drop_edge: Optional[Tuple[int, int]] = (0, 5)) -> Result:
+    """Train the reference cell (complete, minus ``drop_edge`` unless None) on a PTB-format
+    corpus at the paper's proxy settings; ``seed`` seeds the embedding init and training."""
     corpus = Corpus(data_dir)
     vectors = load_w2v(emb_path) if emb_path else None
     emb = embedding_matrix(corpus.dictionary.idx2word, 100, vectors, seed)
     data = LMData(corpus.train, corpus.valid, corpus.ntokens, emb)
-    epochs = min(10, max_epochs)
     ev = RNNProxyEvaluator(data, 100, 100, RNNTrainConfig(epochs=epochs, device=device))
-    ops = ["input", "identity", "relu", "tanh", "identity", "identity"]
-    graph = CellGraph.complete(6, ops, space="rnn").remove_edge(0, 5)
-    result = ev.evaluate(graph, seed)
+    graph = CellGraph.complete(6, list(REFERENCE_OPS), space="rnn")
+    if drop_edge is not None:
+        graph = graph.remove_edge(*drop_edge)
+    return ev.evaluate(graph, seed)
+
+
+def bench_candidate(data_dir: str, max_epochs: int = 10, device: str = "auto",
+                    emb_path: Optional[str] = None, seed: int = 0) -> Tuple[float, bool, Result]:
+    """Seconds of one reference candidate (bench/candidate.py): the reference cell minus edge
+    0->5 (14 edges), penn_proxy, paper settings. A run capped below 10 epochs is projected to
+    10 from its s/epoch."""
+    epochs = min(10, max_epochs)
+    result = reference_candidate(data_dir, epochs, device, emb_path, seed)
     projected = result.epochs == epochs < 10
     seconds = result.seconds / result.epochs * 10 if projected else result.seconds
     return seconds, projected, result
 
 
-__all__ = ["Diverged", "bench_candidate", "original_eval_factor", "LMData", "RNNProxyEvaluator", "RNNTrainConfig",
-           "build_components", "make_search", "search_rnn", "validate_args", "load_data"]
+__all__ = ["Diverged", "REFERENCE_OPS", "bench_candidate", "reference_candidate",
+           "original_eval_factor", "LMData", "RNNProxyEvaluator",
+           "RNNTrainConfig", "build_components", "make_search", "search_rnn", "validate_args",
+           "load_data"]
