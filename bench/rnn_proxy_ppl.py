@@ -14,14 +14,28 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from typing import Optional, Sequence
 
 import torch
 
+from api.errors import UserError, run_cli
 from searching.rnn.autoshrink_rnn import reference_candidate
 from searching.rnn.data import Corpus, unigram_perplexity
 
 
-def main() -> None:
+def parse_edge(text: str):
+    """``i,j`` with 0 <= i < j <= 5: an edge of the 6-node reference cell."""
+    try:
+        i, j = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--drop_edge {text!r}: expected i,j (e.g. 0,5)") from None
+    if not 0 <= i < j <= 5:
+        raise UserError(f"--drop_edge {text!r}: the 6-node cell's edges are i,j with "
+                        "0 <= i < j <= 5")
+    return i, j
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="../shared/data/penn_proxy")
     p.add_argument("--emb_path", default="none", help="w2v.pkl, or none: U(-0.5, 0.5)")
@@ -30,10 +44,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="auto")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    drop_edge = tuple(int(v) for v in args.drop_edge.split(",")) if args.drop_edge else None
+    drop_edge = parse_edge(args.drop_edge) if args.drop_edge else None
     emb_path = None if args.emb_path.lower() == "none" else args.emb_path
     best, best_orig, per_epoch = [], [], []
     for seed in args.seeds:
@@ -58,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
