@@ -34,17 +34,38 @@ from api.search.objectives import Objective
 
 STATE_FILE = "state.json"
 CANDIDATES_FILE = "candidates.jsonl"
+ERRORS_FILE = "errors.log"  # the full traceback of every failed candidate, appended
 STATE_VERSION = 1
+EVALUATOR_KEY = "evaluator"  # settings entry holding Evaluator.describe()
 
 
 class SearchStalled(UserError):
     """Every candidate of a step failed; the state is kept for --resume."""
 
 
+class CandidateBug(UserError):
+    """A candidate raised an exception that signals a bug rather than a training failure
+    (see :func:`api.search.evaluator.is_training_failure`); the state is kept for --resume,
+    which retrains the candidate."""
+
+
+def _append_text(path: str, text: str) -> None:
+    """Append ``text`` in one write and fsync it (an interrupted append loses only itself)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def candidate_seed(search_seed: int, graph_hash: str) -> int:
     """Seed of a candidate's training: fixed by the search seed and the candidate's graph."""
     digest = hashlib.sha256(f"{search_seed}:{graph_hash}".encode()).hexdigest()
     return int(digest[:8], 16)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = "missing" if value is None else json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -124,7 +145,7 @@ class CellSearch:
         graph = make_initial(rng)
         self.state = {
             "version": STATE_VERSION, "kind": type(self).__name__,
-            "settings": dict(self.settings, **self._setting_values()),
+            "settings": self._all_settings(),
             "initial": graph.to_dict(), "graph": graph.to_dict(), "step": 0,
             "rng": rng.bit_generator.state, "plan": None, "records": [], "history": [],
             "best": None, "done": False, "seconds": 0.0,
@@ -168,13 +189,27 @@ class CellSearch:
         # The journal may hold a line the state never recorded (killed in between): rewrite it.
         self._rewrite_journal()
 
+    def _all_settings(self) -> Dict[str, Any]:
+        """The flags, the strategy's settings and what the evaluator says changes results
+        (its training recipe and the content fingerprints of its data), as JSON has them."""
+        described = json.loads(json.dumps(self.evaluator.describe()))
+        return dict(self.settings, **self._setting_values(), **{EVALUATOR_KEY: described})
+
     def _check_settings(self, saved: Dict[str, Any]) -> None:
-        now = dict(self.settings, **self._setting_values())
-        for key in sorted(set(saved) | set(now)):
+        now = self._all_settings()
+        for key in sorted((set(saved) | set(now)) - {EVALUATOR_KEY}):
             if saved.get(key) != now.get(key):
                 raise UserError(f"--resume: --{key} is {now.get(key)!r} but the search in "
                                 f"{self.root} used {saved.get(key)!r}; pass the same flags "
                                 "(or --force to continue anyway)")
+        saved_ev, now_ev = saved.get(EVALUATOR_KEY) or {}, now[EVALUATOR_KEY]
+        diffs = [f"{key} ({_short(now_ev.get(key))} now, {_short(saved_ev.get(key))} then)"
+                 for key in sorted(set(saved_ev) | set(now_ev))
+                 if saved_ev.get(key) != now_ev.get(key)]
+        if diffs:
+            raise UserError(f"--resume: what the search in {self.root} trained on differs: "
+                            f"{'; '.join(diffs)}; pass the same data (or --force to continue "
+                            "anyway)")
 
     def _save_state(self) -> None:
         atomic_write_json(self.state_path, self.state)
@@ -253,6 +288,10 @@ class CellSearch:
             rec.setdefault(name, value)
         if result.error:
             rec["error"] = result.error
+        if result.traceback:
+            rec["traceback"] = result.traceback
+        if result.fatal:
+            rec["fatal"] = True
         return rec
 
     def _run_step(self) -> None:
@@ -282,25 +321,29 @@ class CellSearch:
         t0 = time.perf_counter()
         by_key = {t["key"]: t for t in to_train}
         tasks = [Task(t["key"], cands[t["key"]], t["seed"]) for t in to_train]
-        for task, result in self.executor.run(self.evaluator, tasks):
-            rec = self._record(by_key[task.key], result, step, task.graph)
-            self._finish_candidate(plan, rec)
-            if rec["status"] == "ok":
-                known[rec["hash"]] = rec
-            bar.update(1)
-        for t in waiting:  # prunes to a graph already evaluated: reuse its result
-            twin = known.get(t["hash"])
-            if twin is None:  # its twin failed: train this one after all
-                task = Task(t["key"], cands[t["key"]], t["seed"])
-                rec = self._record(t, next(iter(self.executor.run(self.evaluator, [task])))[1],
-                                   step, cands[t["key"]])
-            else:
-                rec = {**twin, **{k: v for k, v in t.items() if k != "mask"},
-                       "step": step, "seconds": 0.0, "status": "cached"}
-            self._finish_candidate(plan, rec)
-            bar.update(1)
-        bar.close()
-        self.evaluator.epoch_callback = None
+        results = self.executor.run(self.evaluator, tasks)
+        try:
+            for task, result in results:
+                rec = self._record(by_key[task.key], result, step, task.graph)
+                self._finish_candidate(plan, rec)
+                if rec["status"] == "ok":
+                    known[rec["hash"]] = rec
+                bar.update(1)
+            for t in waiting:  # prunes to a graph already evaluated: reuse its result
+                twin = known.get(t["hash"])
+                if twin is None:  # its twin failed: train this one after all
+                    task = Task(t["key"], cands[t["key"]], t["seed"])
+                    (_, result), = list(self.executor.run(self.evaluator, [task]))
+                    rec = self._record(t, result, step, cands[t["key"]])
+                else:
+                    rec = {**twin, **{k: v for k, v in t.items() if k != "mask"},
+                           "step": step, "seconds": 0.0, "status": "cached"}
+                self._finish_candidate(plan, rec)
+                bar.update(1)
+        finally:  # a bug stops the step: the executor stops what it still runs
+            getattr(results, "close", lambda: None)()
+            bar.close()
+            self.evaluator.epoch_callback = None
         st["seconds"] += time.perf_counter() - t0
         self._complete_step(plan, cands)
 
@@ -308,6 +351,24 @@ class CellSearch:
         append_jsonl(os.path.join(self.root, CANDIDATES_FILE), rec)
         plan["results"][rec["key"]] = rec
         self._save_state()
+        if rec["status"] == "failed":
+            self._log_failure(rec)
+
+    def _log_failure(self, rec: Dict[str, Any]) -> None:
+        """Append a failed candidate's traceback to errors.log; stop the search (state kept,
+        the candidate retried on --resume) when its exception signals a bug."""
+        path = os.path.join(self.root, ERRORS_FILE)
+        fatal = bool(rec.get("fatal"))
+        what = "a bug: the search stopped" if fatal else "a training failure: the search goes on"
+        _append_text(path, (
+            f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} step {rec['step']} candidate "
+            f"{rec['key']} (graph {rec.get('hash')}, seed {rec.get('seed')}): {what}\n"
+            f"{rec.get('traceback') or rec.get('error') or 'no error recorded'}\n"))
+        if fatal:
+            raise CandidateBug(
+                f"candidate {rec['key']} of step {rec['step']} raised {rec.get('error')}; this "
+                f"is a bug, not a training failure (traceback in {path}); the search state is "
+                "kept: fix the cause and rerun with --resume")
 
     def _complete_step(self, plan: Dict[str, Any], cands: Dict[str, CellGraph]) -> None:
         st = self.state

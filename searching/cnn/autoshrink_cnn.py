@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight_decay", type=float, default=1e-5)
     g.add_argument("--batch_size", type=int, default=128)
     g.add_argument("--patience", type=int, default=5, help="epochs without val improvement")
+    g.add_argument("--bn_recal_batches", type=int, default=10,
+                   help="re-estimate BatchNorm statistics on this many train batches before "
+                        "each validation (0: the original's running averages, which lag on "
+                        "small proxies)")
     g.add_argument("--cuda_bf16", action="store_true",
                    help="bf16 autocast on CUDA (slower for the proxy nets on an H100: see "
                         "bench/README.md)")
@@ -97,6 +101,8 @@ def validate_args(args: argparse.Namespace) -> None:
     for flag in ("epochs", "batch_size", "proxy_train", "proxy_val", "image_size"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.bn_recal_batches < 0:
+        raise UserError(f"--bn_recal_batches must be 0 (off) or more, got {args.bn_recal_batches}")
     if args.lr <= 0:
         raise UserError(f"--lr must be positive, got {args.lr}")
 
@@ -120,13 +126,14 @@ def build_components(args: argparse.Namespace):
                                 in_channels=data.train_x.shape[1])
     train_cfg = ProxyTrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                                  batch_size=args.batch_size, patience=args.patience,
+                                 bn_recal_batches=args.bn_recal_batches,
                                  cuda_bf16=args.cuda_bf16,
                                  cuda_channels_last=args.cuda_channels_last,
                                  cudnn_benchmark=not args.no_cudnn_benchmark, device=args.device)
     evaluator = CNNProxyEvaluator(data, spec, train_cfg)
     saved = CellSearch.saved_settings(args.model_root) if args.resume else {}
     args.threads = evaluator.threads = resolve_threads(args.threads, args.workers,
-                                                       saved.get("threads"))
+                                                       saved.get("threads"), args.executor)
     settings = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
     graph_settings = {"space": "cnn", "network": spec.to_dict(), "protocol": args.protocol}
 

@@ -5,6 +5,15 @@ Paper defaults: Adam lr 4e-3 (constant), weight decay 1e-5 on conv/linear weight
 running train accuracy passes 0.98; training stops after 5 epochs without a better val
 accuracy, at epoch 3 when val accuracy is below 0.2, and when val loss > 3 x train loss.
 Returns the best val accuracy and the proxy network's MACs at the proxy resolution.
+
+BatchNorm recalibration (not in the paper's code; ``--bn_recal_batches 0`` restores it): before
+each validation the BN running statistics are re-estimated on ``bn_recal_batches`` training
+batches with the current weights. With few steps per epoch and a fast-moving Adam, the running
+averages (momentum 0.1) lag behind the weights, and evaluation then measures stale statistics
+instead of the network: on 1,000 images a net that has learned reads chance, and the early
+stops fire on that artefact. Recalibration only touches the running statistics, which train-mode
+forward passes never read, and draws its batches from a generator of its own, so the training
+trajectory is unchanged; only the validation figures (and hence the early stops) change.
 """
 from __future__ import annotations
 
@@ -19,12 +28,14 @@ import torch.nn.functional as F
 from api.complexity import count_macs, count_params
 from api.datasets import DeviceBatches, ProxyData
 from api.distributed import resolve_device
+from api.fingerprint import content_fingerprint
 from api.graph import CellGraph
 from api.network import NetworkSpec, build_network, cpu_channels_last_ok
-from api.search.evaluator import Evaluator, Result
+from api.scoped import cudnn_benchmark
+from api.search.evaluator import Evaluator, Result, TrainingFailure
 
 
-class Diverged(RuntimeError):
+class Diverged(TrainingFailure):
     """The training loss became NaN or infinite."""
 
 
@@ -40,6 +51,8 @@ class ProxyTrainConfig:
     min_acc_epoch: int = 3           # at this epoch ...
     min_acc: float = 0.2             # ... stop if val accuracy is below this
     overfit_ratio: float = 3.0       # stop when val loss > ratio * train loss
+    bn_recal_batches: int = 10       # BN statistics re-estimated on this many train batches
+                                     # before each validation (0: the original's running stats)
     # Speed settings (runtime: not part of the results' identity). Measured on an H100 for the
     # 8-node proxy net at batch 128 (bench/cnn_step.py): fp32 16.6 ms/step, fp32 channels_last
     # 17.9, bf16 21.7, bf16 channels_last 30.7 -- these small nets are launch-bound, and bf16
@@ -69,6 +82,51 @@ def next_accuracy_check(seen: int, correct: int, threshold: float) -> float:
     return seen + math.floor(margin / (1.0 - threshold) * (1.0 - 1e-9))
 
 
+def stop_reason(cfg: ProxyTrainConfig, epoch: int, best_epoch: int, best_acc: float,
+                train_loss: float, val_loss: float) -> Optional[str]:
+    """Why training stops after ``epoch`` (None: it goes on), by the paper's early stops."""
+    if epoch - best_epoch >= cfg.patience:
+        return "patience"
+    if epoch == cfg.min_acc_epoch and best_acc < cfg.min_acc:
+        return "min_acc"
+    if val_loss > cfg.overfit_ratio * train_loss:
+        return "overfit"
+    return None
+
+
+@torch.no_grad()
+def recalibrate_bn(model: torch.nn.Module, batches, max_batches: int) -> int:
+    """Re-estimate every BatchNorm's running statistics as the plain average over up to
+    ``max_batches`` batches of ``batches`` (train-mode forward passes, no gradients).
+
+    Returns the number of batches used (0 when the model has no BatchNorm or none was asked,
+    in which case nothing is touched). Each layer's momentum is restored afterwards, so
+    training continues exactly as before; the caller restores ``model.train()``/``eval()``.
+    """
+    bns = [m for m in model.modules()
+           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns or max_batches <= 0:
+        return 0
+    momenta = [m.momentum for m in bns]
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: every batch counts the same
+    model.train()
+    used = 0
+    try:
+        for x in batches:
+            if used >= max_batches:
+                break
+            model(x)
+            used += 1
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return used
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float):
     decay, no_decay = [], []
     for module in model.modules():
@@ -95,7 +153,9 @@ class CNNProxyEvaluator(Evaluator):
         cfg = asdict(self.config)
         for name in ProxyTrainConfig.RUNTIME:
             cfg.pop(name)
-        return {"spec": self.spec.to_dict(), "train": cfg}
+        d = self.data
+        return {"spec": self.spec.to_dict(), "train": cfg,
+                "proxy data": content_fingerprint(d.train_x, d.train_y, d.val_x, d.val_y)}
 
     def _device_data(self, device: torch.device):
         if self._batches is None or self._batches[0].x.device != device:
@@ -110,6 +170,11 @@ class CNNProxyEvaluator(Evaluator):
         return build_network(graph, self.spec)
 
     def evaluate(self, graph: CellGraph, seed: int) -> Result:
+        # cudnn.benchmark is process-global: this candidate's setting, restored afterwards
+        with cudnn_benchmark(self.config.cudnn_benchmark):
+            return self._evaluate(graph, seed)
+
+    def _evaluate(self, graph: CellGraph, seed: int) -> Result:
         cfg = self.config
         start = time.perf_counter()
         device = resolve_device(cfg.device)
@@ -122,16 +187,17 @@ class CNNProxyEvaluator(Evaluator):
         use_cl = cfg.use_channels_last(device) and layout_ok
         fmt = torch.channels_last if use_cl else torch.contiguous_format
         model = model.to(device, memory_format=fmt)
-        if cuda:
-            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         amp = cuda and cfg.cuda_bf16
         train, val = self._device_data(device)
         opt = torch.optim.Adam(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
         gen = torch.Generator().manual_seed(seed)
+        # BN recalibration draws its batches from its own stream: training order is unchanged.
+        recal_gen = torch.Generator().manual_seed(seed + 1)
         best_acc, best_epoch, epochs, curve = 0.0, 0, 0, []
         for epoch in range(1, cfg.epochs + 1):
             epochs = epoch
             train_loss = self._train_epoch(model, opt, train, gen, amp, fmt)
+            self._recalibrate(model, train, recal_gen, amp, fmt)
             val_loss, val_acc = self._validate(model, val, amp, fmt)
             curve.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                           "val_acc": val_acc, "seconds": time.perf_counter() - start})
@@ -140,11 +206,7 @@ class CNNProxyEvaluator(Evaluator):
                 raise Diverged(f"validation loss is {val_loss} at epoch {epoch}")
             if val_acc > best_acc:
                 best_acc, best_epoch = val_acc, epoch
-            if epoch - best_epoch >= cfg.patience:
-                break
-            if epoch == cfg.min_acc_epoch and best_acc < cfg.min_acc:
-                break
-            if val_loss > cfg.overfit_ratio * train_loss:
+            if stop_reason(cfg, epoch, best_epoch, best_acc, train_loss, val_loss):
                 break
         return Result(status="ok", metrics={"accuracy": best_acc}, macs=macs, params=params,
                       seconds=time.perf_counter() - start, epochs=epochs, curve=curve)
@@ -176,6 +238,12 @@ class CNNProxyEvaluator(Evaluator):
         if not math.isfinite(mean_loss):
             raise Diverged(f"training loss is {mean_loss}")
         return mean_loss
+
+    def _recalibrate(self, model, data: DeviceBatches, gen, amp: bool, fmt) -> int:
+        cfg = self.config
+        xs = (x.contiguous(memory_format=fmt) for x, _ in data.batches(cfg.batch_size, gen))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            return recalibrate_bn(model, xs, cfg.bn_recal_batches)
 
     @torch.no_grad()
     def _validate(self, model, data: DeviceBatches, amp: bool, fmt):

@@ -18,15 +18,16 @@ import argparse
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from api.distributed import resolve_device
+from api.fingerprint import content_fingerprint
 from api.errors import UserError
 from api.graph import CellGraph
-from api.search.evaluator import Evaluator, Result
+from api.search.evaluator import Evaluator, Result, TrainingFailure
 from api.search.executors import resolve_threads
 from api.search.objectives import RNNObjective
 from searching.rnn.data import Corpus, batchify, get_batch
@@ -49,7 +50,7 @@ def original_eval_factor(rows: int) -> float:
     return (rows - 1) / rows
 
 
-class Diverged(RuntimeError):
+class Diverged(TrainingFailure):
     """The loss became NaN/infinite or reached the divergence threshold."""
 
 
@@ -86,6 +87,7 @@ class LMData:
     valid: torch.Tensor
     ntokens: int
     embedding: Optional[torch.Tensor]  # (ntokens, emsize); None: random U(-0.1, 0.1)
+    words: Optional[Sequence[str]] = None  # the vocabulary (id -> word), for the fingerprint
 
 
 class RNNProxyEvaluator(Evaluator):
@@ -101,8 +103,12 @@ class RNNProxyEvaluator(Evaluator):
     def describe(self) -> Dict[str, Any]:
         cfg = asdict(self.config)
         cfg.pop("device")
-        return {"emsize": self.emsize, "nhid": self.nhid, "ntokens": self.data.ntokens,
-                "train": cfg}
+        d = self.data
+        words = None if d.words is None else "\n".join(d.words)
+        return {"emsize": self.emsize, "nhid": self.nhid, "ntokens": d.ntokens, "train": cfg,
+                "corpus": content_fingerprint(d.train, d.valid),
+                "vocabulary": content_fingerprint(words),
+                "embeddings": content_fingerprint(d.embedding)}
 
     def _device_batches(self, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
         if self._batches is None or self._batches[0].device != device:
@@ -223,7 +229,7 @@ def load_data(args: argparse.Namespace) -> LMData:
     if str(args.emb_path).lower() != "none":
         vectors = load_w2v(args.emb_path)
     emb = embedding_matrix(corpus.dictionary.idx2word, args.emsize, vectors, args.seed)
-    return LMData(corpus.train, corpus.valid, corpus.ntokens, emb)
+    return LMData(corpus.train, corpus.valid, corpus.ntokens, emb, corpus.dictionary.idx2word)
 
 
 def train_config_from_args(args: argparse.Namespace) -> RNNTrainConfig:
@@ -282,7 +288,7 @@ def build_components(args: argparse.Namespace):
     evaluator = RNNProxyEvaluator(data, args.emsize, args.nhid, train_config_from_args(args))
     saved = CellSearch.saved_settings(args.save) if args.resume else {}
     args.threads = evaluator.threads = resolve_threads(args.threads, args.workers,
-                                                       saved.get("threads"))
+                                                       saved.get("threads"), args.executor)
     settings = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
     net = {"space": "rnn", "emsize": args.emsize, "nhid": args.nhid,
            "nhidlast": args.nhidlast, "ntokens": data.ntokens}
