@@ -36,6 +36,12 @@ STATE_FILE = "state.json"
 CANDIDATES_FILE = "candidates.jsonl"
 ERRORS_FILE = "errors.log"  # the full traceback of every failed candidate, appended
 STATE_VERSION = 1
+# Fault injection for the resume tests (tests/test_*_search.py), inert unless set:
+# AUTOSHRINK_TEST_DIE_AT="<point>:<n>" ends the process at once with os._exit(137), as kill -9
+# would (no cleanup), the n-th time a search object passes <point>: "journal" (a candidate's
+# record appended to candidates.jsonl, state.json not yet updated) or "save" (state.json
+# written: after start, a step's plan, each candidate, a step's end).
+DIE_AT_ENV = "AUTOSHRINK_TEST_DIE_AT"
 EVALUATOR_KEY = "evaluator"  # settings entry holding Evaluator.describe()
 
 
@@ -91,6 +97,7 @@ class CellSearch:
         self.plots = plots
         self.progress = progress
         self.state: Dict[str, Any] = {}
+        self._passes: Dict[str, int] = {}  # fault-injection points passed (DIE_AT_ENV)
 
     # ------------------------------------------------------------------ strategy hooks
     def _init_strategy(self, graph: CellGraph) -> Dict[str, Any]:
@@ -213,6 +220,15 @@ class CellSearch:
 
     def _save_state(self) -> None:
         atomic_write_json(self.state_path, self.state)
+        self._fault_point("save")
+
+    def _fault_point(self, name: str) -> None:
+        """Die here if DIE_AT_ENV names this pass through point ``name`` (tests only)."""
+        point, _, n = os.environ.get(DIE_AT_ENV, "").partition(":")
+        if point == name:
+            self._passes[name] = self._passes.get(name, 0) + 1
+            if self._passes[name] == int(n):
+                os._exit(137)
 
     def _all_records(self) -> List[Dict[str, Any]]:
         records = list(self.state["records"])
@@ -349,6 +365,7 @@ class CellSearch:
 
     def _finish_candidate(self, plan: Dict[str, Any], rec: Dict[str, Any]) -> None:
         append_jsonl(os.path.join(self.root, CANDIDATES_FILE), rec)
+        self._fault_point("journal")
         plan["results"][rec["key"]] = rec
         self._save_state()
         if rec["status"] == "failed":
