@@ -34,6 +34,7 @@ from api.search.objectives import Objective
 
 STATE_FILE = "state.json"
 CANDIDATES_FILE = "candidates.jsonl"
+CURVES_FILE = "curves.jsonl"     # each trained candidate's per-epoch figures
 ERRORS_FILE = "errors.log"  # the full traceback of every failed candidate, appended
 STATE_VERSION = 1
 # Fault injection for the resume tests (tests/test_*_search.py), inert unless set:
@@ -67,6 +68,15 @@ def candidate_seed(search_seed: int, graph_hash: str) -> int:
     """Seed of a candidate's training: fixed by the search seed and the candidate's graph."""
     digest = hashlib.sha256(f"{search_seed}:{graph_hash}".encode()).hexdigest()
     return int(digest[:8], 16)
+
+
+def _journal_line(rec: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in rec.items() if k != "curve"}
+
+
+def _curve_line(rec: Dict[str, Any]) -> Dict[str, Any]:
+    return {"key": rec["key"], "step": rec["step"], "hash": rec["hash"],
+            "status": rec["status"], "curve": rec["curve"]}
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -239,7 +249,10 @@ class CellSearch:
         return records
 
     def _rewrite_journal(self) -> None:
-        write_jsonl(os.path.join(self.root, CANDIDATES_FILE), self._all_records())
+        records = self._all_records()
+        write_jsonl(os.path.join(self.root, CANDIDATES_FILE), [_journal_line(r) for r in records])
+        write_jsonl(os.path.join(self.root, CURVES_FILE),
+                    [_curve_line(r) for r in records if r.get("curve")])
 
     @property
     def graph(self) -> CellGraph:
@@ -308,6 +321,8 @@ class CellSearch:
             rec["traceback"] = result.traceback
         if result.fatal:
             rec["fatal"] = True
+        if result.curve:  # kept in the state, written to curves.jsonl (not candidates.jsonl)
+            rec["curve"] = result.curve
         return rec
 
     def _run_step(self) -> None:
@@ -351,8 +366,9 @@ class CellSearch:
                     task = Task(t["key"], cands[t["key"]], t["seed"])
                     (_, result), = list(self.executor.run(self.evaluator, [task]))
                     rec = self._record(t, result, step, cands[t["key"]])
-                else:
-                    rec = {**twin, **{k: v for k, v in t.items() if k != "mask"},
+                else:  # a cached twin trained nothing: no curve of its own
+                    rec = {**{k: v for k, v in twin.items() if k != "curve"},
+                           **{k: v for k, v in t.items() if k != "mask"},
                            "step": step, "seconds": 0.0, "status": "cached"}
                 self._finish_candidate(plan, rec)
                 bar.update(1)
@@ -364,7 +380,9 @@ class CellSearch:
         self._complete_step(plan, cands)
 
     def _finish_candidate(self, plan: Dict[str, Any], rec: Dict[str, Any]) -> None:
-        append_jsonl(os.path.join(self.root, CANDIDATES_FILE), rec)
+        append_jsonl(os.path.join(self.root, CANDIDATES_FILE), _journal_line(rec))
+        if rec.get("curve"):
+            append_jsonl(os.path.join(self.root, CURVES_FILE), _curve_line(rec))
         self._fault_point("journal")
         plan["results"][rec["key"]] = rec
         self._save_state()
@@ -429,6 +447,8 @@ class CellSearch:
             st["best"] = chosen.to_dict()
             save_graph(chosen, os.path.join(self.root, "graph-best"), png=self.plots)
         report.write_report(self.root, st["history"], metric, self.x_label, plots=self.plots)
+        if self.plots and self.evaluator.curve_metric:
+            report.plot_curves(self.root, st["records"], self.evaluator.curve_metric)
         self._rewrite_journal()
         self._save_state()
         tqdm.write(entry["summary"])

@@ -83,3 +83,5 @@ class Evaluator(ABC):
     def describe(self) -> Dict[str, Any]:
         """Settings that change results; stored with the search for --resume checks."""
         return {}
+    #: The per-epoch figure of ``Result.curve`` that ``curves.png`` draws ("": no plot).
+    curve_metric: str = ""

@@ -66,3 +66,34 @@ def write_report(root: str, history: List[Dict], metric: str, x_label: str = "ed
     write_logs(root, history)
     if plots:
         write_plots(root, history, metric, x_label)
+
+
+def plot_curves(root: str, records: List[Dict], key: str) -> None:
+    """``curves.png``: every trained candidate's per-epoch ``key`` (e.g. val_acc), one line
+    each, coloured by step, so a researcher sees how candidates learned, not just their best."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [(r["step"], [(row["epoch"], row[key]) for row in r["curve"] if key in row])
+              for r in records if r.get("curve")]
+    curves = [(step, pts) for step, pts in curves if pts]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    if curves:
+        last = max(step for step, _ in curves)
+        cmap = plt.get_cmap("viridis")
+        for step, pts in curves:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, color=cmap(step / max(last, 1)), lw=0.8, alpha=0.6)
+        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, max(last, 1)))
+        fig.colorbar(sm, ax=ax, label="step")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    ax.set_title(f"{len(curves)} candidates")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(os.path.join(root, "curves.png"), buf.getvalue())

@@ -142,6 +142,7 @@ class CNNProxyEvaluator(Evaluator):
 
     metric = "accuracy"
     higher_is_better = True
+    curve_metric = "val_acc"
 
     def __init__(self, data: ProxyData, spec: NetworkSpec, config: ProxyTrainConfig) -> None:
         self.data = data

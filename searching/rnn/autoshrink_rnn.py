@@ -95,6 +95,7 @@ class RNNProxyEvaluator(Evaluator):
 
     metric = "perplexity"
     higher_is_better = False
+    curve_metric = "val_ppl"
 
     def __init__(self, data: LMData, emsize: int, nhid: int, config: RNNTrainConfig) -> None:
         self.data, self.emsize, self.nhid, self.config = data, emsize, nhid, config
@@ -292,7 +293,9 @@ def build_components(args: argparse.Namespace):
     settings = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
     net = {"space": "rnn", "emsize": args.emsize, "nhid": args.nhid,
            "nhidlast": args.nhidlast, "ntokens": data.ntokens}
-    return (evaluator, RNNObjective(args.efficiency_weight),
+    # The cost is floored at one edge: the empty cell is not free (see RNNObjective).
+    objective = RNNObjective(args.efficiency_weight, min_flops=float(args.nhid) ** 2)
+    return (evaluator, objective,
             lambda rng: initial_graph(args, rng, net), settings)
 
 
