@@ -227,15 +227,40 @@ class ProxyData:
                             "again with searching/cnn/make_cifar10_proxy.py") from exc
 
 
-def make_proxy(splits: ImageSplits, train_size: int, val_size: int, seed: int) -> ProxyData:
-    """Seeded, class-balanced proxy drawn without replacement (train from train, val from val)."""
+#: Where the proxy's validation images come from: the dataset's held-out split (CIFAR's test
+#: batch, an image folder's val/), as the paper's code did, or the training split.
+PROXY_VAL_SOURCES = ("test", "train")
+
+
+def make_proxy(splits: ImageSplits, train_size: int, val_size: int, seed: int,
+               val_source: str = "test") -> ProxyData:
+    """Seeded, class-balanced proxy drawn without replacement.
+
+    ``val_source="test"`` (the paper's code) draws train images from the train split and
+    validation images from the held-out split. ``"train"`` draws both from the train split,
+    disjoint, so that the test split stays unseen by the search; the validation images are
+    drawn first, then the train images from the rest.
+    """
     if train_size < 1 or val_size < 1:
         raise UserError("proxy sizes must be at least 1 (--proxy_train/--proxy_val)")
+    if val_source not in PROXY_VAL_SOURCES:
+        raise UserError(f"unknown proxy validation source {val_source!r} "
+                        f"(choose {' or '.join(PROXY_VAL_SOURCES)})")
     rng = np.random.default_rng(seed)
-    ti = balanced_indices(splits.train_y, train_size, rng)
-    vi = balanced_indices(splits.val_y, val_size, rng)
-    return ProxyData(splits.train_x[ti], splits.train_y[ti], splits.val_x[vi], splits.val_y[vi],
-                     splits.num_classes, splits.source)
+    if val_source == "test":
+        ti = balanced_indices(splits.train_y, train_size, rng)
+        vi = balanced_indices(splits.val_y, val_size, rng)
+        return ProxyData(splits.train_x[ti], splits.train_y[ti], splits.val_x[vi],
+                         splits.val_y[vi], splits.num_classes, splits.source)
+    if train_size + val_size > len(splits.train_y):
+        raise UserError(f"--proxy_train {train_size} + --proxy_val {val_size} images asked from "
+                        f"a train split of {len(splits.train_y)}: lower them or draw the "
+                        "validation images from the test split")
+    vi = balanced_indices(splits.train_y, val_size, rng)
+    rest = np.setdiff1d(np.arange(len(splits.train_y)), vi)
+    ti = rest[balanced_indices(splits.train_y[rest], train_size, rng)]
+    return ProxyData(splits.train_x[ti], splits.train_y[ti], splits.train_x[vi],
+                     splits.train_y[vi], splits.num_classes, splits.source)
 
 
 class DeviceBatches:

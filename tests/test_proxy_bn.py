@@ -107,3 +107,31 @@ def test_device_batches_feed_recalibration_in_the_training_layout():
 def test_stop_reasons_are_the_papers(epoch, best_epoch, best_acc, train_loss, val_loss, reason):
     assert stop_reason(ProxyTrainConfig(), epoch, best_epoch, best_acc, train_loss,
                        val_loss) == reason
+
+
+def test_proxy_validation_images_can_come_from_the_train_split(cifar_root):
+    from api.datasets import load_images, make_proxy
+
+    splits = load_images("cifar10", str(cifar_root))
+    default = make_proxy(splits, 60, 30, seed=0)
+    test_rows = {x.tobytes() for x in splits.val_x}
+    assert all(x.tobytes() in test_rows for x in default.val_x)  # the paper's: the test split
+    held_out = make_proxy(splits, 60, 30, seed=0, val_source="train")
+    train_rows = {x.tobytes() for x in splits.train_x}
+    assert all(x.tobytes() in train_rows for x in held_out.val_x)
+    assert not {x.tobytes() for x in held_out.val_x} & {x.tobytes() for x in held_out.train_x}
+    assert np.bincount(held_out.val_y, minlength=10).max() <= 4  # class-balanced
+    from api.errors import UserError
+
+    with pytest.raises(UserError, match="lower them or draw"):
+        make_proxy(splits, len(splits.train_y), 30, seed=0, val_source="train")
+
+
+def test_search_cli_takes_the_validation_source(tmp_path, cifar_root):
+    from searching.cnn.autoshrink_cnn import build_parser, load_proxy
+
+    args = build_parser().parse_args(["--data", str(cifar_root), "--proxy_train", "60",
+                                      "--proxy_val", "30", "--proxy_val_source", "train"])
+    proxy = load_proxy(args)
+    train_rows = {x.tobytes() for x in proxy.train_x}
+    assert len(proxy.val_y) == 30 and not any(x.tobytes() in train_rows for x in proxy.val_x)

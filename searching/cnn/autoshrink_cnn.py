@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from api.datasets import ProxyData, load_images, make_proxy
+from api.datasets import PROXY_VAL_SOURCES, ProxyData, load_images, make_proxy
 from api.errors import UserError, run_cli
 from api.graph import CellGraph
 from api.ops import PROTOCOLS, draw_ops
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a proxy .npz written by make_cifar10_proxy.py (instead of sampling)")
     g.add_argument("--proxy_train", type=int, default=5000, help="proxy training images")
     g.add_argument("--proxy_val", type=int, default=1000, help="proxy validation images")
+    g.add_argument("--proxy_val_source", default="test", choices=list(PROXY_VAL_SOURCES),
+                   help="where the proxy's validation images come from: test (the paper's "
+                        "code: CIFAR's test batch, an image folder's val/) or train (held out "
+                        "from the train split, so the search never sees the test split)")
     g.add_argument("--image_size", type=int, default=32, help="proxy resolution (imagefolder)")
     g.add_argument("--epochs", type=int, default=20, help="max epochs per candidate")
     g.add_argument("--lr", type=float, default=4e-3, help="Adam learning rate (constant)")
@@ -111,7 +115,8 @@ def load_proxy(args: argparse.Namespace) -> ProxyData:
     if args.proxy_file:
         return ProxyData.load(args.proxy_file)
     splits = load_images(args.dataset, args.data, args.image_size)
-    return make_proxy(splits, args.proxy_train, args.proxy_val, args.seed)
+    return make_proxy(splits, args.proxy_train, args.proxy_val, args.seed,
+                      args.proxy_val_source)
 
 
 def build_components(args: argparse.Namespace):
