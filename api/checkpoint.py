@@ -3,7 +3,9 @@
 A checkpoint is a plain dict (model, EMA, optimizer and scheduler state, epoch, step, RNG
 states of every rank, the model spec). RNG states are stored as tensors and built-in types so
 that loading uses ``torch.load(weights_only=True)``: a checkpoint cannot run code. ``last.pt``
-is replaced after every epoch; ``best.pt`` holds the epoch with the best validation top-1.
+is replaced after every epoch. Only the RNN trainer also keeps ``best.pt`` (best validation
+loss; PTB has a separate test split); the CNN trainers select nothing on their evaluation
+split, so their final ``last.pt`` is the model.
 """
 from __future__ import annotations
 

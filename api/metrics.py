@@ -1,8 +1,10 @@
 """Top-k accuracy and the metrics log of a training run.
 
 ``metrics.jsonl`` gets one JSON line per epoch (appended and fsynced, so a crash loses at most
-the epoch in flight, and a resumed run simply keeps appending); ``final_metrics.json`` is
-written atomically once the run ends.
+the epoch in flight). An epoch is logged before its checkpoint is written, so a resumed run
+first drops the records after the checkpoint's epoch (:meth:`MetricsLog.keep_until`): it trains
+those epochs again and logs them once. ``final_metrics.json`` is written atomically once the
+run ends.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Dict, Sequence
 
 import torch
 
-from api.atomic_io import append_jsonl, atomic_write_json, read_jsonl
+from api.atomic_io import append_jsonl, atomic_write_json, read_jsonl, write_jsonl
 
 
 @torch.no_grad()
@@ -48,6 +50,12 @@ class MetricsLog:
 
     def records(self):
         return read_jsonl(self.jsonl)
+
+    def keep_until(self, epoch: int) -> None:
+        """Drop the records of epochs after ``epoch`` (logged by a run that died before their
+        checkpoint): the resumed run trains them again and logs them anew. Rewritten whole,
+        which also drops a torn last line that later appends would otherwise bury."""
+        write_jsonl(self.jsonl, [r for r in self.records() if r["epoch"] <= epoch])
 
     def write_final(self, record: Dict) -> None:
         atomic_write_json(self.final, record)

@@ -116,8 +116,8 @@ class WarmupCosineLR:
     """Per-step scheduler (call ``step()`` after every optimizer step) for :class:`WarmupCosine`.
 
     Its state is only the step count: a resumed run follows the schedule of its *current*
-    flags, so ``--resume --epochs 400`` stretches the cosine instead of replaying the old one
-    (``LambdaLR`` would restore the old lambda's settings).
+    flags, so ``--resume --force --epochs 400`` stretches the cosine instead of replaying the old
+    one (``LambdaLR`` would restore the old lambda's settings).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int,

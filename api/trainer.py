@@ -3,25 +3,35 @@
 :class:`Trainer` trains, evaluates, logs and checkpoints; the trainers only build its parts
 (model, optimizer, per-step scheduler, loss, batch sources). One loop means one resume story:
 after every epoch ``last.pt`` holds model, EMA, optimizer, scheduler, epoch, step and the RNG
-states of every rank, and ``fit(resume=True)`` continues from there. Under torchrun the model
-is wrapped in DDP, only rank 0 writes files and shows a progress bar, and evaluation shards
-are summed over ranks.
+states of every rank, and ``fit(resume=True)`` continues from there, first dropping any
+``metrics.jsonl`` record logged after that checkpoint (the epoch is trained again). ``last.pt``
+is the only checkpoint: nothing is selected on the evaluation split (CIFAR's is its test set,
+ImageNet's val is its reporting split), so the reported model and figures are the final
+epoch's. Under torchrun the model is wrapped in DDP, only rank 0 writes files and shows a
+progress bar, evaluation shards are summed over ranks, and every checkpoint records each
+rank's parameter digest (they must agree).
+
+The CLIs' ``--resume`` flag policy lives here too (:func:`given_flags`, :func:`resume_args`):
+a resumed run keeps its recipe, refuses a changed recipe flag unless ``--force``, and accepts
+new values of runtime flags (device, paths, workers, progress).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from api.checkpoint import (BEST, LAST, capture_rng, last_checkpoint, load_checkpoint,
-                            restore_rng, save_checkpoint)
+from api.checkpoint import (LAST, capture_rng, last_checkpoint, load_checkpoint, restore_rng,
+                            save_checkpoint)
 from api.distributed import DistEnv, all_gather_objects, all_reduce_sum, barrier
 from api.ema import ModelEma
 from api.errors import UserError
@@ -91,6 +101,9 @@ def add_run_flags(parser, output_default: str, image_model: bool = True):
     g = parser.add_argument_group("run")
     g.add_argument("--output", default=output_default, help="checkpoints and logs")
     g.add_argument("--resume", action="store_true", help="continue from --output/last.pt")
+    g.add_argument("--force", action="store_true",
+                   help="with --resume: accept recipe flags that differ from the run's (the "
+                        "checkpoint records the new values; args.json keeps the original)")
     if image_model:
         g.add_argument("--eval_every", type=int, default=1, help="validate every N epochs")
     g.add_argument("--seed", type=int, default=0)
@@ -100,6 +113,55 @@ def add_run_flags(parser, output_default: str, image_model: bool = True):
         g.add_argument("--no_amp", action="store_true", help="no bf16 autocast on CUDA")
         g.add_argument("--no_channels_last", action="store_true")
     return g
+
+
+# Flags of add_run_flags a resumed run may always change; each CLI adds its own runtime flags.
+RUN_FLAGS = frozenset({"output", "resume", "force", "device", "quiet"})
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> Set[str]:
+    """Destinations of the flags actually on the command line (argparse keeps pre-set
+    namespace attributes instead of defaults, so a sentinel tells them apart)."""
+    unset = object()
+    ns = parser.parse_args(argv, argparse.Namespace(**{a.dest: unset for a in parser._actions}))
+    return {k for k, v in vars(ns).items() if v is not unset}
+
+
+def resume_args(args: argparse.Namespace, saved: Dict[str, Any], given: Set[str],
+                runtime: Iterable[str]) -> Tuple[argparse.Namespace, List[str]]:
+    """The resumed run's flags: the saved ones, plus the runtime flags (``RUN_FLAGS`` and
+    ``runtime``) given now. A recipe flag given with another value is refused, naming it,
+    unless ``--force``; then it is used and listed in the second return value. A flag the
+    saved run did not know yet takes its value now."""
+    free = RUN_FLAGS | set(runtime)
+    merged, changed = dict(saved), []
+    for key, value in vars(args).items():
+        if key not in saved or key in ("output", "resume", "force") or (
+                key in given and key in free):
+            merged[key] = value
+        elif key in given and saved[key] != value:
+            changed.append(f"--{key} {_flag_value(value)} (the run's: {_flag_value(saved[key])})")
+            merged[key] = value
+    if changed and not getattr(args, "force", False):
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise UserError(f"{changed[0]}{more} differs from the run in {args.output}: drop it, "
+                        "pass --force to continue with it, or start a new --output")
+    return argparse.Namespace(**merged), changed
+
+
+def _flag_value(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def param_digest(model: nn.Module) -> str:
+    """SHA-256 of the model's parameters (names, dtypes, shapes, bytes; buffers excluded:
+    DDP ranks keep their own BN statistics). Equal on every rank of a healthy DDP run."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        t = p.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -153,32 +215,30 @@ class Trainer:
         self.output = Path(self.config.output)
         self.log = MetricsLog(self.output)
         self.step = 0
-        self.best_top1 = -1.0
-        self.best_epoch = 0
-        self.best_key = "ema_top1" if self.ema is not None else "top1"  # selects best.pt
         self.ddp = self.model
         if self.env.distributed:
             device_ids = [self.env.device] if self.env.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
     # ------------------------------------------------------------------ loop
-    def fit(self, resume: bool = False) -> Dict[str, Any]:
-        start = self.restore() if resume else 0
+    def fit(self, resume: bool = False, state: Optional[Dict[str, Any]] = None
+            ) -> Dict[str, Any]:
+        """Train to ``config.epochs``; with ``resume`` continue from ``last.pt`` (or from
+        ``state``, that checkpoint already loaded by the caller)."""
+        start = self.restore(state) if resume else 0
         if self.env.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
+            self.log.keep_until(start)  # epochs logged after last.pt are trained again
         for epoch in range(start, self.config.epochs):
             for hook in self.epoch_hooks:
                 hook(epoch)
             record = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if (epoch + 1) % self.config.eval_every == 0 or epoch + 1 == self.config.epochs:
                 record.update(self.validate())
-            if record.get(self.best_key, -1.0) > self.best_top1:
-                self.best_top1, self.best_epoch = record[self.best_key], epoch + 1
-                record["is_best"] = True
             if self.env.is_main:
                 self.log.log(record)
                 self._print(record)
-            self.save(epoch + 1, best=record.get("is_best", False))
+            self.save(epoch + 1)
         return self.finish()
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
@@ -225,7 +285,8 @@ class Trainer:
     def validate(self) -> Dict[str, float]:
         cfg, dev = self.config, self.env.device
         out = evaluate(self.model, self.val_batches(), dev, cfg.amp, cfg.channels_last)
-        record = {"top1": out["top1"], "top5": out["top5"], "val_loss": out["loss"]}
+        record = {"top1": out["top1"], "top5": out["top5"], "val_loss": out["loss"],
+                  "val_images": out["images"]}  # summed over ranks: each image once
         if self.ema is not None:
             ema = evaluate(self.ema.module, self.val_batches(), dev, cfg.amp, cfg.channels_last)
             record.update(ema_top1=ema["top1"], ema_top5=ema["top5"], ema_val_loss=ema["loss"])
@@ -241,26 +302,31 @@ class Trainer:
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "epoch": epoch, "step": self.step, "best_top1": self.best_top1,
-                "best_epoch": self.best_epoch, "world_size": self.env.world_size,
+                "epoch": epoch, "step": self.step, "world_size": self.env.world_size,
                 **self.checkpoint_extra}
 
-    def save(self, epoch: int, best: bool = False) -> None:
-        rng = all_gather_objects(capture_rng())  # collective: every rank takes part
+    def save(self, epoch: int) -> None:
+        # collective: every rank sends its RNG states and parameter digest
+        gathered = all_gather_objects((capture_rng(), param_digest(self.model)))
         if self.env.is_main:
-            state = dict(self.state_dict(epoch), rng=rng)
+            digests = [d for _, d in gathered]
+            if len(set(digests)) > 1:
+                tqdm.write(f"warning: after epoch {epoch} the {len(digests)} ranks hold "
+                           "different weights (DDP out of sync); last.pt has rank 0's")
+            state = dict(self.state_dict(epoch), rng=[r for r, _ in gathered],
+                         param_digests=digests)
             save_checkpoint(self.output / LAST, state)
-            if best:
-                save_checkpoint(self.output / BEST, state)
         barrier()
 
-    def restore(self) -> int:
-        """Load ``last.pt`` from the output folder; returns the number of finished epochs."""
+    def restore(self, state: Optional[Dict[str, Any]] = None) -> int:
+        """Load ``last.pt`` from the output folder (or take ``state``, already loaded from
+        it); returns the number of finished epochs."""
         path = last_checkpoint(self.output)
         if path is None:
             raise UserError(f"--resume: no checkpoint ({LAST}) in {self.output}; "
                             "start without --resume")
-        state = load_checkpoint(path)
+        if state is None:
+            state = load_checkpoint(path)
         mine, theirs = self.checkpoint_extra.get("model_spec"), state.get("model_spec")
         if mine is not None and theirs is not None and _arch(mine) != _arch(theirs):
             raise UserError(f"{path} was trained with another cell or network; give the "
@@ -276,8 +342,6 @@ class Trainer:
             raise UserError(f"{path} does not match this model/optimizer ({first}); use a "
                             "new --output") from exc
         self.step = int(state["step"])
-        self.best_top1 = float(state["best_top1"])
-        self.best_epoch = int(state["best_epoch"])
         rng: List[Dict] = state.get("rng") or []
         if len(rng) == self.env.world_size:
             restore_rng(rng[self.env.rank])
@@ -294,13 +358,12 @@ class Trainer:
         records = self.log.records() if self.env.is_main else []
         evals = [r for r in records if "top1" in r]
         final = {"epochs": self.config.epochs, "steps": self.step,
-                 "best_top1": self.best_top1, "best_epoch": self.best_epoch,
-                 "best_metric": self.best_key,
                  "train_seconds": sum(r.get("seconds", 0.0) for r in records),
                  "last": records[-1] if records else {}}
-        if evals:
-            final.update({k: evals[-1][k] for k in ("top1", "top5", "ema_top1", "ema_top5")
-                          if k in evals[-1]})
+        if evals:  # the final epoch's figures (it is always evaluated): nothing is selected
+            final["epoch"] = evals[-1]["epoch"]
+            final.update({k: evals[-1][k] for k in ("top1", "top5", "ema_top1", "ema_top5",
+                                                    "val_images") if k in evals[-1]})
         final.update({k: v for k, v in self.checkpoint_extra.items() if k == "complexity"})
         if self.env.is_main:
             self.log.write_final(final)

@@ -64,6 +64,72 @@ def test_train_learns_and_resume_is_exact(tmp_path, tiny_cifar, monkeypatch, cap
         assert a["top1"] == b["top1"]
 
 
+def test_death_between_log_and_checkpoint_and_changed_flags_on_resume(tmp_path, tiny_cifar,
+                                                                      monkeypatch, capsys):
+    """Killed after epoch 2's metrics line but before its last.pt (an injected death in the
+    checkpoint writer, not a race): the resumed run redoes epoch 2 once, refuses a changed
+    recipe flag by name unless --force, accepts runtime flags, and keeps the first args.json."""
+    import api.trainer
+    from api.errors import run_cli
+    from evaluation.cnn.train_cifar import main
+
+    out = tmp_path / "run"
+    common = ["--graph_path", "shrinkcnn-a", "--data", tiny_cifar, *TINY, "--epochs", 3,
+              "--output", out]
+    real_save = api.trainer.save_checkpoint
+
+    def die_at_second(path, state):
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+        real_save(path, state)
+
+    monkeypatch.setattr(api.trainer, "save_checkpoint", die_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        train(*common)
+    monkeypatch.setattr(api.trainer, "save_checkpoint", real_save)
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    first_args = (out / "args.json").read_text()
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run_cli(main, [str(a) for a in [*common, "--resume", "--lr", "0.2"]])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--lr 0.2" in err and "--force" in err
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1  # nothing trained
+
+    train(*common, "--resume", "--device", "cpu", "--eval_every", "1")  # runtime flags: free
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert (out / "args.json").read_text() == first_args
+
+    forced = tmp_path / "forced"
+    train(*common[:-1], forced, "--epochs", 1)
+    train(*common[:-1], forced, "--epochs", 2, "--resume", "--lr", "0.2", "--force")
+    text = capsys.readouterr().out
+    assert "--force: continuing with --lr 0.2" in text and "--epochs 2" in text
+    assert json.loads((forced / "args.json").read_text())["lr"] == 0.1  # the original
+    state = load_checkpoint(forced / "last.pt")                          # what it now uses
+    assert state["epoch"] == 2 and state["args"]["lr"] == 0.2
+
+
+def test_nothing_is_selected_on_the_test_split(tmp_path, tiny_cifar, capsys):
+    """CIFAR-10 has no validation split: the reported figure is the final epoch's test top-1
+    and no checkpoint is chosen by test accuracy."""
+    out = tmp_path / "run"
+    train("--graph_path", "shrinkcnn-a", "--data", tiny_cifar, *TINY, "--epochs", 2,
+          "--output", out)
+    text = capsys.readouterr().out
+    assert not (out / "best.pt").exists()
+    final = json.loads((out / "final_metrics.json").read_text())
+    assert not any(k.startswith("best") for k in final), final
+    last = read_jsonl(out / "metrics.jsonl")[-1]
+    assert final["top1"] == last["top1"] and final["epoch"] == 2
+    assert f"final test top-1 {last['top1']:.2f}" in text and "best" not in text
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+
+
 def test_validate_on_cifar_test_split(tmp_path, tiny_cifar):
     from evaluation.cnn.validate import main as validate
 

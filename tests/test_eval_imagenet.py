@@ -10,6 +10,7 @@ import pytest
 
 from api.atomic_io import read_jsonl
 from api.checkpoint import load_checkpoint
+from api.errors import UserError
 from api.graph_io import save_graph
 from conftest import REPO, run_script
 from test_eval_components import search_graph
@@ -88,9 +89,12 @@ def test_train_resume_validate_end_to_end(tmp_path, imagenet_root, monkeypatch, 
         train(*common)
     monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
-    train(*common, "--resume")
+    with pytest.raises(UserError, match="--label_smoothing 0.2 .*--force"):  # a recipe flag
+        train(*common, "--resume", "--label_smoothing", "0.2")
+    train(*common, "--resume", "--workers", "0", "--val_batch_size", "5")  # runtime flags
     text = capsys.readouterr().out
     assert "resumed from" in text and "after epoch 2" in text
+    assert "final val top-1" in text and not (out / "best.pt").exists()
 
     records = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
@@ -126,23 +130,36 @@ def test_search_graph_best_trains_in_the_imagenet_network(tmp_path, imagenet_roo
         assert net["activation"] == "swish" and net["scale"] == [0.25, 0.5]
 
 
-def test_torchrun_two_gloo_ranks(tmp_path, imagenet_root):
+def test_torchrun_two_gloo_ranks(tmp_path):
+    """Two gloo ranks: validation shards count every val image exactly once (9 images, an odd
+    number: a padded or overlapping split would count 10 or more), and both ranks hold the
+    same weights after training (the per-rank digests last.pt records are equal, and are the
+    digest of the weights it holds)."""
+    from api.model_spec import ModelSpec
+    from api.trainer import param_digest
+
+    root = write_image_folder(tmp_path / "imagenet", train=8, val=3)
     out = tmp_path / "ddp"
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          str(REPO / TRAIN), "--graph_path", "shrinkcnn-a", *TINY_NET, "--num_classes", "3",
-         "--data", str(imagenet_root), "--output", str(out), "--epochs", "2", "--batch_size",
+         "--data", str(root), "--output", str(out), "--epochs", "2", "--batch_size",
          "4", "--lr", "2.0", "--warmup_epochs", "1", "--workers", "0", "--quiet",
          "--device", "cpu"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 process(es)" in proc.stdout
+    assert "2 process(es)" in proc.stdout and "warning" not in proc.stdout
     state = load_checkpoint(out / "last.pt")
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     records = read_jsonl(out / "metrics.jsonl")
     assert len(records) == 2 and records[-1]["images_per_s"] > 0
-    assert (out / "final_metrics.json").is_file()
+    assert [r["val_images"] for r in records] == [9, 9]
+    assert json.loads((out / "final_metrics.json").read_text())["val_images"] == 9
+    digests = state["param_digests"]
+    model = ModelSpec.from_dict(state["model_spec"]).build()
+    model.load_state_dict(state["model"])
+    assert len(digests) == 2 and digests[0] == digests[1] == param_digest(model)
 
 
 @pytest.mark.parametrize("case", ["missing_graph", "bad_data", "rnn_graph"])

@@ -7,7 +7,11 @@ Recipe (the common NAS one, DARTS-like): SGD lr 0.025, momentum 0.9, weight deca
 on BN/biases), cosine to 0 over 600 epochs, batch 96, random crop (pad 4) + flip + cutout 16,
 grad clip 5, optional drop-path (--drop_path 0.2 as DARTS; off by default). The whole split
 lives on the device as a tensor and is augmented there; CUDA adds bf16 autocast and
-channels_last. The test split is the validation set, evaluated every --eval_every epochs.
+channels_last. CIFAR has no validation split: the test split is evaluated every --eval_every
+epochs and at the end, the final epoch's test top-1 is the reported figure (as in DARTS), and
+no checkpoint is selected by test accuracy (last.pt after the final epoch is the model).
+--resume keeps the run's recipe: a changed recipe flag is refused unless --force; runtime
+flags (RUNTIME_FLAGS) may change.
 
 Network: the cell inside a CIFAR macro network (api.model_spec.CIFAR_BASE): stem Conv3x3
 stride 1 with 48 channels, three stages of 4 cells with node widths 16 x [3, 6, 12] =
@@ -19,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Set
 
 import torch
 from torch import nn
 
 from api.atomic_io import atomic_write_json
 from api.augment import CifarAugment
+from api.checkpoint import LAST, load_checkpoint
 from api.complexity import complexity
 from api.datasets import DeviceBatches, load_cifar
 from api.distributed import DistEnv, resolve_device
@@ -34,7 +39,12 @@ from api.ema import ModelEma
 from api.errors import UserError, run_cli
 from api.model_spec import CIFAR_BASE, add_network_args, model_spec_from_args
 from api.optim import WarmupCosineLR, weight_decay_groups
-from api.trainer import DeviceSource, Trainer, TrainerConfig, add_run_flags, check_output
+from api.trainer import (DeviceSource, Trainer, TrainerConfig, add_run_flags, check_output,
+                         given_flags, resume_args)
+
+# Flags a resumed run may change (with api.trainer.RUN_FLAGS): where the data is, how often
+# and in what batches it is evaluated, and CUDA execution details. Every other flag is recipe.
+RUNTIME_FLAGS = {"data", "eval_every", "val_batch_size", "no_amp", "no_channels_last"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,10 +90,20 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--padding, --cutout and --warmup_epochs must not be negative")
 
 
-def train_cifar(args: argparse.Namespace) -> Dict[str, Any]:
+def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dict[str, Any]:
+    """Train as ``args`` say; ``given``: the flags on the command line (what --resume checks
+    against the run's; None: none)."""
     check_args(args)
     output = Path(args.output)
     check_output(output, args.resume)
+    resumed = None
+    if args.resume:
+        resumed = load_checkpoint(output / LAST)
+        args, forced = resume_args(args, resumed.get("args") or {}, given or set(),
+                                   RUNTIME_FLAGS)
+        check_args(args)
+        for change in forced:
+            print(f"warning: --force: continuing with {change}", flush=True)
     env = DistEnv(device=resolve_device(args.device))
     cuda = env.device.type == "cuda"
     torch.manual_seed(args.seed)
@@ -126,7 +146,8 @@ def train_cifar(args: argparse.Namespace) -> Dict[str, Any]:
     print(f"{spec.graph!r}\n{c.summary()} at {net.image_size}px on {env.device} | "
           f"{len(train)} train / {len(test)} test images", flush=True)
     output.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output / "args.json", vars(args))
+    if resumed is None:  # a resumed run keeps its original flags there
+        atomic_write_json(output / "args.json", vars(args))
     trainer = Trainer(
         model, opt, sched, nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), source,
         lambda: test.batches(args.val_batch_size),
@@ -134,15 +155,16 @@ def train_cifar(args: argparse.Namespace) -> Dict[str, Any]:
                       channels_last=channels_last, grad_clip=args.grad_clip,
                       eval_every=args.eval_every, progress=not args.quiet),
         env=env, ema=ema, checkpoint_extra=extra, epoch_hooks=hooks)
-    final = trainer.fit(resume=args.resume)
-    print(f"done: best test top-1 {final['best_top1']:.2f} (epoch {final['best_epoch']}), "
-          f"final {final.get('top1', float('nan')):.2f}; wrote {output / 'final_metrics.json'}",
-          flush=True)
+    final = trainer.fit(resume=args.resume, state=resumed)
+    ema = f", EMA {final['ema_top1']:.2f}" if "ema_top1" in final else ""
+    print(f"done: final test top-1 {final['top1']:.2f} (top-5 {final['top5']:.2f}{ema}) after "
+          f"epoch {final['epoch']}; wrote {output / 'final_metrics.json'}", flush=True)
     return final
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    train_cifar(build_parser().parse_args(argv))
+    parser = build_parser()
+    train_cifar(parser.parse_args(argv), given_flags(parser, argv))
 
 
 if __name__ == "__main__":

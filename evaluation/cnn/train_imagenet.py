@@ -9,18 +9,22 @@ lr 0.05 per 128 images, cosine over 300 epochs after 10 linear warm-up epochs, w
 BN, label smoothing 0.1, random-resized crop 0.75-1.0 + flip + colour jitter + random erasing
 0.5, val 87.5% bicubic centre crop. bf16 autocast and channels_last on CUDA. --data holds
 train/<class>/ and val/<class>/. Every epoch writes last.pt, metrics.jsonl; the run ends with
-final_metrics.json; --resume continues from last.pt in --output.
+final_metrics.json; --resume continues from last.pt in --output, keeping the run's recipe (a
+changed recipe flag is refused unless --force; RUNTIME_FLAGS may change). ImageNet's val split
+is the reporting split, so nothing is selected on it: the reported figures are the final
+epoch's (raw and EMA) top-1/top-5, and last.pt after the final epoch is the model.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Set
 
 import torch
 from torch import nn
 
 from api.atomic_io import atomic_write_json
+from api.checkpoint import LAST, load_checkpoint
 from api.complexity import complexity
 from api.distributed import cleanup, init_distributed
 from api.ema import ModelEma
@@ -28,7 +32,13 @@ from api.errors import UserError, run_cli
 from api.imagenet import AugmentConfig, train_loader, val_loader
 from api.model_spec import IMAGENET_BASE, add_network_args, model_spec_from_args
 from api.optim import RMSpropTF, WarmupCosineLR, scaled_lr, weight_decay_groups
-from api.trainer import LoaderSource, Trainer, TrainerConfig, add_run_flags, check_output
+from api.trainer import (LoaderSource, Trainer, TrainerConfig, add_run_flags, check_output,
+                         given_flags, resume_args)
+
+# Flags a resumed run may change (with api.trainer.RUN_FLAGS): where the data is, how it is
+# loaded, how often and in what batches it is evaluated, CUDA execution details.
+RUNTIME_FLAGS = {"data", "workers", "eval_every", "val_batch_size", "no_amp",
+                 "no_channels_last"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,18 +92,28 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--crop_pct must be in (0, 1], got {args.crop_pct}")
 
 
-def train_imagenet(args: argparse.Namespace) -> Dict[str, Any]:
+def train_imagenet(args: argparse.Namespace,
+                   given: Optional[Set[str]] = None) -> Dict[str, Any]:
+    """Train as ``args`` say; ``given``: the flags on the command line (what --resume checks
+    against the run's; None: none)."""
     check_args(args)
     env = init_distributed(args.device)
     try:
-        return _train(args, env)
+        return _train(args, env, given or set())
     finally:
         cleanup()
 
 
-def _train(args: argparse.Namespace, env) -> Dict[str, Any]:
+def _train(args: argparse.Namespace, env, given: Set[str]) -> Dict[str, Any]:
     output = Path(args.output)
     check_output(output, args.resume)
+    resumed = None
+    if args.resume:
+        resumed = load_checkpoint(output / LAST)
+        args, forced = resume_args(args, resumed.get("args") or {}, given, RUNTIME_FLAGS)
+        check_args(args)
+        for change in forced if env.is_main else ():
+            print(f"warning: --force: continuing with {change}", flush=True)
     cuda = env.device.type == "cuda"
     spec = model_spec_from_args(args, IMAGENET_BASE)
     net = spec.network
@@ -138,7 +158,8 @@ def _train(args: argparse.Namespace, env) -> Dict[str, Any]:
               f"process(es) on {env.device} | global batch {global_batch}, lr "
               f"{scaled_lr(args.lr, global_batch):.4g}, weight decay {wd:g}", flush=True)
         output.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(output / "args.json", vars(args))
+        if resumed is None:  # a resumed run keeps its original flags there
+            atomic_write_json(output / "args.json", vars(args))
     trainer = Trainer(
         model, opt, sched, nn.CrossEntropyLoss(label_smoothing=args.label_smoothing),
         LoaderSource(train), lambda: val,
@@ -146,16 +167,18 @@ def _train(args: argparse.Namespace, env) -> Dict[str, Any]:
                       channels_last=channels_last, grad_clip=args.grad_clip,
                       eval_every=args.eval_every, progress=not args.quiet),
         env=env, ema=ema, checkpoint_extra=extra)
-    final = trainer.fit(resume=args.resume)
+    final = trainer.fit(resume=args.resume, state=resumed)
     if env.is_main:
-        print(f"done: best {final['best_metric']} {final['best_top1']:.2f} (epoch "
-              f"{final['best_epoch']}), last top-1 {final.get('top1', float('nan')):.2f}; wrote "
-              f"{output / 'final_metrics.json'}", flush=True)
+        ema = f", EMA {final['ema_top1']:.2f}" if "ema_top1" in final else ""
+        print(f"done: final val top-1 {final['top1']:.2f}{ema} after epoch {final['epoch']} "
+              f"({final['val_images']} images); wrote {output / 'final_metrics.json'}",
+              flush=True)
     return final
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    train_imagenet(build_parser().parse_args(argv))
+    parser = build_parser()
+    train_imagenet(parser.parse_args(argv), given_flags(parser, argv))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 
     python evaluation/cnn/validate.py --checkpoint runs/shrinkcnn-a/last.pt --ema \
         --data /path/to/imagenet
-    python evaluation/cnn/validate.py --checkpoint runs/cifar/best.pt --data ./data
+    python evaluation/cnn/validate.py --checkpoint runs/cifar --data ./data
 
 The checkpoint carries the model spec and the data settings it was trained with (dataset
 kind, normalisation, resolution, crop), so only the data folder is needed. --ema evaluates
-the weight EMA instead of the raw weights.
+the weight EMA instead of the raw weights. The CNN trainers write one checkpoint, last.pt:
+after the final epoch it is the model (nothing is selected on the evaluation split).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True,
-                   help="a checkpoint (last.pt, best.pt) or a training --output folder")
+                   help="a checkpoint (last.pt) or a training --output folder (its last.pt)")
     p.add_argument("--data", required=True,
                    help="ImageFolder root (with val/) or the folder holding cifar-10-batches-py")
     p.add_argument("--dataset", choices=["imagefolder", "cifar10", "cifar100"],

@@ -36,7 +36,7 @@ from api.errors import UserError, run_cli  # noqa: E402
 from api.graph import CellGraph  # noqa: E402
 from api.metrics import MetricsLog  # noqa: E402
 from api.rnn_complexity import rnn_lm_params  # noqa: E402
-from api.trainer import add_run_flags, check_output  # noqa: E402
+from api.trainer import add_run_flags, check_output, given_flags, resume_args  # noqa: E402
 from evaluation.rnn.lm import (DROPOUTS, averaged_weights, build_model,  # noqa: E402
                                check_vocabulary, evaluate, load_rnn_graph, make_optimizer,
                                model_spec, perplexity, regularized_loss, sample_seq_len,
@@ -45,8 +45,10 @@ from searching.rnn.data import Corpus, batchify, get_batch  # noqa: E402
 from searching.rnn.utils import embedding_matrix, load_w2v  # noqa: E402
 
 HIDDEN_POLICY = "zero at the start of every epoch"
-# Flags a resumed run may change; any other flag given with --resume must match the run.
-RUNTIME_FLAGS = {"output", "resume", "device", "quiet", "data", "epochs", "emb_path"}
+# Flags a resumed run may change besides api.trainer.RUN_FLAGS; any other flag given with
+# --resume must match the run unless --force (api.trainer.resume_args). --epochs is free here:
+# no schedule depends on it.
+RUNTIME_FLAGS = {"data", "epochs", "emb_path"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,14 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def given_flags(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> Set[str]:
-    """Destinations of the flags actually on the command line (argparse keeps pre-set
-    namespace attributes instead of defaults, so a sentinel tells them apart)."""
-    unset = object()
-    ns = parser.parse_args(argv, argparse.Namespace(**{a.dest: unset for a in parser._actions}))
-    return {k for k, v in vars(ns).items() if v is not unset}
-
-
 def check_args(args: argparse.Namespace) -> None:
     for flag in ("emsize", "epochs", "batch_size", "eval_batch_size"):
         if getattr(args, flag) < 1:
@@ -108,20 +102,6 @@ def check_args(args: argparse.Namespace) -> None:
     for flag in DROPOUTS:
         if not 0.0 <= getattr(args, flag) < 1.0:
             raise UserError(f"--{flag} must be in [0, 1), got {getattr(args, flag)}")
-
-
-def merge_resumed_args(args: argparse.Namespace, saved: Dict[str, Any],
-                       given: Set[str]) -> argparse.Namespace:
-    """The resumed run's flags: the saved ones, plus runtime flags given now. A recipe flag
-    given with a different value is refused rather than silently ignored."""
-    merged = dict(saved)
-    for key, value in vars(args).items():
-        if key in ("output", "resume") or (key in given and key in RUNTIME_FLAGS):
-            merged[key] = value
-        elif key in given and saved.get(key) != value:
-            raise UserError(f"--{key} {value} differs from the run in {args.output} "
-                            f"({saved.get(key)}); drop it or start a new --output")
-    return argparse.Namespace(**merged)
 
 
 def train_epoch(model, opt, data: torch.Tensor, args, gens: Dict[str, torch.Generator],
@@ -170,7 +150,9 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
     ckpt = None
     if args.resume:
         ckpt = load_checkpoint(output / LAST)
-        args = merge_resumed_args(args, ckpt["args"], given or set())
+        args, forced = resume_args(args, ckpt["args"], given or set(), RUNTIME_FLAGS)
+        for change in forced:
+            print(f"warning: --force: continuing with {change}", flush=True)
     check_args(args)
     device = resolve_device(args.device)
     graph = load_rnn_graph(args.graph_path) if ckpt is None else None
@@ -204,8 +186,7 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
         restore_rng(ckpt["rng"])
         for name, gen in gens.items():
             gen.set_state(ckpt["generators"][name])
-        # an epoch logged after the last checkpoint is trained again: drop its record
-        write_jsonl(log.jsonl, [r for r in log.records() if r["epoch"] <= state["epoch"]])
+        log.keep_until(state["epoch"])  # epochs logged after last.pt are trained again
         print(f"resumed from {output / LAST} after epoch {state['epoch']} "
               f"({state['optimizer_kind'].upper()})", flush=True)
     else:
