@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional
@@ -14,9 +15,38 @@ from typing import Any, Callable, Dict, List, Optional
 from api.graph import CellGraph
 
 
+class TrainingFailure(RuntimeError):
+    """A candidate that could not be trained to a score: its loss diverged (NaN/infinite or
+    past a threshold). Evaluators raise a subclass; the search records the candidate as
+    failed and goes on. Any exception that is not a training failure (see
+    :func:`is_training_failure`) is treated as a bug and stops the search."""
+
+
+#: Messages of ``RuntimeError``s that mean the device ran out of memory.
+_OOM_MESSAGES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+def is_training_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a candidate failing to train rather than a bug.
+
+    An allow-list: :class:`TrainingFailure` (divergence), ``FloatingPointError`` (NaN/inf),
+    host ``MemoryError`` and out-of-memory on the device (``torch.OutOfMemoryError``, or a
+    ``RuntimeError`` whose message says "out of memory"). Everything else (``TypeError``,
+    ``KeyError``, ``ValueError``, a CUDA illegal access, ...) signals a bug."""
+    if isinstance(exc, (TrainingFailure, FloatingPointError, MemoryError)):
+        return True
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OOM_MESSAGES)
+
+
 @dataclass
 class Result:
-    """One candidate's outcome. ``status`` is ``ok`` or ``failed`` (with ``error``)."""
+    """One candidate's outcome. ``status`` is ``ok`` or ``failed`` (with ``error``, the full
+    ``traceback`` when an exception caused it, and ``fatal`` when that exception signals a
+    bug rather than a training failure: the search then stops instead of going on)."""
 
     status: str = "ok"
     metrics: Dict[str, float] = field(default_factory=dict)
@@ -25,6 +55,8 @@ class Result:
     seconds: float = 0.0
     epochs: int = 0
     error: Optional[str] = None
+    traceback: Optional[str] = None
+    fatal: bool = False
     curve: List[Dict[str, float]] = field(default_factory=list)  # per-epoch figures
 
     @property

@@ -22,9 +22,8 @@ implementation.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -32,6 +31,7 @@ import torch
 
 from api.errors import UserError
 from api.graph import CellGraph
+from api.scoped import torch_threads
 from searching.rnn.utils import RNN_OPS
 
 
@@ -142,20 +142,15 @@ def _cat_weights(plan: CellPlan, edge_weights: Sequence[torch.Tensor]) -> Dict[i
 # highway update, ``out=`` into preallocated buffers): at B=128, H=100 a step is ~50 small
 # ops, so per-op overhead, not arithmetic, is what the element-wise part costs.
 
-@contextlib.contextmanager
 def _one_thread(like: torch.Tensor):
     """Keep each step's small ops and matmuls on one thread: a multi-threaded matmul per
     step pays an OpenMP barrier each time, which costs little on an idle machine and many
-    times the matmul when another process holds a core. Large ops keep every thread."""
-    threads = torch.get_num_threads()
-    serial = like.device.type == "cpu" and threads > 1
-    if serial:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if serial:
-            torch.set_num_threads(threads)
+    times the matmul when another process holds a core. Large ops keep every thread.
+
+    Scoped: the caller's count is restored on exit, exception included, and by the thread
+    that changed it (OpenMP's count is per thread). :func:`_run_parts` returns only once
+    every batch range has finished, so no pool thread still runs when the count changes back."""
+    return torch_threads(1 if like.device.type == "cpu" else None)
 
 
 _POOL: Dict[int, ThreadPoolExecutor] = {}
@@ -188,7 +183,10 @@ def _run_parts(parts, fn) -> list:
     if pool is None:
         pool = _POOL[len(parts)] = ThreadPoolExecutor(len(parts), "dag-cell")
     futures = [pool.submit(_no_grad_call, fn, b0, b1) for b0, b1 in parts[1:]]
-    results = [fn(*parts[0])]
+    try:
+        results = [fn(*parts[0])]
+    finally:  # even when this part raised: nothing may run on after the call (the thread
+        wait(futures)  # count is restored and the buffers are released when it returns)
     return results + [f.result() for f in futures]
 
 
