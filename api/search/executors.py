@@ -248,21 +248,23 @@ class ProcessExecutor(Executor):
 
     def run(self, evaluator: Evaluator, tasks: Sequence[Task]) -> Iterator[Tuple[Task, Result]]:
         queue = list(tasks)
+        if not queue:
+            return
         deaths: Dict[str, int] = {}
         workers = self._start(evaluator)
         complete = False
         try:
             while queue or any(w.task is not None for w in workers):
                 for i in range(len(workers)):
-                    for _ in range(3):
-                        if workers[i].task is not None or not queue:
-                            break
+                    respawned = 0
+                    while workers[i].task is None and queue:
                         if workers[i].send(queue[0]):
                             queue.pop(0)
+                        elif respawned < 3:  # it died while idle: no candidate's fault
+                            respawned += 1
+                            self._replace(i)
                         else:
-                            self._replace(i)  # it died while idle: no candidate's fault
-                    else:
-                        raise RuntimeError("candidate worker processes die as they start")
+                            raise RuntimeError("candidate worker processes die as they start")
                 busy = [(i, w) for i, w in enumerate(workers) if w.task is not None]
                 ready = set(wait_ready([w.conn for _, w in busy] +
                                        [w.process.sentinel for _, w in busy]))
