@@ -86,6 +86,8 @@ class Evaluator(ABC):
 
     metric: str = "accuracy"
     higher_is_better: bool = True
+    #: The per-epoch figure of ``Result.curve`` that ``curves.png`` draws ("": no plot).
+    curve_metric: str = ""
     #: CPU intra-op threads per candidate (0: leave torch's setting). PyTorch's CPU kernels
     #: reduce in a thread-count-dependent order, so equal threads give bitwise-equal results
     #: whichever executor runs the candidate.
@@ -115,5 +117,3 @@ class Evaluator(ABC):
     def describe(self) -> Dict[str, Any]:
         """Settings that change results; stored with the search for --resume checks."""
         return {}
-    #: The per-epoch figure of ``Result.curve`` that ``curves.png`` draws ("": no plot).
-    curve_metric: str = ""
