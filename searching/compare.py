@@ -105,6 +105,11 @@ def retrain(space: str, graph_path: str, args: argparse.Namespace) -> float:
                                RNNTrainConfig(epochs=args.retrain_epochs,
                                               patience=args.retrain_epochs + 1))
     result = evaluate_safely(ev, Task("retrain", graph, RETRAIN_SEED))
+    if result.fatal:  # a bug, not a training failure: never a quiet nan in the table
+        print(result.traceback, file=sys.stderr)
+        raise UserError(f"retraining {graph_path} raised {result.error}: a bug, not a "
+                        "training failure (traceback above); fix it and rerun (finished runs "
+                        "are kept)")
     if not result.ok:  # e.g. diverged at lr 20: reported as nan, not hidden
         print(f"retraining {graph_path} failed: {result.error}")
         return float("nan")

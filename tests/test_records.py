@@ -93,3 +93,30 @@ def test_rnn_search_objective_uses_one_edge_floor(tmp_path):
 def test_cnn_objective_is_unchanged():
     r = Result(metrics={"accuracy": 0.5}, macs=1e7)
     assert CNNObjective(0.1)(r) == pytest.approx(0.5 - 0.1)
+
+
+def test_compare_retraining_stops_on_a_bug_instead_of_reporting_nan(tmp_path, cifar_root,
+                                                                     monkeypatch, capsys):
+    import argparse
+
+    from api.errors import UserError
+    from api.graph_io import save_graph
+    from api.network import NetworkSpec
+    from searching import compare
+    from searching.cnn.proxy import CNNProxyEvaluator
+
+    graph = CellGraph.complete(3, ["input", "Conv1x1", "SepConv3x3"], space="cnn",
+                               settings={"network": NetworkSpec(scale=[0.25], pool=[1],
+                                                                replicate=[1]).to_dict()})
+    path = str(tmp_path / "graph-best")
+    save_graph(graph, path, png=False)
+
+    def broken(self, graph, seed):
+        raise TypeError("a bug in our code")
+
+    monkeypatch.setattr(CNNProxyEvaluator, "evaluate", broken)
+    args = argparse.Namespace(data=str(cifar_root), retrain_train=20, retrain_val=10,
+                              retrain_epochs=1)
+    with pytest.raises(UserError, match="raised TypeError.*a bug"):
+        compare.retrain("cnn", path, args)
+    assert "Traceback" in capsys.readouterr().err
