@@ -17,6 +17,8 @@ from api.spaces.base import SearchSpace
 SPACE_CLASSES: Dict[str, str] = {
     "autoshrink-cnn": "api.spaces.autoshrink:AutoShrinkCNNSpace",
     "autoshrink-rnn": "api.spaces.autoshrink:AutoShrinkRNNSpace",
+    "darts-rnn": "api.spaces.darts_rnn:DartsRNNSpace",
+    "enas-rnn": "api.spaces.enas_rnn:EnasRNNSpace",
 }
 
 _INSTANCES: Dict[str, SearchSpace] = {}
