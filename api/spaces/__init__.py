@@ -19,6 +19,7 @@ SPACE_CLASSES: Dict[str, str] = {
     "autoshrink-rnn": "api.spaces.autoshrink:AutoShrinkRNNSpace",
     "darts-rnn": "api.spaces.darts_rnn:DartsRNNSpace",
     "enas-rnn": "api.spaces.enas_rnn:EnasRNNSpace",
+    "nas-bench-201": "api.spaces.nasbench201:NASBench201Space",
 }
 
 _INSTANCES: Dict[str, SearchSpace] = {}
