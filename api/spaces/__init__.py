@@ -17,6 +17,7 @@ from api.spaces.base import SearchSpace
 SPACE_CLASSES: Dict[str, str] = {
     "autoshrink-cnn": "api.spaces.autoshrink:AutoShrinkCNNSpace",
     "autoshrink-rnn": "api.spaces.autoshrink:AutoShrinkRNNSpace",
+    "darts": "api.spaces.darts.space:DartsSpace",
     "darts-rnn": "api.spaces.darts_rnn:DartsRNNSpace",
     "enas-rnn": "api.spaces.enas_rnn:EnasRNNSpace",
     "nas-bench-201": "api.spaces.nasbench201:NASBench201Space",
