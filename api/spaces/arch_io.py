@@ -120,12 +120,12 @@ def load_arch(spec: str, space: Optional[str] = None) -> Arch:
     """A file any search wrote, a zoo preset name, or a space string (``--arch``)."""
     from api import zoo
 
-    if spec.lower() in zoo.PRESETS:
+    if spec.lower() in zoo.names():
         return zoo.get(spec)
     path = Path(spec)
     if path.is_file():
         return loads_arch(path.read_bytes(), source=str(path))
     if path.suffix in (".json", ".pkl", ".txt") or "/" in spec and not spec.startswith("|"):
         raise UserError(f"architecture file {spec} not found (give a file a search wrote, a "
-                        f"space string, or a preset: {', '.join(sorted(zoo.PRESETS))})")
+                        f"space string, or a preset: {', '.join(zoo.names())})")
     return parse_arch(spec, space, source="--arch")
