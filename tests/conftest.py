@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -83,12 +87,125 @@ def shared_cifar() -> Path:
     return SHARED_CIFAR
 
 
+def run_cli_inprocess(main, argv, capsys, cwd: Optional[Path] = None) -> Tuple[int, str, str]:
+    """Run a CLI's ``main(argv)`` in this process as its ``__main__`` block does (through
+    :func:`api.errors.run_cli`: a UserError is one ``error:`` line and exit 2); return
+    (exit code, stdout, stderr).
+
+    Each script keeps one subprocess smoke test (``run_script``); every other CLI test uses
+    this instead, sparing an interpreter start and a torch import (2-4 s) per call. What
+    stays checked: the exit code, the exact output, and the warnings a user would see (they
+    are added to stderr as Python prints them, not swallowed by pytest). An unexpected
+    exception propagates, failing the test with its traceback. The process-global state a CLI
+    may change (cwd, sys.argv, os.environ, torch threads and RNG, numpy's global RNG) is
+    restored afterwards, so tests do not leak into each other."""
+    import warnings
+
+    import torch
+
+    from api.errors import run_cli
+
+    capsys.readouterr()  # only this call's output
+    saved_cwd, saved_argv, saved_env = os.getcwd(), sys.argv, dict(os.environ)
+    threads, torch_rng = torch.get_num_threads(), torch.get_rng_state()
+    np_rng = np.random.get_state()
+    code: object = 0
+    try:
+        os.chdir(cwd or REPO)
+        sys.argv = ["cli", *map(str, argv)]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.resetwarnings()  # Python's defaults, as a user's process has them
+            warnings.simplefilter("default")
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                             ResourceWarning):
+                warnings.filterwarnings("ignore", category=category)
+            try:
+                run_cli(main, [str(a) for a in argv])
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        for key in set(os.environ) - set(saved_env):
+            del os.environ[key]
+        os.environ.update(saved_env)
+        torch.set_num_threads(threads)
+        torch.set_rng_state(torch_rng)
+        np.random.set_state(np_rng)
+    out, err = capsys.readouterr()
+    err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+                   for w in caught)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"): printed, exit status 1
+        err, code = err + f"{code}\n", 1
+    return code, out, err
+
+
 def run_script(script: str, *args: str, cwd: Path = REPO, timeout: int = 300,
                check: bool = False) -> subprocess.CompletedProcess:
-    """Run a repository script as a user would: ``python <script> <args>``."""
+    """Run a repository script as a user would: ``python <script> <args>``; the one
+    subprocess smoke test of each script (see :func:`run_cli_inprocess`)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def kill_9_when(script: str, args, journal: Path, lines: int, timeout: int = 180) -> None:
+    """Start ``python <script> <args>``, wait until ``journal`` holds ``lines`` records, then
+    kill it with a real SIGKILL (at a point that depends on timing: each search kind keeps one
+    such test; the deterministic deaths use :func:`run_search_until_death`)."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, str(REPO / script), *map(str, args)], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            if journal.exists() and journal.read_bytes().count(b"\n") >= lines:
+                break
+            time.sleep(0.02)
+        if proc.poll() is not None:
+            err.seek(0)
+            raise AssertionError("search ended before it could be killed "
+                                 f"({proc.returncode}):\n{err.read().decode()[-2000:]}")
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+
+
+class Died(BaseException):
+    """Raised instead of ``os._exit`` by :func:`run_search_until_death`: the search died here."""
+
+
+def folder_files(root: Path) -> Dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def run_search_until_death(main, argv, point: str, root: Path, capsys,
+                           monkeypatch) -> Dict[str, bytes]:
+    """Run a search CLI in this process until the fault-injection hook of searching/search.py
+    (``AUTOSHRINK_TEST_DIE_AT=<point>``, e.g. ``journal:2``) ends it, as kill -9 would at that
+    instant; return the files of ``root`` at that instant.
+
+    ``os._exit`` raises :class:`Died` instead of ending pytest. Unlike a killed process, the
+    exception runs ``finally`` and ``except`` blocks on its way out, so this checks that they
+    changed no file of ``root``: what a resume then sees is exactly what a kill leaves."""
+    from searching.search import DIE_AT_ENV
+
+    at_death: Dict[str, bytes] = {}
+
+    def die(status: int) -> None:
+        assert status == 137
+        at_death.update(folder_files(root))
+        raise Died(point)
+
+    with monkeypatch.context() as m:
+        m.setenv(DIE_AT_ENV, point)
+        m.setattr(os, "_exit", die)
+        with pytest.raises(Died):
+            run_cli_inprocess(main, argv, capsys)
+    assert at_death, f"the search did not reach {point}"
+    assert folder_files(root) == at_death, "files changed after the moment of death"
+    return at_death

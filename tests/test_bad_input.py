@@ -1,9 +1,10 @@
 """Every CLI, fed bad input, exits non-zero with one clear line and no traceback."""
+import importlib
 import pickle
 
 import pytest
 
-from conftest import run_script
+from conftest import run_cli_inprocess, run_script
 
 
 class Evil:
@@ -81,19 +82,69 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("script,args,message", CASES,
-                         ids=[f"{c[0].split('/')[-1]}:{' '.join(c[1])[:40]}" for c in CASES])
-def test_bad_input_gives_one_line(bad, tmp_path, script, args, message):
+# Scripts that no other test runs as ``python <script>``: their first case here does (their
+# one subprocess smoke test: the __main__ block, imports from a fresh interpreter); every
+# other case calls the script's main in-process, through the same error handling.
+SMOKE_HERE = ("searching/rnn/preprocess.py", "searching/rnn/make_penn_proxy.py",
+              "evaluation/cnn/build_imagenet.py", "evaluation/cnn/validate.py")
+IN_SUBPROCESS = {next(i for i, c in enumerate(CASES) if c[0] == s) for s in SMOKE_HERE}
+
+
+@pytest.mark.parametrize("script,args,message,in_subprocess",
+                         [(*c, i in IN_SUBPROCESS) for i, c in enumerate(CASES)],
+                         ids=[f"{c[0].split('/')[-1]}:{' '.join(c[1])[:40]}"
+                              + (":subprocess" if i in IN_SUBPROCESS else "")
+                              for i, c in enumerate(CASES)])
+def test_bad_input_gives_one_line(bad, tmp_path, capsys, script, args, message, in_subprocess):
     args = [a.format(bad=bad) for a in args]
     if script.endswith("autoshrink_cnn.py") and "--model_root" not in args:
         args += ["--model_root", str(tmp_path / "run")]
     if script == "searching/rnn/train.py" or args[:1] == ["rnn"]:
         args += ["--save", str(tmp_path / "run")]
-    proc = run_script(script, *args, cwd=tmp_path, timeout=120)
-    err = proc.stderr.strip()
-    assert proc.returncode != 0, proc.stdout
+    if in_subprocess:
+        proc = run_script(script, *args, cwd=tmp_path, timeout=120)
+        code, out, err = proc.returncode, proc.stdout, proc.stderr.strip()
+    else:
+        main = importlib.import_module(script[:-3].replace("/", ".")).main
+        code, out, err = run_cli_inprocess(main, args, capsys, cwd=tmp_path)
+        err = err.strip()
+    assert code != 0, out
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error"), err
     assert message.format(bad=bad) in lines[0], lines[0]
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_in_process_runs_see_what_a_user_sees_and_leak_nothing(tmp_path, capsys):
+    """run_cli_inprocess: the exit code and output of the real entry point (warnings
+    included), and the process state it started with afterwards."""
+    import os
+    import sys
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from api.errors import UserError
+
+    def main(argv):
+        assert sys.argv[1:] == argv and os.getcwd() == str(tmp_path)
+        os.chdir("/")
+        os.environ["AUTOSHRINK_LEAK"] = "1"
+        torch.set_num_threads(torch.get_num_threads() + 1)
+        torch.rand(1), np.random.rand()
+        print("working")
+        warnings.warn("a user sees this")
+        raise UserError(f"bad {argv[0]}")
+
+    before = (os.getcwd(), list(sys.argv), torch.get_num_threads(), torch.get_rng_state(),
+              np.random.get_state()[1].copy())
+    code, out, err = run_cli_inprocess(main, ["--flag"], capsys, cwd=tmp_path)
+    assert code == 2 and out == "working\n"
+    assert err.startswith("error: bad --flag\n") and "UserWarning: a user sees this" in err
+    assert "AUTOSHRINK_LEAK" not in os.environ
+    assert before[:3] == (os.getcwd(), sys.argv, torch.get_num_threads())
+    assert torch.equal(before[3], torch.get_rng_state())
+    assert (before[4] == np.random.get_state()[1]).all()
+    assert run_cli_inprocess(lambda argv: None, [], capsys) == (0, "", "")

@@ -1,23 +1,25 @@
-"""The CNN search as a user runs it: CLI outputs, determinism, kill -9 + --resume, bad input."""
+"""The CNN search as a user runs it: CLI outputs, determinism, kill -9 + --resume, bad input.
+
+One subprocess per script (the CLI smoke test, the proxy maker) and one real kill -9; the
+other CLI runs are in-process (conftest.run_cli_inprocess) and the other deaths deterministic
+(conftest.run_search_until_death)."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from api.atomic_io import read_jsonl
-from conftest import REPO, run_script
+from conftest import kill_9_when, run_cli_inprocess, run_script, run_search_until_death
 from api.network import NetworkSpec
-from searching.cnn.autoshrink_cnn import build_parser, search_cnn
+from searching.cnn.autoshrink_cnn import build_parser, main, search_cnn
 
 SCRIPT = "searching/cnn/autoshrink_cnn.py"
 TINY = ["--nodes", "4", "--max_steps", "2", "--epochs", "1", "--proxy_train", "100",
         "--proxy_val", "50", "--depth", "2", "--scale", "0.5", "1", "--pool", "1", "2",
-        "--replicate", "1", "1", "--quiet"]
+        "--replicate", "1", "1", "--quiet", "--threads", "1"]
+# (--threads 1: on two shared cores a tiny search is 5-10x faster than with two threads)
 
 SPEC7_FILES = ["graph-best", "graph-best.json", "graph-best.png", "candidates.jsonl",
                "best_perf.log", "perf.log", "mean_acc.log", "best_acc.log", "mean_latency.log",
@@ -76,26 +78,64 @@ def test_same_seed_same_result(tmp_path, cifar_root, reference_run):
     assert best == ref_best and best.score == ref_best.score
 
 
-def test_kill_9_then_resume_matches_uninterrupted(tmp_path, cifar_root, reference_run):
-    ref, _ = reference_run
-    root = tmp_path / "killed"
-    args = ["--model_root", str(root), "--data", str(cifar_root), *TINY, "--no_plots"]
-    proc = subprocess.Popen([sys.executable, str(REPO / SCRIPT), *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal = root / "candidates.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if journal.exists() and len(read_jsonl(journal)) >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "search finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    run_script(SCRIPT, *args, "--resume", check=True)
+def assert_same_search(root, ref):
     assert results_of(root) == results_of(ref)
     a = json.loads((root / "graph-best.json").read_text())
     b = json.loads((ref / "graph-best.json").read_text())
     assert a["mask"] == b["mask"] and a["meta"]["score"] == b["meta"]["score"]
+
+
+def resume(args, capsys):
+    code, _, err = run_cli_inprocess(main, [*args, "--resume"], capsys)
+    assert code == 0, err
+
+
+def without_threads(args):
+    i = args.index("--threads")
+    return args[:i] + args[i + 2:]
+
+
+def test_kill_9_then_resume_matches_uninterrupted(tmp_path, cifar_root, reference_run, capsys):
+    ref, _ = reference_run
+    root = tmp_path / "killed"
+    args = ["--model_root", str(root), "--data", str(cifar_root), *TINY, "--no_plots"]
+    kill_9_when(SCRIPT, args, root / "candidates.jsonl", lines=3)
+    resume(without_threads(args), capsys)  # the resumed search keeps the saved --threads
+    assert_same_search(root, ref)
+
+
+def state_and_journal(files):
+    return json.loads(files["state.json"]), files["candidates.jsonl"].count(b"\n")
+
+
+def test_deaths_at_every_kind_of_point_then_resume_match_uninterrupted(
+        tmp_path, cifar_root, reference_run, capsys, monkeypatch):
+    """Killed (deterministically, by the search's fault-injection hook) mid-step, right after
+    a journal append but before its state save, between steps and right after a step's plan:
+    each resume continues the last, and the end is exactly the uninterrupted run."""
+    ref, _ = reference_run
+    root = tmp_path / "killed"
+    args = ["--model_root", str(root), "--data", str(cifar_root), *TINY, "--no_plots"]
+
+    def die(point, resuming=True):
+        return state_and_journal(run_search_until_death(
+            main, [*args, "--resume"] if resuming else args, point, root, capsys, monkeypatch))
+
+    # saves: start, step 1's plan, its first candidate -> mid-step
+    state, lines = die("save:3", resuming=False)
+    assert state["step"] == 0 and len(state["plan"]["results"]) == 1 and lines == 1
+    # step 1's second candidate, its end, step 2's plan; step 2's first candidate's journal
+    # line is written, its state is not
+    state, lines = die("journal:2")
+    assert state["step"] == 1 and state["plan"]["results"] == {}
+    assert lines == len(state["records"]) + 1 == 3
+    # that candidate again, step 2's second, step 2's end -> between steps
+    state, lines = die("save:3")
+    assert state["step"] == 2 and state["plan"] is None and not state["done"] and lines == 4
+    state, lines = die("save:1")  # step 3's plan, no candidate yet
+    assert state["step"] == 2 and state["plan"]["results"] == {} and lines == 4
+    resume(args, capsys)
+    assert_same_search(root, ref)
 
 
 BAD_INPUTS = [
@@ -113,7 +153,7 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("flags,message", BAD_INPUTS)
-def test_bad_input_one_line(tmp_path, cifar_root, flags, message):
+def test_bad_input_one_line(tmp_path, cifar_root, flags, message, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "damaged").mkdir()
     (tmp_path / "damaged" / "state.json").write_text("{ torn")
@@ -123,12 +163,12 @@ def test_bad_input_one_line(tmp_path, cifar_root, flags, message):
         if torch.cuda.is_available():
             pytest.skip("CUDA is available here")
     args = ["--model_root", str(tmp_path / "run"), "--data", str(cifar_root), *TINY, *flags]
-    proc = run_script(SCRIPT, *args)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    code, _, err = run_cli_inprocess(main, args, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert message in lines[0]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in err
 
 
 def test_missing_cifar_names_the_fix(tmp_path):
@@ -139,7 +179,7 @@ def test_missing_cifar_names_the_fix(tmp_path):
         load_cifar(str(tmp_path), download=False)
 
 
-def test_make_cifar10_proxy_cli(tmp_path, cifar_root):
+def test_make_cifar10_proxy_cli(tmp_path, cifar_root, capsys):
     out = tmp_path / "proxy.npz"
     run_script("searching/cnn/make_cifar10_proxy.py", "--data", str(cifar_root), "--out",
                str(out), "--train", "100", "--val", "50", "--seed", "1", check=True)
@@ -148,9 +188,13 @@ def test_make_cifar10_proxy_cli(tmp_path, cifar_root):
         counts = np.bincount(z["train_y"], minlength=10)
     assert counts.max() - counts.min() <= 1
     root = tmp_path / "run"
-    run_script(SCRIPT, "--model_root", str(root), "--proxy_file", str(out), *TINY,
-               "--no_plots", check=True)
+    # a search reads the proxy file (two steps of it are enough to show that)
+    code, _, err = run_cli_inprocess(main, ["--model_root", str(root), "--proxy_file", str(out),
+                                            *TINY, "--keep_fraction", "0.7", "--no_plots"],
+                                     capsys)
+    assert code == 0, err
     assert (root / "graph-best").is_file()
+    assert json.loads((root / "state.json").read_text())["step"] == 2
 
 
 def test_speed_flags_are_runtime_settings():

@@ -2,7 +2,7 @@
 import pytest
 
 from api.atomic_io import read_jsonl
-from conftest import run_script
+from conftest import run_cli_inprocess, run_script
 from searching.random_search import RandomConfig, RandomSearch, autoshrink_budget, count_trainings
 from test_shrink import FakeEvaluator, initial, journal, run as run_shrink
 from api.search.objectives import CNNObjective
@@ -37,18 +37,22 @@ def test_random_search_is_seeded_and_resumable(tmp_path):
     assert c == a and journal(tmp_path / "c") == journal(tmp_path / "a")
 
 
-def test_random_search_cli(tmp_path, cifar_root):
+def test_random_search_cli(tmp_path, cifar_root, capsys):
+    """The script's one subprocess run; its bad input runs in-process."""
+    from searching.random_search import main
+
     root = tmp_path / "rs"
     proc = run_script("searching/random_search.py", "cnn", "--model_root", str(root),
                       "--data", str(cifar_root), "--nodes", "3", "--max_steps", "2",
                       "--epochs", "1", "--proxy_train", "60", "--proxy_val", "30", "--depth",
                       "1", "--scale", "0.5", "--pool", "1", "--replicate", "1", "--quiet",
-                      "--no_plots", check=True)
+                      "--no_plots", "--threads", "1", check=True)
     assert "budget 5" in proc.stdout  # 3 edges, k=2: 2 + 2 + 1
     assert len(read_jsonl(root / "candidates.jsonl")) == 5 and (root / "graph-best").is_file()
-    bad = run_script("searching/random_search.py", "cnn", "--model_root", str(tmp_path / "x"),
-                     "--data", str(cifar_root), "--match_run", str(tmp_path / "none"))
-    assert bad.returncode == 2 and "--match_run" in bad.stderr
+    code, _, err = run_cli_inprocess(main, ["cnn", "--model_root", str(tmp_path / "x"), "--data",
+                                            str(cifar_root), "--match_run", str(tmp_path / "none")],
+                                     capsys)
+    assert code == 2 and "--match_run" in err
 
 
 def test_compare_harness_cnn(tmp_path, cifar_root, capsys):
@@ -59,7 +63,7 @@ def test_compare_harness_cnn(tmp_path, cifar_root, capsys):
              "--retrain_epochs", "1", "--retrain_train", "100", "--retrain_val", "50", "--",
              "--nodes", "3", "--max_steps", "2", "--epochs", "1", "--proxy_train", "60",
              "--proxy_val", "30", "--depth", "1", "--scale", "0.5", "--pool", "1",
-             "--replicate", "1"])
+             "--replicate", "1", "--threads", "1"])
     table = (out / "table.md").read_text()
     assert "| autoshrink |" in table and "| random |" in table
     assert (out / "compare.png").stat().st_size > 1000

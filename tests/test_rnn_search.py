@@ -15,8 +15,8 @@ from api.atomic_io import read_jsonl
 from api.errors import UserError
 from api.graph import CellGraph
 from api.search.objectives import RNNObjective
-from conftest import write_chain_corpus
-from searching.rnn.autoshrink_rnn import LMData, RNNProxyEvaluator, RNNTrainConfig
+from conftest import kill_9_when, run_cli_inprocess, run_search_until_death, write_chain_corpus
+from searching.rnn.autoshrink_rnn import Diverged, LMData, RNNProxyEvaluator, RNNTrainConfig
 from searching.rnn.data import Corpus
 from searching.rnn.train import main as train_main
 from searching.rnn.utils import embedding_matrix
@@ -95,7 +95,7 @@ class DivergesWithout(RNNProxyEvaluator):
 def test_diverging_candidate_is_failed_and_never_chosen(corpus_dir, tmp_path):
     base = make_evaluator(corpus_dir)
     ev = DivergesWithout(base.data, 8, 8, base.config)
-    with pytest.raises(Exception, match="diverged|validation loss"):
+    with pytest.raises(Diverged, match="diverged|validation loss"):
         ev.evaluate(CellGraph.complete(3, OPS[:3], space="rnn").remove_edge(0, 1), 0)
     search = ShrinkSearch(str(tmp_path / "s"), ev, RNNObjective(),
                           ShrinkConfig(k=3, keep_fraction=0.5, seed=0), plots=False,
@@ -117,7 +117,7 @@ def test_divergence_is_judged_on_the_best_validation_loss(corpus_dir):
     graph = CellGraph.complete(3, OPS[:3], space="rnn")
     assert make_evaluator(corpus_dir).evaluate(graph, 0).ok
     strict = make_evaluator(corpus_dir, diverge_loss=0.5)  # no tiny LM gets below 0.5 nats
-    with pytest.raises(Exception, match="best validation loss"):
+    with pytest.raises(Diverged, match="best validation loss"):
         strict.evaluate(graph, 0)
 
 
@@ -148,7 +148,8 @@ def test_original_eval_factor_reproduces_the_original_validation_formula(corpus_
 def cli_args(corpus_dir, save, *extra):
     return ["--nodes", "3", "--data", str(corpus_dir), "--emb_path", "none", "--emsize", "8",
             "--epochs", "1", "--batch_size", "8", "--eval_batch_size", "8", "--bptt", "6",
-            "--max_steps", "2", "--save", str(save), "--quiet", "--no_plots", *extra]
+            "--max_steps", "2", "--save", str(save), "--quiet", "--no_plots", "--threads", "1",
+            *extra]  # (--threads 1: on two shared cores, 10x faster than two threads)
 
 
 def journal(root):
@@ -205,7 +206,8 @@ def run_cli_script(*args, timeout=240):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_cli_smoke(corpus_dir, tmp_path):
+def test_cli_smoke(corpus_dir, tmp_path, capsys):
+    """The script's one subprocess run; its bad input runs in-process."""
     from searching.rnn.preprocess import main as preprocess_main
 
     w2v = tmp_path / "w2v.pkl"
@@ -227,10 +229,10 @@ def test_cli_smoke(corpus_dir, tmp_path):
     with open(save / "graph-best", "rb") as f:
         g = pickle.load(f)
     assert g.mask.shape == (3, 3) and len(g.ops_def) == 3 and g.perplexity > 1
-    bad = run_cli_script(*cli_args(corpus_dir, tmp_path / "y", "--emb_path",
-                                   str(tmp_path / "missing.pkl")))
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().count("\n") == 0 and "preprocess.py" in bad.stderr
+    code, _, err = run_cli_inprocess(train_main, cli_args(
+        corpus_dir, tmp_path / "y", "--emb_path", str(tmp_path / "missing.pkl")), capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().count("\n") == 0 and "preprocess.py" in err
 
 
 def test_real_penn_proxy_candidate_learns():
@@ -244,28 +246,64 @@ def test_real_penn_proxy_candidate_learns():
     assert result.ok and 100 < result.metrics["perplexity"] < c.ntokens
 
 
-def test_kill_9_then_resume_matches_uninterrupted(corpus_dir, tmp_path):
-    """An RNN search killed with SIGKILL mid-search resumes to the uninterrupted result."""
-    import signal
-    import time
+RESUMABLE = ("--nodes", "4")  # 6 edges -> 2: 4 steps of 2 candidates
 
-    ref = tmp_path / "ref"
-    train_main(cli_args(corpus_dir, ref, "--nodes", "4", "--threads", "1"))
-    save = tmp_path / "killed"
-    args = cli_args(corpus_dir, save, "--nodes", "4", "--threads", "1")
-    proc = subprocess.Popen([sys.executable, str(REPO / "searching/rnn/train.py"), *args],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (save / "candidates.jsonl").exists() and len(read_jsonl(save / "candidates.jsonl")) >= 3:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "search finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    resumed = run_cli_script(*args, "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus_dir, tmp_path_factory) -> Path:
+    ref = tmp_path_factory.mktemp("uninterrupted")
+    train_main(cli_args(corpus_dir, ref, *RESUMABLE))
+    return ref
+
+
+def resume_to_the_end(args, capsys):
+    code, _, err = run_cli_inprocess(train_main, [*args, "--resume"], capsys)
+    assert code == 0, err
+
+
+def assert_same_search(save, ref):
     assert journal(save) == journal(ref)
     a = json.loads((save / "graph-best.json").read_text())
     b = json.loads((ref / "graph-best.json").read_text())
     assert a["mask"] == b["mask"] and a["meta"]["score"] == b["meta"]["score"]
+
+
+def test_kill_9_then_resume_matches_uninterrupted(corpus_dir, tmp_path, uninterrupted, capsys):
+    """An RNN search killed with SIGKILL mid-search resumes to the uninterrupted result."""
+    save = tmp_path / "killed"
+    args = cli_args(corpus_dir, save, *RESUMABLE)
+    # killed early (8 fast candidates): the widest window for the kill to land mid-search
+    kill_9_when("searching/rnn/train.py", args, save / "candidates.jsonl", lines=2)
+    i = args.index("--threads")
+    resume_to_the_end(args[:i] + args[i + 2:], capsys)  # keeps the saved --threads
+    assert_same_search(save, uninterrupted)
+
+
+def test_deaths_at_every_kind_of_point_then_resume_match_uninterrupted(
+        corpus_dir, tmp_path, uninterrupted, capsys, monkeypatch):
+    """Killed (deterministically, by the search's fault-injection hook) mid-step, right after
+    a journal append but before its state save, between steps and right after a step's plan:
+    each resume continues the last, and the end is exactly the uninterrupted run."""
+    save = tmp_path / "killed"
+    args = cli_args(corpus_dir, save, *RESUMABLE)
+
+    def die(point, resuming=True):
+        files = run_search_until_death(train_main, [*args, "--resume"] if resuming else args,
+                                       point, save, capsys, monkeypatch)
+        return json.loads(files["state.json"]), files["candidates.jsonl"].count(b"\n")
+
+    # saves: start, step 1's plan, its first candidate -> mid-step
+    state, lines = die("save:3", resuming=False)
+    assert state["step"] == 0 and len(state["plan"]["results"]) == 1 and lines == 1
+    # step 1's second candidate, its end, step 2's plan; step 2's first candidate's journal
+    # line is written, its state is not
+    state, lines = die("journal:2")
+    assert state["step"] == 1 and state["plan"]["results"] == {}
+    assert lines == len(state["records"]) + 1 == 3
+    # that candidate again, step 2's second, step 2's end -> between steps
+    state, lines = die("save:3")
+    assert state["step"] == 2 and state["plan"] is None and not state["done"] and lines == 4
+    state, lines = die("save:1")  # step 3's plan, no candidate yet
+    assert state["step"] == 2 and state["plan"]["results"] == {} and lines == 4
+    resume_to_the_end(args, capsys)
+    assert_same_search(save, uninterrupted)
