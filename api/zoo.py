@@ -40,7 +40,8 @@ def names():
 _LOADED = False
 #: Modules that register presets when imported (kept lazy: they import torch models).
 PRESET_MODULES = ["api.spaces.autoshrink_presets", "api.spaces.darts_rnn.presets",
-                  "api.spaces.enas_rnn.presets", "api.spaces.darts.presets"]
+                  "api.spaces.enas_rnn.presets", "api.spaces.darts.presets",
+                  "api.spaces.enas_micro.presets"]
 
 
 def _load_all() -> None:

@@ -19,8 +19,10 @@ SPACE_CLASSES: Dict[str, str] = {
     "autoshrink-rnn": "api.spaces.autoshrink:AutoShrinkRNNSpace",
     "darts": "api.spaces.darts.space:DartsSpace",
     "darts-rnn": "api.spaces.darts_rnn:DartsRNNSpace",
+    "enas-micro": "api.spaces.enas_micro:EnasMicroSpace",
     "enas-rnn": "api.spaces.enas_rnn:EnasRNNSpace",
     "nas-bench-201": "api.spaces.nasbench201:NASBench201Space",
+    "nao": "api.spaces.enas_micro:NAOSpace",
 }
 
 _INSTANCES: Dict[str, SearchSpace] = {}

@@ -1,0 +1,132 @@
+"""The ENAS micro CNN space (Pham et al., 2018; NAO-WS searches the same space), and NAO's
+16-op numbering of it (``nao``, for NAONet-A).
+
+``enas-micro``: architectures are :class:`MicroArch` (40 integers, normal then reduction cell,
+5 nodes x ``[idx1, op1, idx2, op2]``; ops 0 sep_conv 3x3, 1 sep_conv 5x5, 2 avg pool 3x3,
+3 max pool 3x3, 4 identity). Text form: the integers separated by spaces (ENAS's
+``fixed_arc``, NAO's ``arch_pool`` lines); JSON ``{"normal": [...], "reduce": [...]}``. Each
+converts losslessly to a DARTS ``Genotype`` (:meth:`EnasMicroSpace.to_genotype`, concat = the
+loose-end nodes) and back (:meth:`EnasMicroSpace.from_genotype`); the fixed network is the
+``darts`` space's ``NetworkCIFAR`` / ``NetworkImageNet`` for that genotype.
+
+One difference from ENAS's and NAO's own networks: when a cell leaves one of its inputs
+unread, they concatenate that input with the loose-end nodes; a DARTS genotype's concat holds
+intermediate nodes only, so the DARTS network leaves it out (:func:`loose_inputs` tells which).
+
+``nao``: the same 40-integer form with NAO's op ids 0..15 (the 5 above, then NAONet-A's 11-op
+NASNet-style space: see :data:`NAO_OPS`), built in NAO's own network
+(:mod:`api.spaces.enas_micro.nao_network`).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from api.errors import UserError
+from api.spaces.base import SearchSpace, dataset_info
+from api.spaces.enas_micro.arch import (ARCH_LEN, ENAS_OPS, NAO_OPS, NODES,
+                                        MicroArch, from_genotype, from_json, loose_ends,
+                                        loose_inputs, make_arch, parse_arch, to_genotype,
+                                        to_json)
+
+__all__ = ["MicroArch", "ENAS_OPS", "NAO_OPS", "EnasMicroSpace", "NAOSpace", "loose_ends",
+           "loose_inputs", "to_genotype", "from_genotype", "make_arch"]
+
+
+def _digits(text: str):
+    tokens = text.split()
+    if len(tokens) != ARCH_LEN or not all(t.isdigit() for t in tokens):
+        return None
+    return [int(t) for t in tokens]
+
+
+def _max_op(values) -> int:
+    return max(values[4 * n + k] for n in range(2 * NODES) for k in (1, 3))
+
+
+class _MicroSpace(SearchSpace):
+    kind = "cnn"
+    what = "ENAS micro architecture"
+
+    def parse(self, text: str) -> MicroArch:
+        return parse_arch(text, len(self.ops), self.what)
+
+    def format(self, arch: MicroArch) -> str:
+        return self.validate(arch).to_string()
+
+    def to_json(self, arch: MicroArch) -> Dict[str, Any]:
+        return to_json(self._check(arch))
+
+    def from_json(self, data: Dict[str, Any]) -> MicroArch:
+        return from_json(data, len(self.ops), self.what)
+
+    def validate(self, arch: Any) -> MicroArch:
+        return make_arch(self._check(arch).to_list(), len(self.ops), self.what)
+
+    def _check(self, arch: Any) -> MicroArch:
+        if isinstance(arch, (list, tuple)):
+            return make_arch(arch, len(self.ops), self.what)
+        if not isinstance(arch, MicroArch):
+            raise UserError(f"not an {self.what}: {type(arch).__name__}")
+        return arch
+
+    def to_genotype(self, arch: MicroArch):
+        """The DARTS ``Genotype`` (DARTS op names; concat = the loose-end nodes)."""
+        return to_genotype(self.validate(arch))
+
+    def from_genotype(self, genotype: Any) -> MicroArch:
+        """A DARTS genotype that is an ENAS micro architecture -> :class:`MicroArch`."""
+        return from_genotype(genotype)
+
+
+class EnasMicroSpace(_MicroSpace):
+    name = "enas-micro"
+    ops = ENAS_OPS
+
+    def looks_like(self, text: str) -> bool:
+        values = _digits(text)
+        return values is not None and _max_op(values) < len(ENAS_OPS)
+
+    def build_network(self, arch: MicroArch, dataset: str = "cifar10", **kwargs: Any):
+        """The ``darts`` space's network for :meth:`to_genotype` (``NetworkCIFAR``, C=36, 20
+        cells, or ``NetworkImageNet``, C=48, 14 cells; keyword arguments as that space's:
+        ``C``, ``layers``, ``auxiliary``, ``drop_path_prob``)."""
+        from api.spaces import get_space
+
+        return get_space("darts").build_network(self.to_genotype(arch), dataset, **kwargs)
+
+
+#: (C, N) defaults of NAO's networks: CIFAR N=6 (20 cells), C=36 (NAO_V1 ``train_cifar.py``);
+#: ImageNet N=4 (14 cells), C=48 (``train_imagenet.py``).
+NAO_DEFAULT_SIZE = {"cifar10": (36, 6), "cifar100": (36, 6), "imagenet16": (36, 6),
+                    "imagenet": (48, 4)}
+
+
+class NAOSpace(_MicroSpace):
+    name = "nao"
+    ops = NAO_OPS
+    what = "NAO micro architecture"
+
+    def looks_like(self, text: str) -> bool:
+        values = _digits(text)
+        return values is not None and len(ENAS_OPS) <= _max_op(values) < len(NAO_OPS)
+
+    def build_network(self, arch: MicroArch, dataset: str = "cifar10", C: Optional[int] = None,
+                      N: Optional[int] = None, auxiliary: bool = False,
+                      drop_path_prob: float = 0.0, keep_prob: float = 1.0, **kwargs: Any):
+        """NAO's ``NASNetworkCIFAR`` (cifar10, cifar100; imagenet16 at 16x16) or
+        ``NASNetworkImageNet`` (imagenet): ``3N + 2`` cells of width ``C``."""
+        from api.spaces.enas_micro.nao_network import NAONetwork
+
+        if kwargs:
+            raise UserError(f"the nao space's networks take C, N, auxiliary, drop_path_prob and "
+                            f"keep_prob, not {', '.join(sorted(kwargs))}")
+        shape, classes = dataset_info(dataset)
+        C0, N0 = NAO_DEFAULT_SIZE[dataset]
+        C = C0 if C is None else int(C)
+        N = N0 if N is None else int(N)
+        if C < 2 or C % 2 or N < 1:
+            raise UserError(f"the nao network needs an even C >= 2 and N >= 1 (got C={C}, N={N})")
+        return NAONetwork(self.validate(arch), classes, C=C, N=N, auxiliary=bool(auxiliary),
+                          keep_prob=float(keep_prob), imagenet=dataset == "imagenet",
+                          input_hw=shape[1], drop_path_prob=float(drop_path_prob))
+
