@@ -215,7 +215,11 @@ def test_speed_flags_are_runtime_settings():
     assert not default.use_channels_last(torch.device("cuda"))
     fast = ProxyTrainConfig(cuda_bf16=True, cuda_channels_last=True, cudnn_benchmark=False)
     assert fast.use_channels_last(torch.device("cuda"))
-    ident = [CNNProxyEvaluator(None, NetworkSpec(), c).describe() for c in (default, fast)]
+    from api.datasets import ProxyData
+
+    x, y = np.zeros((4, 3, 32, 32), np.uint8), np.arange(4) % 2
+    data = ProxyData(x, y, x, y, 2)  # describe() fingerprints the data
+    ident = [CNNProxyEvaluator(data, NetworkSpec(), c).describe() for c in (default, fast)]
     assert ident[0] == ident[1] and "cuda_bf16" not in ident[0]["train"]
 
 
