@@ -8,7 +8,7 @@ import pytest
 from api.atomic_io import read_jsonl
 from api.checkpoint import load_checkpoint
 from api.graph_io import save_graph
-from conftest import run_script, write_cifar10
+from conftest import run_cli_inprocess, run_script, write_cifar10
 from test_eval_components import search_graph
 
 TRAIN = "evaluation/cnn/train_cifar.py"
@@ -155,7 +155,7 @@ def test_search_graph_best_in_the_cifar_network(tmp_path, tiny_cifar):
 
 
 @pytest.mark.parametrize("case", ["missing_graph", "damaged_data", "no_resume_state"])
-def test_bad_input_is_one_line(tmp_path, tiny_cifar, case):
+def test_bad_input_is_one_line(tmp_path, tiny_cifar, case, capsys):
     data = tiny_cifar
     args = ["--graph_path", "shrinkcnn-a"]
     if case == "missing_graph":
@@ -168,7 +168,14 @@ def test_bad_input_is_one_line(tmp_path, tiny_cifar, case):
             (data / "cifar-10-batches-py" / name).write_bytes(pickle.dumps({"data": [1, 2]}))
     else:
         args += ["--resume"]
-    proc = run_script(TRAIN, *args, "--data", str(data), "--output", str(tmp_path / "out"),
-                      "--epochs", "1", "--quiet")
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    argv = [*args, "--data", str(data), "--output", str(tmp_path / "out"), "--epochs", "1",
+            "--quiet"]
+    if case == "missing_graph":  # the script's one subprocess smoke test, as a user runs it
+        proc = run_script(TRAIN, *argv)
+        code, err = proc.returncode, proc.stderr
+    else:
+        from evaluation.cnn.train_cifar import main
+
+        code, _, err = run_cli_inprocess(main, argv, capsys)
+    assert code == 2, err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ from api.atomic_io import read_jsonl
 from api.checkpoint import load_checkpoint
 from api.errors import UserError
 from api.graph_io import save_graph
-from conftest import REPO, run_script
+from conftest import REPO, run_cli_inprocess
 from test_eval_components import search_graph
 
 TRAIN = "evaluation/cnn/train_imagenet.py"
@@ -163,11 +163,15 @@ def test_torchrun_two_gloo_ranks(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing_graph", "bad_data", "rnn_graph"])
-def test_bad_input_is_one_line(tmp_path, imagenet_root, case):
+def test_bad_input_is_one_line(tmp_path, imagenet_root, case, capsys):
+    """In-process: the torchrun test is this script's subprocess smoke test."""
+    from evaluation.cnn.train_imagenet import main
+
     args = {"missing_graph": ["--graph_path", str(tmp_path / "nope"), "--data",
                               str(imagenet_root)],
             "bad_data": ["--graph_path", "shrinkcnn-a", "--data", str(tmp_path)],
             "rnn_graph": ["--graph_path", "shrinkrnn", "--data", str(imagenet_root)]}[case]
-    proc = run_script(TRAIN, *args, "--output", str(tmp_path / "out"), "--quiet")
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    code, _, err = run_cli_inprocess(main, [*args, "--output", str(tmp_path / "out"),
+                                            "--quiet"], capsys)
+    assert code == 2, err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
