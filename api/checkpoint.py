@@ -63,7 +63,8 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
     except Exception as exc:
         raise UserError(f"checkpoint {path} is damaged or not an AutoShrink checkpoint "
                         f"({type(exc).__name__}): delete it or point to another one") from exc
-    if not isinstance(state, dict) or "model" not in state or "model_spec" not in state:
+    if not isinstance(state, dict) or "model" not in state or (
+            "model_spec" not in state and "arch_network" not in state):  # api.arch_train
         raise UserError(f"{path} is not an AutoShrink training checkpoint")
     return state
 

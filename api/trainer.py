@@ -257,7 +257,7 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(dev, cfg.amp):
                 logits = self.ddp(x)
-            loss = self.criterion(logits.float(), y)
+            loss = self.criterion(_as_float(logits), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -379,6 +379,14 @@ class Trainer:
             parts.append(f"ema top1 {r['ema_top1']:.2f}")
         parts.append(f"{r['images_per_s']:.0f} img/s")
         tqdm.write(" | ".join(parts))
+
+
+def _as_float(output):
+    """Logits in float32; a ``(logits, logits_aux)`` pair (DARTS's networks while training,
+    for a criterion such as :class:`api.arch_train.AuxiliaryLoss`) element-wise."""
+    if isinstance(output, (tuple, list)):
+        return type(output)(o.float() if o is not None else None for o in output)
+    return output.float()
 
 
 def _arch(model_spec: Dict[str, Any]) -> Tuple:

@@ -1,23 +1,38 @@
-"""Train a found cell on CIFAR-10 from scratch (the CIFAR table's final training).
+"""Train any CNN architecture on CIFAR-10/100 from scratch (the CIFAR table's final training).
 
-    python evaluation/cnn/train_cifar.py --graph_path autoshrink/graph-best --data ./data \
+    python evaluation/cnn/train_cifar.py --arch autoshrink/graph-best --data ./data \
         --output runs/cifar-best
+    python evaluation/cnn/train_cifar.py --arch darts-v2 --data ./data --output runs/darts-v2
+    python evaluation/cnn/train_cifar.py --arch '|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+...' \
+        --data ./data --output runs/nb201-cell
 
-Recipe (the common NAS one, DARTS-like): SGD lr 0.025, momentum 0.9, weight decay 3e-4 (not
-on BN/biases), cosine to 0 over 600 epochs, batch 96, random crop (pad 4) + flip + cutout 16,
-grad clip 5, optional drop-path (--drop_path 0.2 as DARTS; off by default). The whole split
-lives on the device as a tensor and is augmented there; CUDA adds bf16 autocast and
-channels_last. CIFAR has no validation split: the test split is evaluated every --eval_every
-epochs and at the end, the final epoch's test top-1 is the reported figure (as in DARTS), and
-no checkpoint is selected by test accuracy (last.pt after the final epoch is the model).
---resume keeps the run's recipe: a changed recipe flag is refused unless --force; runtime
-flags (RUNTIME_FLAGS) may change.
+--arch (alias --graph_path) takes a file any search wrote, a zoo preset or a space string; the
+network and the default recipe follow the architecture's space (api.arch_train):
 
-Network: the cell inside a CIFAR macro network (api.model_spec.CIFAR_BASE): stem Conv3x3
-stride 1 with 48 channels, three stages of 4 cells with node widths 16 x [3, 6, 12] =
-[48, 96, 192], max-pool 2 at the first cell of stages 2-3 (32/16/8 px), residuals, no head
-conv, GAP -> FC. A search's graph-best keeps only its activation from the proxy network;
-presets keep their activation (ShrinkCNN-B: swish). Network flags override all of this.
+* AutoShrink cells (recipe ``autoshrink``): the cell inside a CIFAR macro network
+  (api.model_spec.CIFAR_BASE): stem Conv3x3 stride 1 with 48 channels, three stages of 4
+  cells with node widths 16 x [3, 6, 12] = [48, 96, 192], max-pool 2 at the first cell of
+  stages 2-3 (32/16/8 px), residuals, no head conv, GAP -> FC. A search's graph-best keeps
+  only its activation from the proxy network; presets keep their activation (ShrinkCNN-B:
+  swish). Network flags override all of this. SGD 0.025 momentum 0.9, weight decay 3e-4 (not
+  on BN/biases), cosine to 0 over 600 epochs, batch 96, crop (pad 4) + flip + cutout 16, grad
+  clip 5, drop-path off (--drop_path 0.2 as DARTS).
+* DARTS-family cells (spaces darts, enas-micro, nao; recipe ``darts``): DARTS's NetworkCIFAR
+  (--C 36, --layers 20) with its auxiliary head; DARTS's recipe: SGD 0.025 momentum 0.9 cosine
+  to 0 over 600 epochs, batch 96, weight decay 3e-4 on every parameter, cutout 16, drop-path
+  0.2 ramped linearly (0.2 * epoch / epochs), auxiliary weight 0.4, grad clip 5.
+* NAS-Bench-201 cells (recipe ``nas-bench-201``): the benchmark's TinyNetwork (--C 16, --N 5)
+  and its 200-epoch recipe: SGD 0.1 Nesterov momentum 0.9, cosine to 0, weight decay 5e-4,
+  batch 256, crop + flip, no cutout, no clipping.
+
+--recipe picks another named recipe; every recipe flag given on the command line overrides
+it. The whole split lives on the device as a tensor and is augmented there; CUDA adds bf16
+autocast and channels_last. CIFAR has no validation split: the test split is evaluated every
+--eval_every epochs and at the end, the final epoch's test top-1 is the reported figure (as
+in DARTS), and no checkpoint is selected by test accuracy (last.pt after the final epoch is
+the model). --resume keeps the run's recipe and architecture (recorded in args.json and
+last.pt): a changed recipe flag is refused unless --force; runtime flags (RUNTIME_FLAGS) may
+change.
 """
 from __future__ import annotations
 
@@ -28,6 +43,7 @@ from typing import Any, Dict, Optional, Sequence, Set
 import torch
 from torch import nn
 
+from api import arch_train as at
 from api.atomic_io import atomic_write_json
 from api.augment import CifarAugment
 from api.checkpoint import LAST, load_checkpoint
@@ -37,8 +53,9 @@ from api.distributed import DistEnv, resolve_device
 from api.drop_path import DropPath
 from api.ema import ModelEma
 from api.errors import UserError, run_cli
-from api.model_spec import CIFAR_BASE, add_network_args, model_spec_from_args
-from api.optim import WarmupCosineLR, weight_decay_groups
+from api.model_spec import (CIFAR_BASE, NETWORK_FLAGS, TF_L2, ModelSpec, add_network_args,
+                            network_overrides, resolve_network)
+from api.optim import WarmupCosineLR
 from api.trainer import (DeviceSource, Trainer, TrainerConfig, add_run_flags, check_output,
                          given_flags, resume_args)
 
@@ -49,31 +66,45 @@ RUNTIME_FLAGS = {"data", "eval_every", "val_batch_size", "no_amp", "no_channels_
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--graph_path", required=True,
-                   help="graph file (graph-best, .json twin), text form or preset")
-    add_network_args(p, "the CIFAR macro network (scale 3 6 12, pool 1 2 2, replicate 4 4 4, "
-                        "stem 48/1, no head) with the graph's activation")
+                                formatter_class=at.HelpFormatter)
+    at.add_arch_args(p)
+    add_network_args(p, "AutoShrink cells only: the CIFAR macro network (scale 3 6 12, pool "
+                        "1 2 2, replicate 4 4 4, stem 48/1, no head) with the graph's "
+                        "activation")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="./data",
                    help="folder holding cifar-10-batches-py (downloaded there if absent)")
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100"])
-    g.add_argument("--padding", type=int, default=4, help="random-crop padding (0: off)")
-    g.add_argument("--cutout", type=int, default=16, help="cutout square size (0: off)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=600)
-    g.add_argument("--batch_size", type=int, default=96)
+    g.add_argument("--padding", type=int, help="random-crop padding (0: off; recipes: 4)")
+    g.add_argument("--cutout", type=int,
+                   help="cutout square size (0: off; recipes: 16, nas-bench-201 0)")
+    g = p.add_argument_group(
+        "optimisation", "unset flags come from --recipe (see the module docstring)")
+    at.add_recipe_flag(g, at.CIFAR_RECIPES, at.DEFAULT_RECIPE["cifar"])
+    g.add_argument("--epochs", type=int, help="recipes: 600, nas-bench-201 200")
+    g.add_argument("--batch_size", type=int, help="recipes: 96, nas-bench-201 256")
     g.add_argument("--val_batch_size", type=int, default=500)
-    g.add_argument("--lr", type=float, default=0.025)
-    g.add_argument("--min_lr", type=float, default=0.0, help="cosine floor")
-    g.add_argument("--warmup_epochs", type=float, default=0.0)
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--weight_decay", type=float, default=3e-4)
-    g.add_argument("--grad_clip", type=float, default=5.0, help="max grad norm (0: off)")
-    g.add_argument("--drop_path", type=float, default=0.0,
-                   help="final drop-path probability of cell node outputs, ramped from 0")
-    g.add_argument("--label_smoothing", type=float, default=0.0)
-    g.add_argument("--ema_decay", type=float, default=0.0, help="weight EMA (0: off)")
+    g.add_argument("--lr", type=float, help="recipes: 0.025, nas-bench-201 0.1")
+    g.add_argument("--min_lr", type=float, help="cosine floor (recipes: 0)")
+    g.add_argument("--warmup_epochs", type=float, help="recipes: 0")
+    g.add_argument("--momentum", type=float, help="recipes: 0.9")
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                   help="Nesterov momentum (nas-bench-201 only)")
+    g.add_argument("--weight_decay", type=float,
+                   help="recipes: 3e-4, nas-bench-201 5e-4")
+    g.add_argument("--weight_decay_all", action=argparse.BooleanOptionalAction, default=None,
+                   help="decay every parameter, BN and biases included (darts, "
+                        "nas-bench-201), not only conv/linear weights (autoshrink)")
+    g.add_argument("--grad_clip", type=float,
+                   help="max grad norm (0: off; recipes: 5, nas-bench-201 0)")
+    g.add_argument("--drop_path", "--drop_path_prob", dest="drop_path", type=float,
+                   help="final drop-path probability, ramped linearly from 0 over the epochs "
+                        "(darts 0.2, others 0)")
+    g.add_argument("--auxiliary_weight", type=float,
+                   help="weight of the auxiliary head's loss, 0: no auxiliary head (darts "
+                        "0.4; DARTS-family networks only)")
+    g.add_argument("--label_smoothing", type=float, help="recipes: 0")
+    g.add_argument("--ema_decay", type=float, help="weight EMA (0: off; recipes: 0)")
     add_run_flags(p, "./runs/cifar")
     return p
 
@@ -88,36 +119,64 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--drop_path must be in [0, 1), got {args.drop_path}")
     if args.padding < 0 or args.cutout < 0 or args.warmup_epochs < 0:
         raise UserError("--padding, --cutout and --warmup_epochs must not be negative")
+    if args.auxiliary_weight < 0:
+        raise UserError(f"--auxiliary_weight must not be negative, got {args.auxiliary_weight}")
 
 
 def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dict[str, Any]:
     """Train as ``args`` say; ``given``: the flags on the command line (what --resume checks
     against the run's; None: none)."""
-    check_args(args)
+    given = given or set()
     output = Path(args.output)
     check_output(output, args.resume)
     resumed = None
+    forced = []
     if args.resume:
         resumed = load_checkpoint(output / LAST)
-        args, forced = resume_args(args, resumed.get("args") or {}, given or set(),
-                                   RUNTIME_FLAGS)
-        check_args(args)
-        for change in forced:
-            print(f"warning: --force: continuing with {change}", flush=True)
+        args, forced = resume_args(args, resumed.get("args") or {}, given, RUNTIME_FLAGS)
+    arch, family = at.arch_from_args(args)
+    at.apply_recipe(args, at.CIFAR_RECIPES, at.DEFAULT_RECIPE["cifar"][family])
+    at.check_family_flags(args, family, NETWORK_FLAGS, given)
+    check_args(args)
+    for change in forced:
+        print(f"warning: --force: continuing with {change}", flush=True)
     env = DistEnv(device=resolve_device(args.device))
     cuda = env.device.type == "cuda"
     torch.manual_seed(args.seed)
 
     data = load_cifar(args.data, args.dataset)
     args.num_classes = args.num_classes or data.num_classes
-    spec = model_spec_from_args(args, CIFAR_BASE, inherit=("activation",))
-    net = spec.network
-    if net.num_classes < data.num_classes:
-        raise UserError(f"--num_classes {net.num_classes} < {data.num_classes} classes")
-    if net.image_size != data.train_x.shape[-1]:
-        raise UserError(f"--image_size must be {data.train_x.shape[-1]} for {args.dataset}")
-    model = spec.build()
-    c = complexity(model, (net.in_channels, net.image_size, net.image_size))
+    image_size = data.train_x.shape[-1]
+    if args.num_classes < data.num_classes:
+        raise UserError(f"--num_classes {args.num_classes} < {data.num_classes} classes")
+    if family == "autoshrink":
+        spec = ModelSpec(arch.value, resolve_network(arch.value, CIFAR_BASE,
+                                                     network_overrides(args), ("activation",)),
+                         TF_L2)
+        net = spec.network
+        if net.image_size != image_size:
+            raise UserError(f"--image_size must be {image_size} for {args.dataset}")
+        model = spec.build()
+        c = complexity(model, (net.in_channels, net.image_size, net.image_size))
+        cost = {"params": c.params, "params_with_bn": c.params_with_bn, "macs": c.macs,
+                "image_size": net.image_size}
+        network = {"model_spec": spec.to_dict()}
+        headline = f"{spec.graph!r}\n{c.summary()} at {net.image_size}px"
+        hooks = [DropPath(model, args.drop_path, args.epochs)] if args.drop_path > 0 else []
+    else:
+        if args.image_size not in (None, image_size):
+            raise UserError(f"--image_size must be {image_size} for {args.dataset}")
+        args.arch_record = at.arch_record(arch)
+        kwargs = at.network_kwargs(arch.space, args, auxiliary=args.auxiliary_weight > 0)
+        record = at.network_record(arch, args.dataset, kwargs, args.num_classes)
+        model = at.build_from_record(record)
+        cost = at.cost(model, (3, image_size, image_size))
+        network = {"arch_network": record}
+        headline = (f"{arch.space}: {arch.text}\n{at.describe(model, record)} | params "
+                    f"{cost['params'] / 1e6:.6f}M (auxiliary head not counted), MACs "
+                    f"{cost['macs'] / 1e6:.1f}M at {image_size}px")
+        hooks = ([at.DropPathRamp(model, args.drop_path, args.epochs)]
+                 if args.drop_path > 0 else [])
 
     channels_last = cuda and not args.no_channels_last
     model = model.to(env.device, memory_format=torch.channels_last if channels_last
@@ -131,26 +190,26 @@ def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> D
     source = DeviceSource(train, args.batch_size, args.seed,
                           CifarAugment(args.padding, args.cutout))
 
-    opt = torch.optim.SGD(weight_decay_groups(model, args.weight_decay, skip_depthwise=False),
-                          lr=args.lr, momentum=args.momentum)
+    opt = at.sgd(model, args, args.lr)
     steps = len(source)
     sched = WarmupCosineLR(opt, args.epochs * steps, round(args.warmup_epochs * steps),
                            args.min_lr / args.lr)
-    hooks = [DropPath(model, args.drop_path, args.epochs)] if args.drop_path > 0 else []
     ema = ModelEma(model, args.ema_decay) if args.ema_decay > 0 else None
-    extra = {"model_spec": spec.to_dict(), "args": vars(args),
-             "complexity": {"params": c.params, "params_with_bn": c.params_with_bn,
-                            "macs": c.macs, "image_size": net.image_size},
+    extra = {**network, "args": vars(args), "complexity": cost,
              "data": {"kind": args.dataset, "classes": list(data.classes),
-                      "mean": mean.tolist(), "std": std.tolist(), "image_size": net.image_size}}
-    print(f"{spec.graph!r}\n{c.summary()} at {net.image_size}px on {env.device} | "
-          f"{len(train)} train / {len(test)} test images", flush=True)
+                      "mean": mean.tolist(), "std": std.tolist(), "image_size": image_size}}
+    print(f"{headline} on {env.device} | recipe {args.recipe} | {len(train)} train / "
+          f"{len(test)} test images", flush=True)
     output.mkdir(parents=True, exist_ok=True)
     if resumed is None:  # a resumed run keeps its original flags there
         atomic_write_json(output / "args.json", vars(args))
+    elif family != "autoshrink" and resumed.get("arch_network") != record:
+        raise UserError(f"{output / LAST} was trained with another architecture or network; "
+                        "give the same --arch and network flags, or a new --output")
+    criterion = at.AuxiliaryLoss(nn.CrossEntropyLoss(label_smoothing=args.label_smoothing),
+                                 args.auxiliary_weight)
     trainer = Trainer(
-        model, opt, sched, nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), source,
-        lambda: test.batches(args.val_batch_size),
+        model, opt, sched, criterion, source, lambda: test.batches(args.val_batch_size),
         TrainerConfig(epochs=args.epochs, output=output, amp=cuda and not args.no_amp,
                       channels_last=channels_last, grad_clip=args.grad_clip,
                       eval_every=args.eval_every, progress=not args.quiet),
@@ -158,7 +217,8 @@ def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> D
     final = trainer.fit(resume=args.resume, state=resumed)
     ema = f", EMA {final['ema_top1']:.2f}" if "ema_top1" in final else ""
     print(f"done: final test top-1 {final['top1']:.2f} (top-5 {final['top5']:.2f}{ema}) after "
-          f"epoch {final['epoch']}; wrote {output / 'final_metrics.json'}", flush=True)
+          f"epoch {final['epoch']}; params {cost['params'] / 1e6:.6f}M; wrote "
+          f"{output / 'final_metrics.json'}", flush=True)
     return final
 
 

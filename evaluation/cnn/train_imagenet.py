@@ -1,18 +1,33 @@
-"""Train a ShrinkCNN (or any CNN cell) on ImageNet with the paper's recipe, ported to PyTorch.
+"""Train a ShrinkCNN, or any CNN architecture, on ImageNet (ImageFolder), PyTorch DDP.
 
     torchrun --standalone --nproc_per_node 8 evaluation/cnn/train_imagenet.py \
         --model_spec model_spec.json --data /path/to/imagenet --output runs/shrinkcnn-a
+    torchrun --standalone --nproc_per_node 8 evaluation/cnn/train_imagenet.py \
+        --arch darts-v2 --data /path/to/imagenet --output runs/darts-v2-imagenet
 
-Recipe (SPEC §8): TF-style RMSProp (decay 0.9, momentum 0.9, eps 1.0 inside the sqrt),
-lr 0.05 per 128 images, cosine over 300 epochs after 10 linear warm-up epochs, weight EMA
-0.999, BN momentum 0.001 / eps 1e-3, L2 4e-5 TF-style (weight_decay 8e-5) not on depthwise or
-BN, label smoothing 0.1, random-resized crop 0.75-1.0 + flip + colour jitter + random erasing
-0.5, val 87.5% bicubic centre crop. bf16 autocast and channels_last on CUDA. --data holds
-train/<class>/ and val/<class>/. Every epoch writes last.pt, metrics.jsonl; the run ends with
-final_metrics.json; --resume continues from last.pt in --output, keeping the run's recipe (a
-changed recipe flag is refused unless --force; RUNTIME_FLAGS may change). ImageNet's val split
-is the reporting split, so nothing is selected on it: the reported figures are the final
-epoch's (raw and EMA) top-1/top-5, and last.pt after the final epoch is the model.
+The network and the default recipe follow the architecture (api.arch_train):
+
+* AutoShrink cells (--model_spec, or --arch/--graph_path; recipe ``autoshrink``, SPEC §8):
+  TF-style RMSProp (decay 0.9, momentum 0.9, eps 1.0 inside the sqrt), lr 0.05 per 128
+  images, cosine over 300 epochs after 10 linear warm-up epochs, weight EMA 0.999, BN momentum
+  0.001 / eps 1e-3, L2 4e-5 TF-style (weight_decay 8e-5) not on depthwise or BN, label
+  smoothing 0.1, random-resized crop 0.75-1.0 + flip + colour jitter + random erasing 0.5, val
+  87.5% bicubic centre crop.
+* DARTS-family cells (darts, enas-micro, nao; recipe ``darts``, DARTS's mobile setting):
+  NetworkImageNet (--C 48, --layers 14) with its auxiliary head; SGD lr 0.1 per 128 images,
+  momentum 0.9, lr x0.97 every epoch, 250 epochs, batch 128, label smoothing 0.1, auxiliary
+  weight 0.4, weight decay 3e-5 on every parameter, grad clip 5; random-resized crop 0.08-1.0
+  + flip + colour jitter 0.4, no random erasing, no EMA.
+* NAS-Bench-201 cells: TinyNetwork (--C 16, --N 5), trained with the ``darts`` recipe less the
+  auxiliary head (the benchmark has no ImageNet-1k recipe).
+
+--recipe picks another named recipe; recipe flags given on the command line override it.
+bf16 autocast and channels_last on CUDA. --data holds train/<class>/ and val/<class>/. Every
+epoch writes last.pt, metrics.jsonl; the run ends with final_metrics.json; --resume continues
+from last.pt in --output, keeping the run's recipe and architecture (a changed recipe flag is
+refused unless --force; RUNTIME_FLAGS may change). ImageNet's val split is the reporting
+split, so nothing is selected on it: the reported figures are the final epoch's (raw and EMA)
+top-1/top-5, and last.pt after the final epoch is the model.
 """
 from __future__ import annotations
 
@@ -23,14 +38,17 @@ from typing import Any, Dict, Optional, Sequence, Set
 import torch
 from torch import nn
 
+from api import arch_train as at
 from api.atomic_io import atomic_write_json
 from api.checkpoint import LAST, load_checkpoint
 from api.complexity import complexity
 from api.distributed import cleanup, init_distributed
+from api.drop_path import DropPath
 from api.ema import ModelEma
 from api.errors import UserError, run_cli
 from api.imagenet import AugmentConfig, train_loader, val_loader
-from api.model_spec import IMAGENET_BASE, add_network_args, model_spec_from_args
+from api.model_spec import (IMAGENET_BASE, NETWORK_FLAGS, TF_L2, ModelSpec, add_network_args,
+                            model_spec_from_args, network_overrides, resolve_network)
 from api.optim import RMSpropTF, WarmupCosineLR, scaled_lr, weight_decay_groups
 from api.trainer import (LoaderSource, Trainer, TrainerConfig, add_run_flags, check_output,
                          given_flags, resume_args)
@@ -43,36 +61,62 @@ RUNTIME_FLAGS = {"data", "workers", "eval_every", "val_batch_size", "no_amp",
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=at.HelpFormatter)
     g = p.add_argument_group("model")
-    g.add_argument("--model_spec", help="model spec JSON written by build_imagenet.py")
-    g.add_argument("--graph_path", help="instead of --model_spec: graph file, text form or "
-                                        "preset (shrinkcnn-a, shrinkcnn-b)")
+    g.add_argument("--model_spec", help="model spec JSON written by build_imagenet.py "
+                                        "(AutoShrink cells; instead of --arch)")
     g.add_argument("--regularizer", type=float, default=None,
                    help="L2 weight, TF style (default: the spec's, 4e-5)")
-    add_network_args(p, "from --model_spec, else a preset graph, else the ShrinkCNN network")
+    at.add_arch_args(p)
+    add_network_args(p, "AutoShrink cells only: from --model_spec, else a preset graph, else "
+                        "the ShrinkCNN network")
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, help="ImageFolder root with train/ and val/")
     g.add_argument("--workers", type=int, default=8, help="DataLoader workers per process")
-    g.add_argument("--crop_scale", type=float, nargs=2, default=[0.75, 1.0])
-    g.add_argument("--color_jitter", type=float, default=0.4)
-    g.add_argument("--reprob", type=float, default=0.5, help="random erasing probability")
-    g.add_argument("--crop_pct", type=float, default=0.875, help="val centre crop fraction")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=300)
-    g.add_argument("--warmup_epochs", type=float, default=10)
-    g.add_argument("--batch_size", type=int, default=128, help="images per process")
+    g.add_argument("--crop_scale", type=float, nargs=2,
+                   help="random-resized crop area range (autoshrink 0.75 1, darts 0.08 1)")
+    g.add_argument("--color_jitter", type=float, help="recipes: 0.4")
+    g.add_argument("--reprob", type=float,
+                   help="random erasing probability (autoshrink 0.5, darts 0)")
+    g.add_argument("--crop_pct", type=float, help="val centre crop fraction (recipes: 0.875)")
+    g = p.add_argument_group(
+        "optimisation", "unset flags come from --recipe (see the module docstring)")
+    at.add_recipe_flag(g, at.IMAGENET_RECIPES, at.DEFAULT_RECIPE["imagenet"])
+    g.add_argument("--optimizer", choices=["rmsprop_tf", "sgd"],
+                   help="autoshrink rmsprop_tf, darts sgd")
+    g.add_argument("--schedule", choices=["cosine", "exponential"],
+                   help="cosine to 0, or x --lr_decay every epoch (autoshrink cosine, darts "
+                        "exponential)")
+    g.add_argument("--lr_decay", type=float, help="per-epoch factor of --schedule exponential "
+                                                  "(darts 0.97)")
+    g.add_argument("--epochs", type=int, help="autoshrink 300, darts 250")
+    g.add_argument("--warmup_epochs", type=float, help="autoshrink 10, darts 0")
+    g.add_argument("--batch_size", type=int, help="images per process (recipes: 128)")
     g.add_argument("--val_batch_size", type=int, default=None, help="default: --batch_size")
-    g.add_argument("--lr", type=float, default=0.05,
-                   help="learning rate per 128 images (scaled by the global batch)")
-    g.add_argument("--weight_decay", type=float, default=None,
-                   help="PyTorch weight decay (default: 2 x the TF-style regularizer = 8e-5)")
+    g.add_argument("--lr", type=float,
+                   help="learning rate per 128 images, scaled by the global batch "
+                        "(autoshrink 0.05, darts 0.1)")
+    g.add_argument("--weight_decay", type=float,
+                   help="PyTorch weight decay (autoshrink: 2 x the TF-style regularizer = "
+                        "8e-5; darts 3e-5)")
+    g.add_argument("--weight_decay_all", action=argparse.BooleanOptionalAction, default=None,
+                   help="decay every parameter (darts), not only non-depthwise conv/linear "
+                        "weights (autoshrink)")
     g.add_argument("--rmsprop_decay", type=float, default=0.9)
-    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--momentum", type=float, help="recipes: 0.9")
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                   help="Nesterov momentum (SGD)")
     g.add_argument("--rmsprop_eps", type=float, default=1.0, help="inside the sqrt (TF)")
-    g.add_argument("--ema_decay", type=float, default=0.999, help="0 disables the weight EMA")
-    g.add_argument("--label_smoothing", type=float, default=0.1)
-    g.add_argument("--grad_clip", type=float, default=0.0, help="max grad norm (0: off)")
+    g.add_argument("--ema_decay", type=float,
+                   help="weight EMA, 0 disables it (autoshrink 0.999, darts 0)")
+    g.add_argument("--label_smoothing", type=float, help="recipes: 0.1")
+    g.add_argument("--grad_clip", type=float,
+                   help="max grad norm, 0: off (autoshrink 0, darts 5)")
+    g.add_argument("--drop_path", "--drop_path_prob", dest="drop_path", type=float,
+                   help="final drop-path probability, ramped linearly from 0 (recipes: 0)")
+    g.add_argument("--auxiliary_weight", type=float,
+                   help="auxiliary head loss weight, 0: no head (darts 0.4; DARTS-family "
+                        "networks only)")
     g = add_run_flags(p, "./runs/imagenet")
     g.add_argument("--sync_bn", action="store_true", help="SyncBatchNorm across GPUs")
     return p
@@ -90,13 +134,17 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--crop_scale needs 0 < min <= max <= 1, got {args.crop_scale}")
     if not 0 < args.crop_pct <= 1:
         raise UserError(f"--crop_pct must be in (0, 1], got {args.crop_pct}")
+    if not 0.0 <= args.drop_path < 1.0:
+        raise UserError(f"--drop_path must be in [0, 1), got {args.drop_path}")
+    if args.auxiliary_weight < 0 or not 0 < args.lr_decay <= 1:
+        raise UserError("--auxiliary_weight must not be negative and --lr_decay must be in "
+                        "(0, 1]")
 
 
 def train_imagenet(args: argparse.Namespace,
                    given: Optional[Set[str]] = None) -> Dict[str, Any]:
     """Train as ``args`` say; ``given``: the flags on the command line (what --resume checks
     against the run's; None: none)."""
-    check_args(args)
     env = init_distributed(args.device)
     try:
         return _train(args, env, given or set())
@@ -108,27 +156,66 @@ def _train(args: argparse.Namespace, env, given: Set[str]) -> Dict[str, Any]:
     output = Path(args.output)
     check_output(output, args.resume)
     resumed = None
+    forced = []
     if args.resume:
         resumed = load_checkpoint(output / LAST)
         args, forced = resume_args(args, resumed.get("args") or {}, given, RUNTIME_FLAGS)
-        check_args(args)
-        for change in forced if env.is_main else ():
-            print(f"warning: --force: continuing with {change}", flush=True)
+    if getattr(args, "model_spec", None):
+        arch, family = None, "autoshrink"
+    else:
+        arch, family = at.arch_from_args(args)
+    at.apply_recipe(args, at.IMAGENET_RECIPES, at.DEFAULT_RECIPE["imagenet"][family])
+    at.check_family_flags(args, family, NETWORK_FLAGS, given)
+    check_args(args)
+    for change in forced if env.is_main else ():
+        print(f"warning: --force: continuing with {change}", flush=True)
     cuda = env.device.type == "cuda"
-    spec = model_spec_from_args(args, IMAGENET_BASE)
-    net = spec.network
-    aug = AugmentConfig(image_size=net.image_size, crop_scale=tuple(args.crop_scale),
+    spec = record = None
+    if family == "autoshrink":
+        if arch is None:
+            spec = model_spec_from_args(args, IMAGENET_BASE)
+        else:
+            spec = ModelSpec(arch.value, resolve_network(arch.value, IMAGENET_BASE,
+                                                         network_overrides(args)),
+                             TF_L2 if args.regularizer is None else args.regularizer)
+        image_size = spec.network.image_size
+    else:
+        image_size = args.image_size or 224
+    aug = AugmentConfig(image_size=image_size, crop_scale=tuple(args.crop_scale),
                         color_jitter=args.color_jitter, reprob=args.reprob,
                         crop_pct=args.crop_pct)
     train, classes = train_loader(args.data, aug, args.batch_size, args.workers, env, args.seed)
     val = val_loader(args.data, aug, args.val_batch_size or args.batch_size, args.workers, env,
                      classes)
-    if len(classes) > net.num_classes:
+    num_classes = spec.network.num_classes if spec else (args.num_classes or len(classes))
+    if len(classes) > num_classes:
         raise UserError(f"{args.data} has {len(classes)} classes but the network has "
-                        f"{net.num_classes} outputs: pass --num_classes {len(classes)}")
+                        f"{num_classes} outputs: pass --num_classes {len(classes)}")
     torch.manual_seed(args.seed)  # same init everywhere (DDP also broadcasts rank 0's)
-    model = spec.build()
-    c = complexity(model, (net.in_channels, net.image_size, net.image_size))
+    if spec is not None:
+        model = spec.build()
+        c = complexity(model, (spec.network.in_channels, image_size, image_size))
+        cost = {"params": c.params, "params_with_bn": c.params_with_bn, "macs": c.macs,
+                "image_size": image_size}
+        network = {"model_spec": spec.to_dict()}
+        headline = f"{spec.graph!r}\n{c.summary()} at {image_size}px"
+        default_wd = 2 * spec.regularizer
+    else:
+        args.arch_record = at.arch_record(arch)
+        kwargs = at.network_kwargs(arch.space, args, auxiliary=args.auxiliary_weight > 0)
+        record = at.network_record(arch, "imagenet", kwargs, num_classes)
+        model = at.build_from_record(record)
+        cost = at.cost(model, (3, image_size, image_size))
+        network = {"arch_network": record}
+        headline = (f"{arch.space}: {arch.text}\n{at.describe(model, record)} | params "
+                    f"{cost['params'] / 1e6:.6f}M (auxiliary head not counted), MACs "
+                    f"{cost['macs'] / 1e6:.1f}M at {image_size}px")
+        default_wd = 2 * TF_L2
+    if args.drop_path > 0:
+        hooks = [DropPath(model, args.drop_path, args.epochs) if spec is not None
+                 else at.DropPathRamp(model, args.drop_path, args.epochs)]
+    else:
+        hooks = []
     torch.manual_seed(args.seed + env.rank)  # ranks augment differently
 
     channels_last = cuda and not args.no_channels_last
@@ -140,39 +227,52 @@ def _train(args: argparse.Namespace, env, given: Set[str]) -> Dict[str, Any]:
         torch.backends.cudnn.benchmark = True
     ema = ModelEma(model, args.ema_decay) if args.ema_decay > 0 else None
 
-    wd = 2 * spec.regularizer if args.weight_decay is None else args.weight_decay
+    wd = default_wd if args.weight_decay is None else args.weight_decay
     global_batch = args.batch_size * env.world_size
-    opt = RMSpropTF(weight_decay_groups(model, wd), lr=scaled_lr(args.lr, global_batch),
-                    decay=args.rmsprop_decay, momentum=args.momentum, eps=args.rmsprop_eps)
+    lr = scaled_lr(args.lr, global_batch)
+    if args.optimizer == "rmsprop_tf":
+        params = (weight_decay_groups(model, wd) if not args.weight_decay_all else
+                  [{"params": list(model.parameters()), "weight_decay": wd}])
+        opt = RMSpropTF(params, lr=lr, decay=args.rmsprop_decay, momentum=args.momentum,
+                        eps=args.rmsprop_eps)
+    else:
+        opt = at.sgd(model, argparse.Namespace(**dict(vars(args), weight_decay=wd)), lr,
+                     skip_depthwise=True)
     steps = len(train)
-    sched = WarmupCosineLR(opt, args.epochs * steps, round(args.warmup_epochs * steps))
+    warmup = round(args.warmup_epochs * steps)
+    if args.schedule == "cosine":
+        sched = WarmupCosineLR(opt, args.epochs * steps, warmup)
+    else:
+        sched = at.EpochDecayLR(opt, steps, args.lr_decay, warmup)
 
-    extra = {"model_spec": spec.to_dict(), "args": vars(args),
-             "complexity": {"params": c.params, "params_with_bn": c.params_with_bn,
-                            "macs": c.macs, "image_size": net.image_size},
+    extra = {**network, "args": vars(args), "complexity": cost,
              "data": {"kind": "imagefolder", "classes": list(classes), "mean": list(aug.mean),
-                      "std": list(aug.std), "image_size": net.image_size,
+                      "std": list(aug.std), "image_size": image_size,
                       "crop_pct": args.crop_pct}}
     if env.is_main:
-        print(f"{spec.graph!r}\n{c.summary()} at {net.image_size}px | {env.world_size} "
-              f"process(es) on {env.device} | global batch {global_batch}, lr "
-              f"{scaled_lr(args.lr, global_batch):.4g}, weight decay {wd:g}", flush=True)
+        print(f"{headline} | {env.world_size} process(es) on {env.device} | recipe "
+              f"{args.recipe}: {args.optimizer}, global batch {global_batch}, lr {lr:.4g}, "
+              f"weight decay {wd:g}", flush=True)
         output.mkdir(parents=True, exist_ok=True)
         if resumed is None:  # a resumed run keeps its original flags there
             atomic_write_json(output / "args.json", vars(args))
+    if resumed is not None and record is not None and resumed.get("arch_network") != record:
+        raise UserError(f"{output / LAST} was trained with another architecture or network; "
+                        "give the same --arch and network flags, or a new --output")
+    criterion = at.AuxiliaryLoss(nn.CrossEntropyLoss(label_smoothing=args.label_smoothing),
+                                 args.auxiliary_weight)
     trainer = Trainer(
-        model, opt, sched, nn.CrossEntropyLoss(label_smoothing=args.label_smoothing),
-        LoaderSource(train), lambda: val,
+        model, opt, sched, criterion, LoaderSource(train), lambda: val,
         TrainerConfig(epochs=args.epochs, output=output, amp=cuda and not args.no_amp,
                       channels_last=channels_last, grad_clip=args.grad_clip,
                       eval_every=args.eval_every, progress=not args.quiet),
-        env=env, ema=ema, checkpoint_extra=extra)
+        env=env, ema=ema, checkpoint_extra=extra, epoch_hooks=hooks)
     final = trainer.fit(resume=args.resume, state=resumed)
     if env.is_main:
         ema = f", EMA {final['ema_top1']:.2f}" if "ema_top1" in final else ""
         print(f"done: final val top-1 {final['top1']:.2f}{ema} after epoch {final['epoch']} "
-              f"({final['val_images']} images); wrote {output / 'final_metrics.json'}",
-              flush=True)
+              f"({final['val_images']} images); params {cost['params'] / 1e6:.6f}M; wrote "
+              f"{output / 'final_metrics.json'}", flush=True)
     return final
 
 

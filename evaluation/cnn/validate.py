@@ -4,7 +4,8 @@
         --data /path/to/imagenet
     python evaluation/cnn/validate.py --checkpoint runs/cifar --data ./data
 
-The checkpoint carries the model spec and the data settings it was trained with (dataset
+The checkpoint carries the model (an AutoShrink model spec, or the architecture and network
+settings of any cell trained with --arch) and the data settings it was trained with (dataset
 kind, normalisation, resolution, crop), so only the data folder is needed. --ema evaluates
 the weight EMA instead of the raw weights. The CNN trainers write one checkpoint, last.pt:
 after the final epoch it is the model (nothing is selected on the evaluation split).
@@ -21,6 +22,7 @@ from api.datasets import DeviceBatches, load_cifar
 from api.distributed import DistEnv, resolve_device
 from api.errors import UserError, run_cli
 from api.imagenet import AugmentConfig, val_loader
+from api.arch_train import build_from_record
 from api.model_spec import ModelSpec
 from api.trainer import evaluate
 
@@ -49,11 +51,19 @@ def validate(args: argparse.Namespace) -> Dict[str, Any]:
     if path.is_dir():
         path = path / LAST
     state = load_checkpoint(path)
-    spec = ModelSpec.from_dict(state["model_spec"], source=str(path))
     info = state.get("data") or {}
+    if state.get("arch_network"):  # any cell trained with --arch (api.arch_train)
+        model = build_from_record(state["arch_network"], source=str(path))
+        default_size = info.get("image_size")
+    elif "model_spec" in state:  # an AutoShrink cell in its macro network
+        spec = ModelSpec.from_dict(state["model_spec"], source=str(path))
+        model = spec.build()
+        default_size = spec.network.image_size
+    else:
+        raise UserError(f"{path} is not a checkpoint of train_cifar.py or train_imagenet.py "
+                        "(it holds no model spec or architecture)")
     kind = args.dataset or info.get("kind", "imagefolder")
     device = resolve_device(args.device)
-    model = spec.build()
     if args.ema and not state.get("ema"):
         raise UserError(f"{path} has no EMA weights (trained with --ema_decay 0)")
     try:
@@ -62,7 +72,7 @@ def validate(args: argparse.Namespace) -> Dict[str, Any]:
         first = str(exc).splitlines()[0]
         raise UserError(f"{path}: weights do not match its model spec ({first})") from exc
     model.to(device)
-    size = args.image_size or info.get("image_size") or spec.network.image_size
+    size = args.image_size or info.get("image_size") or default_size
     mean, std = info.get("mean"), info.get("std")
     if kind == "imagefolder":
         cfg = AugmentConfig(image_size=size, crop_pct=args.crop_pct or info.get("crop_pct", 0.875))
