@@ -54,19 +54,26 @@ def test_workers_give_in_process_results(tmp_path, cifar_root):
     assert scores(tmp_path / "two") == scores(tmp_path / "one")
 
 
-def test_ray_executor_gives_in_process_results(tmp_path, cifar_root):
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray instance for the module's Ray tests (starting one costs 10-30 s)."""
     ray = pytest.importorskip("ray", reason="Ray is the optional extra: pip install -e '.[ray]'")
+    here = os.path.dirname(os.path.abspath(__file__))  # Ray workers import test modules
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+                 [here, os.path.dirname(here)])}})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_executor_gives_in_process_results(tmp_path, cifar_root, ray_session):
     from api.search.executors import RayExecutor
 
     base = ["--data", str(cifar_root), *TINY]
     search_cnn(build_parser().parse_args(["--model_root", str(tmp_path / "one"), *base]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert isinstance(make_executor("ray"), RayExecutor)
-        search_cnn(build_parser().parse_args(["--model_root", str(tmp_path / "ray"), *base,
-                                              "--executor", "ray"]))
-    finally:
-        ray.shutdown()
+    assert isinstance(make_executor("ray"), RayExecutor)
+    search_cnn(build_parser().parse_args(["--model_root", str(tmp_path / "ray"), *base,
+                                          "--executor", "ray"]))
     assert scores(tmp_path / "ray") == scores(tmp_path / "one")
 
 
@@ -170,7 +177,7 @@ class Changes(Evaluator):
 
 def test_evaluate_safely_classifies_and_keeps_the_traceback():
     from searching.cnn.proxy import Diverged as CNNDiverged
-    from searching.rnn.autoshrink_rnn import Diverged as RNNDiverged
+    from searching.rnn.proxy import Diverged as RNNDiverged
 
     bug = evaluate_safely(Bug(), Task("t", GRAPH, 0))
     assert not bug.ok and bug.fatal and bug.error.startswith("KeyError: 'no such op' at ")
@@ -219,7 +226,7 @@ def test_cnn_proxy_sets_cudnn_benchmark_for_its_candidate_only():
 
 
 def test_rnn_kernel_restores_threads_and_leaves_no_pool_work_running():
-    from searching.rnn.recurrence import _one_thread, _run_parts
+    from api.rnn.recurrence import _one_thread, _run_parts
 
     finished = []
 
@@ -304,7 +311,8 @@ def test_ray_threads_default_to_the_task_reservation(cifar_root, tmp_path):
         args = build_parser().parse_args(["--model_root", str(tmp_path), "--data",
                                           str(cifar_root), *TINY[:-2], "--executor", "ray",
                                           *extra])
-        evaluator, _, _, settings = build_components(args)
+        built = build_components(args)
+        evaluator, settings = built.evaluator, built.settings
         assert evaluator.threads == threads and settings["threads"] == threads
 
 
@@ -316,20 +324,12 @@ class Reservation(Evaluator):
         return Result(metrics={"cpus": cpus, "threads": torch.get_num_threads()})
 
 
-def test_ray_tasks_reserve_as_many_cpus_as_they_use_threads():
-    ray = pytest.importorskip("ray", reason="Ray is the optional extra: pip install -e '.[ray]'")
-    here = os.path.dirname(os.path.abspath(__file__))  # Ray workers import this module
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
-                 [here, os.path.dirname(here)])}})
-    try:
-        ex = make_executor("ray")
-        for threads, want in ((0, (1.0, 1)), (2, (2.0, 2))):
-            ev = Reservation()
-            ev.threads = threads
-            assert ex.cpus_and_threads(ev) == (want[0], want[1])
-            (_, r), = list(ex.run(ev, [Task("t", GRAPH, 0)]))
-            assert r.ok, r.traceback
-            assert (r.metrics["cpus"], r.metrics["threads"]) == want
-    finally:
-        ray.shutdown()
+def test_ray_tasks_reserve_as_many_cpus_as_they_use_threads(ray_session):
+    ex = make_executor("ray")
+    for threads, want in ((0, (1.0, 1)), (2, (2.0, 2))):
+        ev = Reservation()
+        ev.threads = threads
+        assert ex.cpus_and_threads(ev) == (want[0], want[1])
+        (_, r), = list(ex.run(ev, [Task("t", GRAPH, 0)]))
+        assert r.ok, r.traceback
+        assert (r.metrics["cpus"], r.metrics["threads"]) == want
