@@ -47,7 +47,7 @@ def cnn_candidate(args) -> tuple:
 
 def rnn_candidate(args) -> tuple:
     try:
-        from searching.rnn.autoshrink_rnn import bench_candidate
+        from rnn_reference import bench_candidate
     except ImportError:
         return float("nan"), False, None
     return bench_candidate(args.ptb, max_epochs=min(10, args.max_epochs), device=args.device)

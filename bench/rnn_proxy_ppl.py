@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 import torch
 
 from api.errors import UserError, run_cli
-from searching.rnn.autoshrink_rnn import reference_candidate
-from searching.rnn.data import Corpus, unigram_perplexity
+from api.rnn.data import Corpus, unigram_perplexity
+from rnn_reference import reference_candidate
 
 
 def parse_edge(text: str):

@@ -25,7 +25,8 @@ from api.errors import UserError, run_cli
 from api.graph_io import load_graph
 from api.search.evaluator import Task
 from api.search.executors import evaluate_safely
-from searching.random_search import count_trainings, random_search
+from searching.random_search import random_search
+from searching.random_strategy import count_trainings
 
 RETRAIN_SEED = 1234
 
@@ -93,9 +94,9 @@ def retrain(space: str, graph_path: str, args: argparse.Namespace) -> float:
                                min_acc_epoch=0, overfit_ratio=float("inf"))
         ev = CNNProxyEvaluator(data, spec, cfg)
     else:
-        from searching.rnn.autoshrink_rnn import (LMData, RNNProxyEvaluator, RNNTrainConfig)
-        from searching.rnn.data import Corpus
-        from searching.rnn.utils import embedding_matrix
+        from api.rnn.data import Corpus
+        from api.rnn.embedding import embedding_matrix
+        from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNTrainConfig
 
         corpus = Corpus(args.data)
         emsize = int(graph.settings.get("emsize", 100))

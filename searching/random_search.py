@@ -13,87 +13,17 @@ with the same settings (``--match_run DIR`` counts them in a finished run instea
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from api.atomic_io import read_jsonl
 from api.errors import UserError, run_cli
 from api.graph import CellGraph
-from searching.runner import open_search, run_search
+from searching.random_strategy import (RandomConfig, RandomSearch, autoshrink_budget,
+                                       count_trainings)
+from searching.runner import SearchComponents, open_search, run_search
 from searching.search import CellSearch
-
-MAX_DRAWS = 200  # attempts to draw a not-yet-seen graph before accepting a repeat
-
-
-@dataclass
-class RandomConfig:
-    k: int = 10          # candidates per logged step
-    budget: int = 100    # candidate trainings in all
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.k < 1:
-            raise UserError(f"--max_steps (candidates per step) must be at least 1, got {self.k}")
-        if self.budget < 1:
-            raise UserError(f"--budget must be at least 1, got {self.budget}")
-
-
-def autoshrink_budget(e0: int, k: int, keep_fraction: float) -> int:
-    """Candidate trainings of an AutoShrink run that removes one edge per step."""
-    threshold = int(round(e0 * keep_fraction))
-    return sum(min(k, e) for e in range(e0, threshold, -1))
-
-
-def count_trainings(run_dir: str) -> int:
-    """Trained (not cached) candidates of a finished search."""
-    path = os.path.join(run_dir, "candidates.jsonl")
-    if not os.path.isfile(path):
-        raise UserError(f"--match_run: {path} not found (point it at a finished search folder)")
-    return sum(r.get("status") != "cached" for r in read_jsonl(path))
-
-
-class RandomSearch(CellSearch):
-    """Sample random subgraphs of the initial DAG; keep the best score seen."""
-
-    x_label = "candidates trained"
-    progress_unit = "cand"
-
-    def _setting_values(self) -> Dict[str, Any]:
-        return {"seed": self.config.seed, "max_steps": self.config.k,
-                "budget": self.config.budget}
-
-    def _init_strategy(self, graph: CellGraph) -> Dict[str, Any]:
-        return {"planned": 0}
-
-    def _finished(self) -> bool:
-        return self.state["planned"] >= self.config.budget
-
-    def _progress(self) -> Tuple[int, int]:
-        return self.state["planned"], self.config.budget
-
-    def _propose(self, rng: np.random.Generator, step: int):
-        full = CellGraph.from_dict(self.state["initial"])
-        seen = {r["hash"] for r in self.state["records"]}
-        n = min(self.config.k, self.config.budget - self.state["planned"])
-        for c in range(n):
-            for _ in range(MAX_DRAWS):
-                keep = rng.random(full.mask.shape) < rng.random()
-                cand = full.with_mask(full.mask * keep).optimize()
-                if cand.canonical_hash() not in seen:
-                    break
-            seen.add(cand.canonical_hash())
-            yield f"s{step}-c{c}", cand, {}
-        self.state["planned"] += n
-
-    def _advance(self, recs: List[Dict], best: Dict, cands: Dict[str, CellGraph],
-                 entry: Dict[str, Any]) -> CellGraph:
-        entry.update(x=self.state["planned"], edges=best["edges"])
-        entry["summary"] = f"trained {self.state['planned']:4d} | best edges {best['edges']:3d}"
-        return cands[best["key"]]
 
 
 def _space(name: str):
@@ -125,17 +55,19 @@ def parse(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, Any, str]:
     return parser.parse_args(argv[1:]), components, root_flag
 
 
-def random_search(args: argparse.Namespace, components, root_flag: str) -> CellGraph:
+def random_search(args: argparse.Namespace,
+                  components: Callable[[argparse.Namespace], SearchComponents],
+                  root_flag: str) -> CellGraph:
     root = getattr(args, root_flag)
     if args.resume:  # checked before the data is loaded: fail fast
         CellSearch.check_resumable(root)
     if args.match_run:
         args.budget = count_trainings(args.match_run)
     built = components(args)
-    initial = built[2](np.random.default_rng(args.seed))
+    initial = built.make_initial(np.random.default_rng(args.seed))
     if args.budget == 0:
         args.budget = autoshrink_budget(initial.num_edges, args.max_steps, args.keep_fraction)
-    built[3]["budget"] = args.budget
+    built.settings["budget"] = args.budget
     config = RandomConfig(k=args.max_steps, budget=args.budget, seed=args.seed)
     print(f"random search: budget {args.budget} candidate trainings")
     return run_search(open_search(RandomSearch, config, args, root, lambda: built), root)

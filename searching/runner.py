@@ -1,18 +1,38 @@
 """Glue shared by the search CLIs: open a search from flags, run it, report where results are.
 
-A search space's CLI supplies ``components() -> (evaluator, objective, make_initial, settings)``
-built from its flags; the same components serve AutoShrink and the random-search baseline.
+A search space's CLI supplies ``components() -> SearchComponents`` (evaluator, objective,
+initial-graph maker, settings) built from its flags; the same components serve AutoShrink and
+the random-search baseline.
 """
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Callable, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict
+
+import numpy as np
 
 from api.atomic_io import atomic_write_json
 from api.graph import CellGraph
+from api.search.evaluator import Evaluator
 from api.search.executors import add_executor_flags, make_executor
+from api.search.objectives import Objective
 from searching.search import CellSearch
+
+
+@dataclass
+class SearchComponents:
+    """What a search space's CLI builds from its flags for a search of any strategy."""
+
+    #: trains and scores one candidate (its data already loaded)
+    evaluator: Evaluator
+    #: Result -> score
+    objective: Objective
+    #: the starting DAG from the search's seeded RNG
+    make_initial: Callable[[np.random.Generator], CellGraph]
+    #: the flags that define the search's results (checked by ``--resume``)
+    settings: Dict[str, Any]
 
 
 def add_search_flags(parser: argparse.ArgumentParser, root_flag: str, root_default: str,
@@ -50,20 +70,20 @@ def add_runtime_flags(parser: argparse.ArgumentParser, group) -> None:
 
 
 def open_search(cls, config: Any, args: argparse.Namespace, root: str,
-                components: Callable[[], Tuple]) -> CellSearch:
+                components: Callable[[], SearchComponents]) -> CellSearch:
     """A search of class ``cls`` in ``root``, started or resumed as the flags say;
     ``components()`` builds the evaluator (loading data) only once the folder checks pass."""
     if args.resume:
         CellSearch.check_resumable(root)
-    evaluator, objective, initial, settings = components()
-    search = cls(root, evaluator, objective, config, settings=settings,
+    built = components()
+    search = cls(root, built.evaluator, built.objective, config, settings=built.settings,
                  plots=not args.no_plots, progress=not args.quiet,
                  executor=make_executor(args.executor, args.workers, args.ray_address,
                                         args.gpus_per_candidate))
     if args.resume:
         search.resume(force=args.force)
     else:
-        search.start(initial)
+        search.start(built.make_initial)
         atomic_write_json(os.path.join(root, "args.json"), vars(args))
     return search
 

@@ -14,7 +14,7 @@ from api.graph_io import save_graph
 from evaluation.rnn.lm import forward_raw, sample_seq_len, should_switch_to_asgd
 from evaluation.rnn.test import main as rnn_test_main
 from evaluation.rnn.train import main as train_main
-from searching.rnn.model import RNNModel
+from api.rnn.model import RNNModel
 from conftest import run_script, write_chain_corpus
 
 # Small dropouts so that 4 tiny epochs show the loss falling; the rest is the real recipe.
@@ -153,3 +153,56 @@ def test_bad_input_is_one_line_exit_2(corpus, tmp_path, capsys):
         err = capsys.readouterr().err
         assert exc.value.code == 2, argv
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("preset,space,bias", [("darts-ptb", "darts-rnn", True),
+                                               ("enas-ptb", "enas-rnn", False)])
+def test_darts_and_enas_cells_train_resume_and_test(preset, space, bias, corpus, tmp_path):
+    """The zoo's PTB cells go through the same trainer: the space's network (tied, DARTS's
+    dropouts, ENAS without a decoder bias), a checkpoint that rebuilds it for --resume and
+    test.py, and resumed epochs equal to uninterrupted ones."""
+    from api.spaces import get_space
+    from api.spaces.arch_io import load_arch
+
+    full = tmp_path / "full"
+    train_main(["--arch", preset, "--data", str(corpus), "--output", str(full),
+                "--epochs", "2", *TINY])
+    cut = tmp_path / "cut"
+    train_main(["--arch", preset, "--data", str(corpus), "--output", str(cut),
+                "--epochs", "1", *TINY])
+    train_main(["--output", str(cut), "--resume", "--epochs", "2"])
+    assert stable(read_jsonl(cut / "metrics.jsonl")) == stable(
+        read_jsonl(full / "metrics.jsonl"))
+
+    final = json.loads((full / "final_metrics.json").read_text())
+    arch = load_arch(preset)
+    assert final["space"] == space and final["text"] == arch.text and "graph" not in final
+    assert final["params"] == get_space(space).count(arch.value, ntokens=final["ntokens"],
+                                                     emsize=16)[0]
+    spec = torch.load(full / "best.pt", weights_only=True)["model_spec"]
+    assert spec["space"] == space and spec["decoder_bias"] is bias
+    assert spec["arch"] == get_space(space).to_json(arch.value)
+    assert spec["emsize"] == spec["nhid"] == 16 and spec["dropouts"]["dropout"] == 0.1
+
+    out = tmp_path / "test.json"
+    rnn_test_main(["--checkpoint", str(full), "--quiet", "--device", "cpu", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert res["test"]["batch_size"] == 1 and math.isfinite(res["test"]["ppl"])
+    assert res["valid"]["ppl"] == pytest.approx(final["best_val_ppl"], rel=1e-6)
+
+
+def test_arch_takes_cell_strings_and_refuses_cnn_cells(corpus, tmp_path, capsys):
+    """--arch also takes a space's string (here an ENAS list); a CNN cell is one line, exit 2."""
+    out = tmp_path / "enas"
+    train_main(["--arch", "0 0 1 1 2", "--data", str(corpus), "--output", str(out),
+                "--epochs", "1", *TINY])
+    final = json.loads((out / "final_metrics.json").read_text())
+    assert final["space"] == "enas-rnn" and final["text"] == "0 0 1 1 2"
+    for arch in ("darts-v2", "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|"
+                             "skip_connect~2|"):
+        with pytest.raises(SystemExit) as exc:
+            run_cli(train_main, ["--arch", arch, "--data", str(corpus),
+                                 "--output", str(tmp_path / "cnn")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "needs an RNN cell" in err
+        assert len(err.strip().splitlines()) == 1, err

@@ -3,7 +3,7 @@ import pytest
 
 from api.atomic_io import read_jsonl
 from conftest import run_cli_inprocess, run_script
-from searching.random_search import RandomConfig, RandomSearch, autoshrink_budget, count_trainings
+from searching.random_strategy import RandomConfig, RandomSearch, autoshrink_budget, count_trainings
 from test_shrink import FakeEvaluator, initial, journal, run as run_shrink
 from api.search.objectives import CNNObjective
 

@@ -86,7 +86,7 @@ def test_rnn_search_objective_uses_one_edge_floor(tmp_path):
     corpus = write_chain_corpus(tmp_path / "c", 20, 4, vocab=10, follow=0.7)
     args = build_parser().parse_args(["--data", str(corpus), "--save", str(tmp_path / "s"),
                                       "--emsize", "16", "--nodes", "3"])
-    _, objective, _, _ = build_components(args)
+    objective = build_components(args).objective
     assert objective.min_flops == 16 ** 2
 
 

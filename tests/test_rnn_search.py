@@ -16,10 +16,10 @@ from api.errors import UserError
 from api.graph import CellGraph
 from api.search.objectives import RNNObjective
 from conftest import kill_9_when, run_cli_inprocess, run_search_until_death, write_chain_corpus
-from searching.rnn.autoshrink_rnn import Diverged, LMData, RNNProxyEvaluator, RNNTrainConfig
-from searching.rnn.data import Corpus
+from api.rnn.data import Corpus
+from api.rnn.embedding import embedding_matrix
+from searching.rnn.proxy import Diverged, LMData, RNNProxyEvaluator, RNNTrainConfig
 from searching.rnn.train import main as train_main
-from searching.rnn.utils import embedding_matrix
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,8 +126,8 @@ def test_original_eval_factor_reproduces_the_original_validation_formula(corpus_
     token mean and convert with original_eval_factor."""
     import torch
 
-    from searching.rnn.autoshrink_rnn import original_eval_factor
-    from searching.rnn.data import batchify, get_batch
+    from api.rnn.data import batchify, get_batch
+    from searching.rnn.proxy import original_eval_factor
 
     ev = make_evaluator(corpus_dir, eval_batch_size=4, bptt=5)
     model = ev.build(CellGraph.complete(3, OPS[:3], space="rnn")).eval()

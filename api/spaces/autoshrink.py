@@ -1,14 +1,42 @@
 """AutoShrink's two spaces (CNN and RNN cell DAGs) behind the common space interface.
 
 The architecture is :class:`api.graph.CellGraph`: its text form is ``ops=... edges=...``, its
-JSON the graph's dict (which also carries the network settings needed to rebuild it).
+JSON the graph's dict (which also carries the network settings needed to rebuild it). The
+RNN space's node ops (:data:`RNN_OPS`) and the search's op draw / ``--ops`` parsing live here
+too; its language model is :class:`api.rnn.model.RNNModel`.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
+import numpy as np
+
+from api.errors import UserError
 from api.graph import CellGraph
 from api.spaces.base import SearchSpace
+
+#: The node ops of AutoShrink RNN cells, in their canonical order (the recurrence groups a
+#: node's out-edges by this order; the op draw indexes it).
+RNN_OPS = ("tanh", "relu", "sigmoid", "identity")
+
+
+def draw_rnn_ops(num_nodes: int, rng: np.random.Generator) -> List[str]:
+    """One op per node drawn uniformly from RNN_OPS with the seeded RNG (node 0's is ignored)."""
+    return [RNN_OPS[int(i)] for i in rng.integers(0, len(RNN_OPS), num_nodes)]
+
+
+def parse_rnn_ops(text: str, num_nodes: int) -> List[str]:
+    """``--ops`` value: comma-separated ops for nodes 1..N-1 (or 0..N-1) -> full ops_def."""
+    ops = [o.strip().lower() for o in text.split(",") if o.strip()]
+    bad = sorted({o for o in ops if o not in RNN_OPS})
+    if bad:
+        raise UserError(f"--ops: unknown op(s) {', '.join(bad)}; choose from {', '.join(RNN_OPS)}")
+    if len(ops) == num_nodes - 1:
+        ops = ["identity"] + ops  # node 0's entry is ignored
+    if len(ops) != num_nodes:
+        raise UserError(f"--ops gives {len(ops)} ops; a {num_nodes}-node cell needs "
+                        f"{num_nodes - 1} (nodes 1..{num_nodes - 1})")
+    return ops
 
 
 class _AutoShrinkSpace(SearchSpace):
@@ -53,4 +81,4 @@ class AutoShrinkRNNSpace(_AutoShrinkSpace):
     name = "autoshrink-rnn"
     kind = "rnn"
     cell_space = "rnn"
-    ops = ("tanh", "relu", "sigmoid", "identity")
+    ops = RNN_OPS

@@ -1,13 +1,16 @@
-"""The parts of ShrinkRNN training and testing that both CLIs share.
+"""The parts of RNN language-model training and testing that both CLIs share.
 
-The language model itself is the search's :class:`searching.rnn.model.RNNModel`; this module
-only adds what final training needs on top of it: the raw (pre-dropout) cell outputs for TAR,
-DARTS' random sequence length, the non-monotone ASGD rule, evaluation with ASGD's averaged
-weights, and rebuilding a model from a checkpoint's spec.
+The language model is the one of the architecture's space: an AutoShrink cell graph
+(``autoshrink-rnn``) in :class:`api.rnn.model.RNNModel`, a DARTS or ENAS cell (``darts-rnn``,
+``enas-rnn``) in their space's network (:class:`api.spaces.darts_rnn.model.CellLM`); both have
+the same interface. This module only adds what final training needs on top of them: the raw
+(pre-dropout) cell outputs for TAR, DARTS' random sequence length, the non-monotone ASGD rule,
+evaluation with ASGD's averaged weights, and rebuilding a model from a checkpoint's spec.
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -16,49 +19,110 @@ import torch
 from api.errors import UserError
 from api.graph import CellGraph
 from api.graph_io import load_graph
-from searching.rnn.data import get_batch
-from searching.rnn.model import RNNModel, linear_cross_entropy
-from searching.rnn.utils import RNN_OPS
+from api.rnn.data import get_batch
+from api.rnn.model import RNNModel, linear_cross_entropy
+from api.spaces import get_space
+from api.spaces.arch_io import Arch, load_arch
+from api.spaces.autoshrink import RNN_OPS
 
 DROPOUTS = ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")
+#: The space of AutoShrink RNN cells, whose checkpoints keep their original layout.
+AUTOSHRINK_RNN = "autoshrink-rnn"
+RNN_PRESETS = "shrinkrnn, darts-ptb, enas-ptb"
 
 
 # ----------------------------------------------------------------------------- the model
-def load_rnn_graph(spec: str) -> CellGraph:
-    """A graph for the RNN trainer; a CNN graph file or preset is refused with one line."""
-    graph = load_graph(spec)
-    if graph.space != "rnn":
-        if spec.startswith("ops=") and all(op in RNN_OPS for op in graph.ops_def[1:]):
-            return CellGraph(graph.mask, graph.ops_def, space="rnn")  # text form: no space
-        raise UserError(f"--graph_path {spec} is a {graph.space.upper()} cell (space "
-                        f"{graph.space!r}); the RNN trainer needs an RNN cell from "
-                        "searching/rnn/train.py or the preset shrinkrnn")
-    return graph
+def _refuse(spec: str, space: str, kind: str) -> None:
+    raise UserError(f"--arch {spec} is a {kind.upper()} cell (space {space}); the RNN trainer "
+                    "needs an RNN cell: a file an RNN search wrote, an RNN cell string, or a "
+                    f"preset ({RNN_PRESETS})")
 
 
-def model_spec(graph: CellGraph, ntokens: int, emsize: int, nhid: int,
+def load_rnn_arch(spec: str) -> Arch:
+    """``--arch``: a file any search wrote, a space string or a zoo preset, of an RNN space
+    (AutoShrink's graphs as before: graph files and their .json twins, the ``ops=`` text form,
+    the preset shrinkrnn). Anything else is refused with one line."""
+    if spec.startswith("ops="):  # AutoShrink's text form names no space: an RNN cell here
+        graph = CellGraph.from_string(spec)
+        if not all(op in RNN_OPS for op in graph.ops_def[1:]):
+            _refuse(spec, "autoshrink-cnn", "cnn")
+        return Arch(AUTOSHRINK_RNN, CellGraph(graph.mask, graph.ops_def, space="rnn"))
+    try:
+        arch = load_arch(spec)
+    except UserError as first:
+        try:  # AutoShrink's own graph files (a graph-best's .json twin) and presets
+            graph = load_graph(spec)
+        except UserError:
+            raise first from None
+        arch = Arch(f"autoshrink-{graph.space}", graph)
+    kind = get_space(arch.space).kind
+    if kind != "rnn":
+        _refuse(spec, arch.space, kind)
+    return arch
+
+
+def _default_decoder_bias(space_name: str) -> Optional[bool]:
+    """The space network's own ``decoder_bias`` default (None: the network has no such knob)."""
+    param = inspect.signature(get_space(space_name).build_network).parameters.get("decoder_bias")
+    return None if param is None or param.default is inspect.Parameter.empty else bool(
+        param.default)
+
+
+def model_spec(arch: Any, ntokens: int, emsize: int, nhid: int,
                dropouts: Dict[str, float]) -> Dict[str, Any]:
-    """Everything needed to rebuild the model, in plain types (checkpoints load weights_only)."""
-    return {"kind": "rnn_lm", "graph": graph.to_dict(), "ntokens": ntokens, "emsize": emsize,
-            "nhid": nhid, "dropouts": dict(dropouts)}
+    """Everything needed to rebuild the model, in plain types (checkpoints load weights_only).
+
+    ``arch`` is an :class:`Arch` or an AutoShrink ``CellGraph``. AutoShrink cells keep their
+    original layout (``graph``); other spaces record ``space``, ``arch`` (the space's JSON form)
+    and ``decoder_bias`` (the space network's default)."""
+    if isinstance(arch, Arch) and arch.space == AUTOSHRINK_RNN:
+        arch = arch.value
+    if isinstance(arch, CellGraph):
+        return {"kind": "rnn_lm", "graph": arch.to_dict(), "ntokens": ntokens,
+                "emsize": emsize, "nhid": nhid, "dropouts": dict(dropouts)}
+    return {"kind": "rnn_lm", "space": arch.space,
+            "arch": get_space(arch.space).to_json(arch.value), "ntokens": ntokens,
+            "emsize": emsize, "nhid": nhid, "dropouts": dict(dropouts),
+            "decoder_bias": _default_decoder_bias(arch.space)}
 
 
-def build_model(spec: Dict[str, Any], embedding: Optional[torch.Tensor] = None) -> RNNModel:
+def arch_of(spec: Dict[str, Any], source: str = "checkpoint") -> Arch:
+    """The architecture a model spec records."""
+    if "space" in spec:
+        return Arch(spec["space"], get_space(spec["space"]).from_json(spec["arch"]))
+    return Arch(AUTOSHRINK_RNN, CellGraph.from_dict(spec["graph"], source=source))
+
+
+def build_model(spec: Dict[str, Any], embedding: Optional[torch.Tensor] = None):
+    """The language model of a spec: :class:`RNNModel` for AutoShrink cells, the space's
+    network otherwise (same interface)."""
     if spec.get("kind") != "rnn_lm":
         raise UserError("the checkpoint holds no RNN language model (was it written by "
                         "evaluation/rnn/train.py?)")
+    if "space" in spec:
+        arch = arch_of(spec)
+        kwargs: Dict[str, Any] = dict(ntokens=spec["ntokens"], emsize=spec["emsize"],
+                                      nhid=spec["nhid"], embedding=embedding, **spec["dropouts"])
+        if spec.get("decoder_bias") is not None:
+            kwargs["decoder_bias"] = bool(spec["decoder_bias"])
+        return get_space(arch.space).build_network(arch.value, **kwargs)
     graph = CellGraph.from_dict(spec["graph"], source="checkpoint")
     return RNNModel(graph, spec["ntokens"], spec["emsize"], spec["nhid"], embedding=embedding,
                     **spec["dropouts"])
 
 
-def forward_raw(model: RNNModel, inputs: torch.Tensor, hidden: torch.Tensor,
+def count_lm_params(model: torch.nn.Module) -> int:
+    """Trainable parameters (a tied embedding once; a fixed zero decoder bias not at all)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def forward_raw(model, inputs: torch.Tensor, hidden: torch.Tensor,
                 generator: Optional[torch.Generator] = None):
     """(outputs after output dropout, raw cell outputs for TAR, new hidden)."""
     return model.forward_raw(inputs, hidden, generator)
 
 
-def regularized_loss(model: RNNModel, inputs: torch.Tensor, targets: torch.Tensor,
+def regularized_loss(model, inputs: torch.Tensor, targets: torch.Tensor,
                      hidden: torch.Tensor, generator=None, alpha: float = 0.0,
                      beta: float = 0.0):
     """(cross-entropy, cross-entropy + AR + TAR, new hidden), as DARTS' final training:
@@ -75,7 +139,7 @@ def regularized_loss(model: RNNModel, inputs: torch.Tensor, targets: torch.Tenso
 
 
 @torch.no_grad()
-def evaluate(model: RNNModel, data: torch.Tensor, bptt: int, progress=None) -> float:
+def evaluate(model, data: torch.Tensor, bptt: int, progress=None) -> float:
     """Mean next-word loss over a batchified stream: bptt windows, hidden carried over."""
     model.eval()
     hidden = model.init_hidden(data.size(1))

@@ -1,4 +1,4 @@
-"""Test (and validation) perplexity of a trained ShrinkRNN, as the paper reports them.
+"""Test (and validation) perplexity of a trained RNN language model, as the papers report them.
 
     python evaluation/rnn/test.py --checkpoint runs/shrinkrnn [--data ./data/penn] \
         [--out runs/shrinkrnn/test.json]
@@ -6,7 +6,9 @@
 ``--checkpoint`` is a run folder (its best.pt, the best validation epoch) or a checkpoint
 file. Test perplexity uses batch 1 (DARTS' protocol: one stream, the hidden state carried
 across the whole split); validation uses batch 10. A last.pt taken after the switch to ASGD
-is evaluated with ASGD's averaged weights, as during training.
+is evaluated with ASGD's averaged weights, as during training. The checkpoint records the
+architecture (an AutoShrink cell graph, or a DARTS/ENAS cell's space and JSON form) and the
+network's sizes, so the model is rebuilt from it alone.
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ from api.atomic_io import atomic_write_json  # noqa: E402
 from api.checkpoint import BEST, load_checkpoint  # noqa: E402
 from api.distributed import resolve_device  # noqa: E402
 from api.errors import UserError, run_cli  # noqa: E402
+from api.rnn.data import Corpus, batchify  # noqa: E402
 from evaluation.rnn.lm import (averaged_state_dict, build_model, check_vocabulary,  # noqa: E402
                                evaluate, perplexity)
-from searching.rnn.data import Corpus, batchify  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

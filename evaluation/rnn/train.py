@@ -1,8 +1,14 @@
 """Train a found RNN cell as a language model on Penn Treebank (the paper's ShrinkRNN row).
 
-    python evaluation/rnn/train.py --graph_path shrinkrnn --data ./data/penn \
+    python evaluation/rnn/train.py --arch shrinkrnn --data ./data/penn \
         --output runs/shrinkrnn
-    python evaluation/rnn/train.py --graph_path search-rnn/graph-best --data ./data/penn ...
+    python evaluation/rnn/train.py --arch search-rnn/graph-best --data ./data/penn ...
+    python evaluation/rnn/train.py --arch darts-ptb --data ./data/penn ...   # or enas-ptb
+
+``--arch`` (alias ``--graph_path``) takes a file any search wrote, an RNN cell string (an
+AutoShrink ``ops=...``, a DARTS ``Genotype(recurrent=...)``, an ENAS integer list) or a preset
+(shrinkrnn, darts-ptb, enas-ptb). AutoShrink cells train in the search's language model;
+DARTS and ENAS cells in their space's highway-cell model, at the sizes and dropouts below.
 
 Recipe (DARTS' final RNN training, which the paper uses): emsize = nhid = 745, tied decoder,
 batch 64, SGD lr 20 scaled by seq_len / bptt, bptt 35 with DARTS' random length, clip 0.25,
@@ -33,16 +39,16 @@ from api.checkpoint import (BEST, LAST, capture_rng, load_checkpoint, restore_rn
                             save_checkpoint)
 from api.distributed import resolve_device  # noqa: E402
 from api.errors import UserError, run_cli  # noqa: E402
-from api.graph import CellGraph  # noqa: E402
 from api.metrics import MetricsLog  # noqa: E402
+from api.rnn.data import Corpus, batchify, get_batch  # noqa: E402
+from api.rnn.embedding import embedding_matrix, load_w2v  # noqa: E402
 from api.rnn_complexity import rnn_lm_params  # noqa: E402
 from api.trainer import add_run_flags, check_output, given_flags, resume_args  # noqa: E402
-from evaluation.rnn.lm import (DROPOUTS, averaged_weights, build_model,  # noqa: E402
-                               check_vocabulary, evaluate, load_rnn_graph, make_optimizer,
+from evaluation.rnn.lm import (AUTOSHRINK_RNN, DROPOUTS, RNN_PRESETS,  # noqa: E402
+                               arch_of, averaged_weights, build_model, check_vocabulary,
+                               count_lm_params, evaluate, load_rnn_arch, make_optimizer,
                                model_spec, perplexity, regularized_loss, sample_seq_len,
                                should_switch_to_asgd)
-from searching.rnn.data import Corpus, batchify, get_batch  # noqa: E402
-from searching.rnn.utils import embedding_matrix, load_w2v  # noqa: E402
 
 HIDDEN_POLICY = "zero at the start of every epoch"
 # Flags a resumed run may change besides api.trainer.RUN_FLAGS; any other flag given with
@@ -55,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("model")
-    g.add_argument("--graph_path", default="shrinkrnn",
-                   help="RNN graph file (a search's graph-best, its .json twin), text form "
-                        "or the preset shrinkrnn")
+    g.add_argument("--arch", "--graph_path", dest="arch", default="shrinkrnn",
+                   help="the RNN cell: a file any search wrote (a graph-best, its .json twin, "
+                        "an arch-best), a space string (AutoShrink ops=..., DARTS "
+                        f"Genotype(recurrent=...), ENAS integers) or a preset ({RNN_PRESETS})")
     g.add_argument("--emsize", type=int, default=745, help="embedding size = cell state size")
     g.add_argument("--emb_path", default="none",
                    help="w2v.pkl from searching/rnn/preprocess.py (--emsize-dimensional), "
@@ -102,6 +109,14 @@ def check_args(args: argparse.Namespace) -> None:
     for flag in DROPOUTS:
         if not 0.0 <= getattr(args, flag) < 1.0:
             raise UserError(f"--{flag} must be in [0, 1), got {getattr(args, flag)}")
+
+
+def arch_record(arch) -> Dict[str, Any]:
+    """How final_metrics.json names the architecture: AutoShrink's ``graph`` dict as before,
+    or the space, its JSON form and its text form."""
+    if arch.space == AUTOSHRINK_RNN:
+        return {"graph": arch.value.to_dict()}
+    return {"space": arch.space, "arch": arch.to_json()["arch"], "text": arch.text}
 
 
 def train_epoch(model, opt, data: torch.Tensor, args, gens: Dict[str, torch.Generator],
@@ -155,22 +170,27 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
             print(f"warning: --force: continuing with {change}", flush=True)
     check_args(args)
     device = resolve_device(args.device)
-    graph = load_rnn_graph(args.graph_path) if ckpt is None else None
+    arch = load_rnn_arch(args.arch) if ckpt is None else None
     corpus = Corpus(args.data)
     vocab = corpus.dictionary.idx2word
     torch.manual_seed(args.seed)
     if ckpt is None:
-        spec = model_spec(graph, corpus.ntokens, args.emsize, args.emsize,
+        spec = model_spec(arch, corpus.ntokens, args.emsize, args.emsize,
                           {k: getattr(args, k) for k in DROPOUTS})
         emb = None
         if str(args.emb_path).lower() != "none":
             emb = embedding_matrix(vocab, args.emsize, load_w2v(args.emb_path), args.seed)
     else:
         spec, emb = ckpt["model_spec"], None
-        graph = CellGraph.from_dict(spec["graph"], source=str(output / LAST))
+        arch = arch_of(spec, source=str(output / LAST))
         check_vocabulary(ckpt["vocab"], vocab, args.data)
     model = build_model(spec, emb).to(device)
-    params = rnn_lm_params(graph, corpus.ntokens, spec["emsize"], spec["nhid"])
+    if arch.space == AUTOSHRINK_RNN:
+        params = rnn_lm_params(arch.value, corpus.ntokens, spec["emsize"], spec["nhid"])
+        described = repr(arch.value)
+    else:
+        params = count_lm_params(model)
+        described = f"{arch.space}: {arch.text}"
     train = batchify(corpus.train, args.batch_size, device)
     valid = batchify(corpus.valid, args.eval_batch_size, device)
     gens = {"seq": torch.Generator().manual_seed(args.seed),
@@ -194,7 +214,7 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
         output.mkdir(parents=True, exist_ok=True)
         write_jsonl(log.jsonl, [])
         atomic_write_json(output / "args.json", vars(args))
-    print(f"{graph!r}\n{params / 1e6:.2f}M params, {corpus.ntokens} words, "
+    print(f"{described}\n{params / 1e6:.2f}M params, {corpus.ntokens} words, "
           f"{corpus.train.numel()} train tokens, on {device}", flush=True)
 
     epochs = tqdm(range(state["epoch"] + 1, args.epochs + 1), desc="epochs",
@@ -251,7 +271,7 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
              "best_val_ppl": perplexity(state["best_val_loss"]),
              "best_epoch": state["best_epoch"], "epochs": state["epoch"],
              "asgd_epoch": state["asgd_epoch"], "params": params, "ntokens": corpus.ntokens,
-             "graph": graph.to_dict(),
+             **arch_record(arch),
              "train_seconds": sum(r["seconds"] for r in records),
              "tokens_per_s": (sum(r["tokens_per_s"] for r in records) / len(records)
                               if records else None),

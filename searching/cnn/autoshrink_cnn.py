@@ -22,7 +22,8 @@ from api.search.executors import resolve_threads
 from api.search.objectives import CNNObjective
 from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, proxy_spec_from_args
 from searching.runner import RUNTIME_FLAGS as SEARCH_RUNTIME_FLAGS
-from searching.runner import add_runtime_flags, add_search_flags, open_search, run_search
+from searching.runner import (SearchComponents, add_runtime_flags, add_search_flags,
+                              open_search, run_search)
 from searching.search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
@@ -119,7 +120,7 @@ def load_proxy(args: argparse.Namespace) -> ProxyData:
                       args.proxy_val_source)
 
 
-def build_components(args: argparse.Namespace):
+def build_components(args: argparse.Namespace) -> SearchComponents:
     """Evaluator, objective, initial-graph maker and settings of a CNN search from its flags.
 
     Shared by AutoShrink and the random-search baseline so that both train candidates the
@@ -147,7 +148,7 @@ def build_components(args: argparse.Namespace):
         return CellGraph.random(args.nodes, ops, args.prob, rng, space="cnn",
                                 settings=graph_settings)
 
-    return evaluator, CNNObjective(args.efficiency_weight), initial, settings
+    return SearchComponents(evaluator, CNNObjective(args.efficiency_weight), initial, settings)
 
 
 def make_search(args: argparse.Namespace) -> ShrinkSearch:

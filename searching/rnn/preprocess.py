@@ -20,7 +20,7 @@ import numpy as np
 
 from api.atomic_io import atomic_write_bytes
 from api.errors import UserError, run_cli
-from searching.rnn.data import Corpus, read_lines
+from api.rnn.data import Corpus, read_lines
 
 
 def _stable_hash(text: str) -> int:

@@ -18,7 +18,7 @@ forward call and shared by all steps and nodes; no masks in eval mode. Weights ~
 
 :class:`CellLM` is DARTS's ``RNNModel`` with this cell: embedding (word dropout ``dropoute``,
 locked ``dropouti``) -> cell -> locked ``dropout`` -> decoder tied to the embedding, with the
-interface of :class:`searching.rnn.model.RNNModel` (hidden state (B, nhid); ``forward``
+interface of :class:`api.rnn.model.RNNModel` (hidden state (B, nhid); ``forward``
 returns the dropped cell outputs, ``log_prob``/``loss`` apply the decoder), so the RNN trainer
 can train either.
 """
@@ -30,8 +30,8 @@ import torch
 import torch.nn as nn
 
 from api.errors import UserError
-from searching.rnn.softmax_loss import linear_cross_entropy
-from searching.rnn.utils import embedded_dropout, locked_dropout, mask2d
+from api.rnn.dropout import embedded_dropout, locked_dropout, mask2d
+from api.rnn.softmax_loss import linear_cross_entropy
 
 INITRANGE = 0.04
 

@@ -1,4 +1,4 @@
-"""Small helpers of the RNN search: hidden-state detaching, DARTS dropouts, node ops, w2v.pkl.
+"""Word vectors for the RNN language models: ``w2v.pkl`` files and the embedding initialisation.
 
 ``w2v.pkl`` is a plain ``{word: vector}`` dict (vectors as lists of floats, as the original
 wrote them; numpy arrays are accepted too). It is read with a restricted unpickler, so a
@@ -8,66 +8,15 @@ from __future__ import annotations
 
 import io
 import pickle
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
 from api.errors import UserError
 
-RNN_OPS = ("tanh", "relu", "sigmoid", "identity")
 PREPROCESS_HINT = ("python searching/rnn/preprocess.py --data <corpus folder> --emsize <N> "
                    "--out <w2v.pkl>")
-
-
-def repackage_hidden(h):
-    """Detach hidden state(s) from the graph that produced them (truncated BPTT)."""
-    if isinstance(h, torch.Tensor):
-        return h.detach()
-    return tuple(repackage_hidden(v) for v in h)
-
-
-def mask2d(rows: int, cols: int, keep_prob: float, device=None,
-           generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """A DARTS dropout mask: Bernoulli(keep_prob) / keep_prob, fixed over the time steps."""
-    m = torch.rand(rows, cols, generator=generator, device=device)
-    return torch.floor(m + keep_prob) / keep_prob
-
-
-def locked_dropout(x: torch.Tensor, p: float, generator=None) -> torch.Tensor:
-    """Variational dropout on a (T, B, D) tensor: one mask per sequence, shared over time."""
-    if not p:
-        return x
-    return x * mask2d(x.size(1), x.size(2), 1.0 - p, x.device, generator).unsqueeze(0)
-
-
-def embedded_dropout(weight: torch.Tensor, words: torch.Tensor, p: float,
-                     generator=None) -> torch.Tensor:
-    """Drop whole words (rows of the embedding) with probability ``p`` (DARTS ``dropoute``)."""
-    if p:
-        keep = mask2d(weight.size(0), 1, 1.0 - p, weight.device, generator)
-        weight = weight * keep
-    return torch.nn.functional.embedding(words, weight)
-
-
-# ---------------------------------------------------------------------------- node ops
-def draw_ops(num_nodes: int, rng: np.random.Generator) -> List[str]:
-    """One op per node drawn uniformly from RNN_OPS with the seeded RNG (node 0's is ignored)."""
-    return [RNN_OPS[int(i)] for i in rng.integers(0, len(RNN_OPS), num_nodes)]
-
-
-def parse_ops(text: str, num_nodes: int) -> List[str]:
-    """``--ops`` value: comma-separated ops for nodes 1..N-1 (or 0..N-1) -> full ops_def."""
-    ops = [o.strip().lower() for o in text.split(",") if o.strip()]
-    bad = sorted({o for o in ops if o not in RNN_OPS})
-    if bad:
-        raise UserError(f"--ops: unknown op(s) {', '.join(bad)}; choose from {', '.join(RNN_OPS)}")
-    if len(ops) == num_nodes - 1:
-        ops = ["identity"] + ops  # node 0's entry is ignored
-    if len(ops) != num_nodes:
-        raise UserError(f"--ops gives {len(ops)} ops; a {num_nodes}-node cell needs "
-                        f"{num_nodes - 1} (nodes 1..{num_nodes - 1})")
-    return ops
 
 
 # ---------------------------------------------------------------------------- w2v.pkl

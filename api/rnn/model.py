@@ -1,8 +1,9 @@
-"""The language model of the RNN search: embedding -> DAG cell -> tied decoder.
+"""The AutoShrink RNN cell's language model (search proxy and final training): embedding ->
+DAG cell -> tied decoder.
 
-The cell (SPEC section 6) runs through :mod:`searching.rnn.recurrence` (one autograd
+The cell (SPEC section 6) runs through :mod:`api.rnn.recurrence` (one autograd
 Function with a hand-written backward) and the decoder loss through
-:mod:`searching.rnn.softmax_loss` (fused tied-decoder cross-entropy); this module holds the
+:mod:`api.rnn.softmax_loss` (fused tied-decoder cross-entropy); this module holds the
 parameters and the DARTS dropouts. ``tests/test_rnn_model.py`` checks both against plain
 per-edge autograd code.
 """
@@ -15,9 +16,9 @@ import torch.nn as nn
 
 from api.errors import UserError
 from api.graph import CellGraph
-from searching.rnn.recurrence import CellPlan, dag_cell
-from searching.rnn.softmax_loss import linear_cross_entropy
-from searching.rnn.utils import embedded_dropout, locked_dropout, mask2d
+from api.rnn.dropout import embedded_dropout, locked_dropout, mask2d
+from api.rnn.recurrence import CellPlan, dag_cell
+from api.rnn.softmax_loss import linear_cross_entropy
 
 INITRANGE = 0.04  # cell weights ~ U(-0.04, 0.04), as DARTS and the original
 EMB_INITRANGE = 0.1

@@ -1,4 +1,4 @@
-"""Penn Treebank-format corpora for the RNN search: vocabulary, token streams, batches.
+"""Penn Treebank-format corpora for the RNN language models: vocabulary, token streams, batches.
 
 A corpus folder holds ``train.txt``, ``valid.txt`` and ``test.txt`` in Mikolov's format: one
 sentence per line, words separated by spaces; ``<eos>`` is appended to every line. The

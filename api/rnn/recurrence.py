@@ -32,7 +32,7 @@ import torch
 from api.errors import UserError
 from api.graph import CellGraph
 from api.scoped import torch_threads
-from searching.rnn.utils import RNN_OPS
+from api.spaces.autoshrink import RNN_OPS
 
 
 @dataclass(frozen=True)
