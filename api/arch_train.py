@@ -358,27 +358,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def load_any_arch(spec: str):
-    """``--arch``: :func:`api.spaces.arch_io.load_arch`, falling back to AutoShrink's own
-    :func:`api.graph_io.load_graph` (a graph file's ``.json`` twin, ...) where that fails."""
-    from api.graph_io import load_graph
-    from api.spaces.arch_io import Arch, load_arch
-
-    try:
-        return load_arch(spec)
-    except UserError as first:
-        try:
-            graph = load_graph(spec)
-        except UserError:
-            raise first from None
-        return Arch(f"autoshrink-{graph.space}", graph)
-
-
 def arch_from_args(args: argparse.Namespace):
     """The architecture of a run: the one it recorded (``args.arch_record``, on --resume),
     else ``--arch`` (or an old run's ``graph_path``); returns ``(arch, family)``."""
     from api.spaces import get_space
-    from api.spaces.arch_io import Arch
+    from api.spaces.arch_io import Arch, load_arch
 
     record = getattr(args, "arch_record", None)
     if isinstance(record, dict) and "space" in record:
@@ -388,7 +372,7 @@ def arch_from_args(args: argparse.Namespace):
         if not spec:
             raise UserError("give --arch: a file a search wrote, a zoo preset (darts-v2, "
                             "shrinkcnn-a, ...) or an architecture string")
-        arch = load_any_arch(str(spec))
+        arch = load_arch(str(spec))
     return arch, family_of(arch.space)
 
 

@@ -6,11 +6,11 @@ search that trained half its candidates on one proxy and half on another compare
 from __future__ import annotations
 
 import hashlib
-from typing import Union
+from typing import Any
 
 import numpy as np
 
-Part = Union[np.ndarray, "torch.Tensor", str, bytes, None]  # noqa: F821 - torch is optional here
+Part = Any  # a numpy array, a torch tensor, str, bytes or None
 
 
 def content_fingerprint(*parts: Part) -> str:

@@ -70,9 +70,10 @@ def model_info(args: argparse.Namespace) -> Dict[str, Any]:
     from api import arch_train as at
     from api.complexity import count_macs
     from api.spaces import get_space
+    from api.spaces.arch_io import load_arch
     from api.spaces.base import dataset_info, params_without_auxiliary
 
-    arch = at.load_any_arch(args.arch)
+    arch = load_arch(args.arch)
     family = at.family_of(arch.space)
     dataset = _dataset(args.dataset, arch)
     shape, classes = dataset_info(dataset)

@@ -64,6 +64,11 @@ def save_arch(arch: Arch, path: str) -> None:
 
 
 def from_json(data: Any, source: str = "architecture") -> Arch:
+    if isinstance(data, dict) and data.get("format") == "autoshrink-cell-graph":
+        from api.graph import CellGraph  # a graph-best's .json twin
+
+        graph = CellGraph.from_dict(data, source=source)
+        return Arch(f"autoshrink-{graph.space}", graph)
     if not isinstance(data, dict) or "space" not in data or "arch" not in data:
         raise UserError(f"{source} is not an architecture file (expected a JSON object with "
                         "'space' and 'arch')")

@@ -18,7 +18,6 @@ import torch
 
 from api.errors import UserError
 from api.graph import CellGraph
-from api.graph_io import load_graph
 from api.rnn.data import get_batch
 from api.rnn.model import RNNModel, linear_cross_entropy
 from api.spaces import get_space
@@ -47,14 +46,7 @@ def load_rnn_arch(spec: str) -> Arch:
         if not all(op in RNN_OPS for op in graph.ops_def[1:]):
             _refuse(spec, "autoshrink-cnn", "cnn")
         return Arch(AUTOSHRINK_RNN, CellGraph(graph.mask, graph.ops_def, space="rnn"))
-    try:
-        arch = load_arch(spec)
-    except UserError as first:
-        try:  # AutoShrink's own graph files (a graph-best's .json twin) and presets
-            graph = load_graph(spec)
-        except UserError:
-            raise first from None
-        arch = Arch(f"autoshrink-{graph.space}", graph)
+    arch = load_arch(spec)
     kind = get_space(arch.space).kind
     if kind != "rnn":
         _refuse(spec, arch.space, kind)
