@@ -2,8 +2,8 @@
 train_imagenet with --arch for DARTS-family and NAS-Bench-201 cells (auxiliary head, drop-path,
 recipes, resume from the recorded architecture, validate), the --graph_path alias, the GDAS
 seed's two scripts, and bad input in one line. Tiny networks, 1-2 epochs, CPU."""
-import gzip
 import csv
+import gzip
 import json
 import os
 import subprocess
