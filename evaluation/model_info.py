@@ -1,4 +1,4 @@
-"""Params and MACs of any CNN architecture's network (GDAS's ``get_model_infos``).
+"""Params and MACs of any architecture's network (GDAS's ``get_model_infos``).
 
     python evaluation/model_info.py --arch darts-v2                       # NetworkCIFAR C=36, 20 cells
     python evaluation/model_info.py --arch darts-v2 --dataset imagenet    # NetworkImageNet C=48, 14
@@ -13,7 +13,9 @@ reads ``params=X.XXXXXXM macs=Y.YYYYYYM`` (millions, 6 decimals). Params are eve
 BatchNorm included, except an auxiliary head (DARTS's ``count_parameters_in_MB``); MACs are the
 conv and linear multiply-accumulates of one forward pass at the dataset's input size (or
 --input N C H W: of that batch); for NAS-Bench-201 cells both are the benchmark's own
-``params`` / ``flops`` columns (its FLOPs also count the classifier's bias adds).
+``params`` / ``flops`` columns (its FLOPs also count the classifier's bias adds). RNN cells
+(shrinkrnn, darts-ptb, enas-ptb, ...) report their PTB language model: params, and MACs of one
+word (--dataset ptb or wikitext2, --emsize, --ntokens).
 """
 from __future__ import annotations
 
@@ -42,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, help="cells (DARTS family; default 20 / 14)")
     p.add_argument("--N", dest="N", type=int,
                    help="cells per stage (NAS-Bench-201; DARTS family: layers = 3N + 2)")
+    p.add_argument("--emsize", type=int,
+                   help="RNN cells: embedding = hidden size (default: the space's own)")
+    p.add_argument("--ntokens", type=int,
+                   help="RNN cells: vocabulary (default: ptb 10,000, wikitext2 33,278)")
     p.add_argument("--input", type=int, nargs=4, metavar=("N", "C", "H", "W"),
                    help="count MACs for this input batch instead (default: 1 image of the "
                         "dataset's size)")
@@ -74,6 +80,8 @@ def model_info(args: argparse.Namespace) -> Dict[str, Any]:
     from api.spaces.base import dataset_info, params_without_auxiliary
 
     arch = load_arch(args.arch)
+    if get_space(arch.space).kind == "rnn":
+        return _rnn_info(arch, args)
     family = at.family_of(arch.space)
     dataset = _dataset(args.dataset, arch)
     shape, classes = dataset_info(dataset)
@@ -131,6 +139,28 @@ def model_info(args: argparse.Namespace) -> Dict[str, Any]:
     print(f"params={params / 1e6:.6f}M macs={macs / 1e6:.6f}M")
     return {"space": arch.space, "arch": arch.text, "dataset": dataset, "network": network,
             "params": int(params), "macs": int(macs), "input": [batch, *shape]}
+
+
+def _rnn_info(arch, args: argparse.Namespace) -> Dict[str, Any]:
+    """An RNN cell's language model: params and MACs of one word (cell and decoder matmuls),
+    at the size its space trains it (ShrinkRNN 745, DARTS 850, ENAS 748) unless --emsize."""
+    from api.spaces import get_space
+
+    if any(getattr(args, k) is not None for k in ("C", "layers", "N", "input")):
+        raise UserError("--C, --layers, --N and --input size CNN networks; an RNN cell's "
+                        "language model takes --emsize and --ntokens")
+    dataset = (args.dataset or "ptb").lower()
+    kwargs = {k: v for k, v in (("ntokens", args.ntokens), ("emsize", args.emsize))
+              if v is not None}
+    params, macs = get_space(arch.space).count(arch.value, dataset, **kwargs)
+    print(f"space: {arch.space}")
+    print(f"arch: {arch.text}")
+    print(f"network: tied-embedding language model for {dataset}"
+          + (f" ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else ""))
+    print("per word; params: all trainable (tied embedding once); MACs: cell + decoder matmuls")
+    print(f"params={params / 1e6:.6f}M macs={macs / 1e6:.6f}M")
+    return {"space": arch.space, "arch": arch.text, "dataset": dataset,
+            "network": "language model", "params": int(params), "macs": int(macs)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

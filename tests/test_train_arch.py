@@ -95,7 +95,7 @@ def test_model_info_nb201_is_the_benchmarks_count(capsys, dataset):
 
 
 @pytest.mark.parametrize("case", ["unknown_preset", "malformed_genotype", "op_outside_space",
-                                  "foreign_file", "unknown_dataset", "rnn_cell",
+                                  "foreign_file", "unknown_dataset", "width_for_rnn_cell",
                                   "width_for_autoshrink"])
 def test_model_info_bad_input_is_one_line(tmp_path, capsys, case):
     argv = {
@@ -107,13 +107,32 @@ def test_model_info_bad_input_is_one_line(tmp_path, capsys, case):
                                        "('skip_connect', 1)], reduce_concat=[2])"],
         "foreign_file": ["--arch", str(tmp_path / "foreign.json")],
         "unknown_dataset": ["--arch", "darts-v2", "--dataset", "mnist"],
-        "rnn_cell": ["--arch", "darts-ptb"],
+        "width_for_rnn_cell": ["--arch", "darts-ptb", "--C", "8"],
         "width_for_autoshrink": ["--arch", "shrinkcnn-a", "--C", "8"],
     }[case]
     (tmp_path / "foreign.json").write_text(json.dumps({"weights": [1, 2, 3]}))
     code, out, err = model_info(capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_model_info_reports_rnn_cells_language_models(capsys):
+    """RNN cells report their PTB language model at their space's own size: params (tied
+    embedding once) and the MACs of one word (cell and decoder matmuls)."""
+    from api import presets
+    from api.rnn_complexity import rnn_lm_params
+
+    expected = {"shrinkrnn": rnn_lm_params(presets.get("shrinkrnn"), 10000, 745, 745),
+                "darts-ptb": 10000 * 850 + 1700 * 1700 + 8 * 850 * 1700 + 10000,
+                "enas-ptb": 10000 * 748 + 1496 * 1496 + 11 * 748 * 1496}  # 12 nodes, no bias
+    for name, params in expected.items():
+        code, out, err = model_info(capsys, "--arch", name)
+        assert code == 0, err
+        assert out.splitlines()[-1].startswith(f"params={params / 1e6:.6f}M macs=")
+    code, out, _ = model_info(capsys, "--arch", "darts-ptb", "--emsize", "100", "--ntokens",
+                              "50")
+    assert out.splitlines()[-1] == (f"params={(50 * 100 + 200 * 200 + 8 * 100 * 200 + 50) / 1e6:.6f}M "
+                                    f"macs={(200 * 200 + 8 * 100 * 200 + 100 * 50) / 1e6:.6f}M")
 
 
 # --------------------------------------------------------------------------- train_cifar

@@ -82,3 +82,17 @@ class AutoShrinkRNNSpace(_AutoShrinkSpace):
     kind = "rnn"
     cell_space = "rnn"
     ops = RNN_OPS
+
+    def count(self, arch: CellGraph, dataset: str = "ptb", ntokens: Optional[int] = None,
+              emsize: Optional[int] = None, **unused: Any) -> Tuple[int, int]:
+        """(params, MACs of one word) of the ShrinkRNN LM: the embedding (tied decoder, its
+        bias counted), W0, one nhid x 2 nhid matrix per counted edge; MACs are the cell's and
+        the decoder's matmuls for one step of batch 1. ``emsize`` defaults to the graph's own
+        (ShrinkRNN: 745)."""
+        from api.rnn_complexity import rnn_lm_params
+        from api.spaces.darts_rnn import vocab_size
+
+        V = vocab_size(dataset, ntokens)
+        E = int(emsize or (arch.settings or {}).get("emsize") or 745)
+        macs = 2 * E * 2 * E + arch.num_edges * E * 2 * E + E * V
+        return rnn_lm_params(arch, ntoken=V, ninp=E, nhid=E), macs
