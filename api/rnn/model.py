@@ -4,8 +4,9 @@ DAG cell -> tied decoder.
 The cell (SPEC section 6) runs through :mod:`api.rnn.recurrence` (one autograd
 Function with a hand-written backward) and the decoder loss through
 :mod:`api.rnn.softmax_loss` (fused tied-decoder cross-entropy); this module holds the
-parameters and the DARTS dropouts. ``tests/test_rnn_model.py`` checks both against plain
-per-edge autograd code.
+cell's parameters, and :class:`api.rnn.tied_lm.TiedEmbeddingLM` (shared with the DARTS/ENAS
+cell's LM) the embedding, the DARTS dropouts and the tied decoder. ``tests/test_rnn_model.py``
+checks both against plain per-edge autograd code.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import torch.nn as nn
 
 from api.errors import UserError
 from api.graph import CellGraph
-from api.rnn.dropout import embedded_dropout, locked_dropout, mask2d
 from api.rnn.recurrence import CellPlan, dag_cell
 from api.rnn.softmax_loss import linear_cross_entropy
+from api.rnn.tied_lm import TiedEmbeddingLM
 
 INITRANGE = 0.04  # cell weights ~ U(-0.04, 0.04), as DARTS and the original
 EMB_INITRANGE = 0.1
@@ -50,79 +51,26 @@ class DagCell(nn.Module):
         return out, out[-1]
 
 
-class RNNModel(nn.Module):
+class RNNModel(TiedEmbeddingLM):
     """Embedding -> DAG cell -> tied decoder (a language model over ``ntoken`` words).
 
     Dropouts follow DARTS (``dropout`` output, ``dropouth``/``dropoutx`` the cell's h and x
     masks, ``dropouti`` embedding output, ``dropoute`` whole words); all 0 during search.
+    Forward pass, log-probabilities and loss: :class:`api.rnn.tied_lm.TiedEmbeddingLM`.
     """
 
     def __init__(self, graph: CellGraph, ntoken: int, ninp: int, nhid: Optional[int] = None,
                  embedding: Optional[torch.Tensor] = None, dropout: float = 0.0,
                  dropouth: float = 0.0, dropoutx: float = 0.0, dropouti: float = 0.0,
                  dropoute: float = 0.0) -> None:
-        super().__init__()
         nhid = ninp if nhid is None else nhid
         if nhid != ninp:
             raise UserError(f"the decoder is tied to the embedding: --nhid ({nhid}) and "
                             f"--nhidlast must equal --emsize ({ninp})")
-        self.ntoken, self.ninp, self.nhid = ntoken, ninp, nhid
-        self.dropout, self.dropouth, self.dropoutx = dropout, dropouth, dropoutx
-        self.dropouti, self.dropoute = dropouti, dropoute
-        self.encoder = nn.Embedding(ntoken, ninp)
+        super().__init__(ntoken, ninp, nhid, dropout, dropouth, dropoutx, dropouti, dropoute)
         self.cell = DagCell(graph, ninp, nhid)
         self.decoder_bias = nn.Parameter(torch.zeros(ntoken))
-        with torch.no_grad():
-            if embedding is not None:
-                if tuple(embedding.shape) != (ntoken, ninp):
-                    raise UserError(f"embedding matrix has shape {tuple(embedding.shape)}, "
-                                    f"expected ({ntoken}, {ninp})")
-                self.encoder.weight.copy_(embedding)
-            else:
-                self.encoder.weight.uniform_(-EMB_INITRANGE, EMB_INITRANGE)
-
-    @property
-    def decoder_weight(self) -> torch.Tensor:
-        return self.encoder.weight  # tied
-
-    def init_hidden(self, batch_size: int) -> torch.Tensor:
-        return self.decoder_weight.new_zeros(batch_size, self.nhid)
-
-    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor,
-                generator: Optional[torch.Generator] = None):
-        """(T, B) word ids -> (cell outputs (T, B, H) after output dropout, new hidden)."""
-        out, _raw, new_hidden = self.forward_raw(inputs, hidden, generator)
-        return out, new_hidden
-
-    def forward_raw(self, inputs: torch.Tensor, hidden: torch.Tensor,
-                    generator: Optional[torch.Generator] = None):
-        """As ``forward``, also returning the raw (pre-dropout) cell outputs that the final
-        training's temporal activation regularisation (TAR) needs."""
-        train = self.training
-        emb = embedded_dropout(self.encoder.weight, inputs, self.dropoute if train else 0.0,
-                               generator)
-        emb = locked_dropout(emb, self.dropouti if train else 0.0, generator)
-        x_mask = h_mask = None
-        if train and self.dropoutx:
-            x_mask = mask2d(inputs.size(1), self.ninp, 1.0 - self.dropoutx, emb.device, generator)
-        if train and self.dropouth:
-            h_mask = mask2d(inputs.size(1), self.nhid, 1.0 - self.dropouth, emb.device, generator)
-        raw, new_hidden = self.cell(emb, hidden, x_mask, h_mask)
-        out = locked_dropout(raw, self.dropout if train else 0.0, generator)
-        return out, raw, new_hidden
-
-    def log_prob(self, output: torch.Tensor) -> torch.Tensor:
-        """Log-softmax over the vocabulary of cell outputs (T, B, H) -> (T, B, ntoken)."""
-        logits = torch.nn.functional.linear(output, self.decoder_weight, self.decoder_bias)
-        return torch.log_softmax(logits, dim=-1)
-
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, hidden: torch.Tensor,
-             generator: Optional[torch.Generator] = None):
-        """Mean next-word cross-entropy of a (T, B) batch, and the new hidden state."""
-        out, new_hidden = self(inputs, hidden, generator)
-        loss = linear_cross_entropy(out.reshape(-1, self.nhid), self.decoder_weight,
-                                    self.decoder_bias, targets.reshape(-1))
-        return loss, new_hidden
+        self._init_embedding(embedding, EMB_INITRANGE)
 
 
 def count_params(model: nn.Module) -> int:

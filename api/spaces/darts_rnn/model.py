@@ -18,9 +18,10 @@ forward call and shared by all steps and nodes; no masks in eval mode. Weights ~
 
 :class:`CellLM` is DARTS's ``RNNModel`` with this cell: embedding (word dropout ``dropoute``,
 locked ``dropouti``) -> cell -> locked ``dropout`` -> decoder tied to the embedding, with the
-interface of :class:`api.rnn.model.RNNModel` (hidden state (B, nhid); ``forward``
-returns the dropped cell outputs, ``log_prob``/``loss`` apply the decoder), so the RNN trainer
-can train either.
+interface and implementation of :class:`api.rnn.model.RNNModel` (both are
+:class:`api.rnn.tied_lm.TiedEmbeddingLM`: hidden state (B, nhid); ``forward`` returns the
+dropped cell outputs, ``log_prob``/``loss`` apply the decoder), so the RNN trainer can train
+either.
 """
 from __future__ import annotations
 
@@ -30,8 +31,7 @@ import torch
 import torch.nn as nn
 
 from api.errors import UserError
-from api.rnn.dropout import embedded_dropout, locked_dropout, mask2d
-from api.rnn.softmax_loss import linear_cross_entropy
+from api.rnn.tied_lm import TiedEmbeddingLM
 
 INITRANGE = 0.04
 
@@ -122,12 +122,13 @@ class HighwayCell(nn.Module):
         return torch.stack(outs, 0), h
 
 
-class CellLM(nn.Module):
+class CellLM(TiedEmbeddingLM):
     """Embedding -> :class:`HighwayCell` -> tied decoder, with DARTS's dropouts.
 
     ``dropout`` (cell outputs, locked), ``dropouth``/``dropoutx`` (the cell's h and x masks),
     ``dropouti`` (embedding outputs, locked), ``dropoute`` (whole words); all act in training
     mode only. ``decoder_bias=False`` keeps a zero, untrained bias (ENAS's decoder has none).
+    Forward pass, log-probabilities and loss: :class:`api.rnn.tied_lm.TiedEmbeddingLM`.
     """
 
     def __init__(self, nodes: Sequence[Tuple[str, int]], concat: Sequence[int], ntoken: int,
@@ -135,7 +136,6 @@ class CellLM(nn.Module):
                  dropout: float = 0.0, dropouth: float = 0.0, dropoutx: float = 0.0,
                  dropouti: float = 0.0, dropoute: float = 0.0, decoder_bias: bool = True,
                  embedding: Optional[torch.Tensor] = None) -> None:
-        super().__init__()
         nhid = ninp if nhid is None else nhid
         if nhid != ninp:
             raise UserError(f"the decoder is tied to the embedding: nhid ({nhid}) must equal "
@@ -144,65 +144,13 @@ class CellLM(nn.Module):
                         ("dropouti", dropouti), ("dropoute", dropoute)):
             if not 0.0 <= p < 1.0:
                 raise UserError(f"{name} must be in [0, 1), got {p}")
-        self.ntoken, self.ninp, self.nhid = ntoken, ninp, nhid
-        self.dropout, self.dropouth, self.dropoutx = dropout, dropouth, dropoutx
-        self.dropouti, self.dropoute = dropouti, dropoute
-        self.encoder = nn.Embedding(ntoken, ninp)
+        super().__init__(ntoken, ninp, nhid, dropout, dropouth, dropoutx, dropouti, dropoute)
         self.cell = HighwayCell(ninp, nhid, nodes, concat, first_act)
         if decoder_bias:
             self.decoder_bias = nn.Parameter(torch.zeros(ntoken))
         else:
             self.register_buffer("decoder_bias", torch.zeros(ntoken))
-        with torch.no_grad():
-            if embedding is not None:
-                if tuple(embedding.shape) != (ntoken, ninp):
-                    raise UserError(f"embedding matrix has shape {tuple(embedding.shape)}, "
-                                    f"expected ({ntoken}, {ninp})")
-                self.encoder.weight.copy_(embedding)
-            else:
-                self.encoder.weight.uniform_(-INITRANGE, INITRANGE)
-
-    @property
-    def decoder_weight(self) -> torch.Tensor:
-        return self.encoder.weight  # tied
-
-    def init_hidden(self, batch_size: int) -> torch.Tensor:
-        return self.decoder_weight.new_zeros(batch_size, self.nhid)
-
-    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor,
-                generator: Optional[torch.Generator] = None):
-        """(T, B) word ids -> (cell outputs (T, B, nhid) after output dropout, new hidden)."""
-        out, _raw, new_hidden = self.forward_raw(inputs, hidden, generator)
-        return out, new_hidden
-
-    def forward_raw(self, inputs: torch.Tensor, hidden: torch.Tensor,
-                    generator: Optional[torch.Generator] = None):
-        """(dropped outputs, raw cell outputs for TAR, new hidden)."""
-        train = self.training
-        emb = embedded_dropout(self.encoder.weight, inputs, self.dropoute if train else 0.0,
-                               generator)
-        emb = locked_dropout(emb, self.dropouti if train else 0.0, generator)
-        x_mask = h_mask = None
-        if train and self.dropoutx:
-            x_mask = mask2d(inputs.size(1), self.ninp, 1.0 - self.dropoutx, emb.device, generator)
-        if train and self.dropouth:
-            h_mask = mask2d(inputs.size(1), self.nhid, 1.0 - self.dropouth, emb.device, generator)
-        raw, new_hidden = self.cell(emb, hidden, x_mask, h_mask)
-        out = locked_dropout(raw, self.dropout if train else 0.0, generator)
-        return out, raw, new_hidden
-
-    def log_prob(self, output: torch.Tensor) -> torch.Tensor:
-        """Log-softmax over the vocabulary of cell outputs (T, B, H) -> (T, B, ntoken)."""
-        logits = torch.nn.functional.linear(output, self.decoder_weight, self.decoder_bias)
-        return torch.log_softmax(logits, dim=-1)
-
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, hidden: torch.Tensor,
-             generator: Optional[torch.Generator] = None):
-        """Mean next-word cross-entropy of a (T, B) batch, and the new hidden state."""
-        out, new_hidden = self(inputs, hidden, generator)
-        loss = linear_cross_entropy(out.reshape(-1, self.nhid), self.decoder_weight,
-                                    self.decoder_bias, targets.reshape(-1))
-        return loss, new_hidden
+        self._init_embedding(embedding, INITRANGE)
 
 
 def lm_params(num_nodes: int, ntoken: int, ninp: int, nhid: int, decoder_bias: bool = True) -> int:
