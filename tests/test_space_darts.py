@@ -126,6 +126,8 @@ BAD = [
      "must be an integer"),
     ("Genotype(normal=[], normal_concat=[2], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1)], "
      "reduce_concat=[2])", "normal is empty"),
+    ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], normal_concat=range(2, 3, 0), "
+     "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1)], reduce_concat=[2])", "not a literal"),
 ]
 
 

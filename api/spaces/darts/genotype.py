@@ -169,7 +169,7 @@ def _literal(node: ast.AST, where: str) -> Any:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
         if node.func.id == "range" and 1 <= len(node.args) <= 3:
             args = [_literal(a, where) for a in node.args]
-            if all(_is_int(a) for a in args):
+            if all(_is_int(a) for a in args) and (len(args) < 3 or args[2] != 0):
                 return list(range(*args))
         if node.func.id in ("list", "tuple") and len(node.args) == 1:
             inner = _literal(node.args[0], where)
