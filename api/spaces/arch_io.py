@@ -117,8 +117,10 @@ def parse_arch(text: str, space: Optional[str] = None, source: str = "architectu
         candidate = get_space(name)
         if candidate.looks_like(text):
             return Arch(name, candidate.parse(text))
-    raise UserError(f"{source}: {text[:80]!r} is no file, preset or architecture string of "
-                    f"any space ({', '.join(space_names())})")
+    from api import zoo
+
+    raise UserError(f"{source}: {text[:80]!r} is no file, zoo preset ({', '.join(zoo.names())})"
+                    f" or architecture string of any space ({', '.join(space_names())})")
 
 
 def load_arch(spec: str, space: Optional[str] = None) -> Arch:

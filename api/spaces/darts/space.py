@@ -41,7 +41,7 @@ class DartsSpace(SearchSpace):
 
     def looks_like(self, text: str) -> bool:
         head = text.lstrip()
-        return head.startswith("Genotype(") and "normal" in head and "reduce" in head
+        return head.startswith("Genotype(") and ("normal" in head or "reduce" in head)
 
     # ------------------------------------------------------------------ networks
     def build_network(self, arch: Any, dataset: str = "cifar10", C: Optional[int] = None,
