@@ -17,15 +17,16 @@ only literals are accepted, plus ``range(a, b)`` / ``list(range(a, b))`` for a c
 DARTS's search prints under Python 3). It also reads what AutoDL-Projects / GDAS print: pairs
 nested per node (``[(('sep_conv_3x3', 0), ('sep_conv_3x3', 1)), ...]``), GDAS's weighted
 triples ``('skip_connect', 0, 0.13)`` (the weight is dropped), and AutoDL's extra fields
-``connectN=None, connects=None``. Anything else raises one :class:`UserError` line.
+``connectN=None, connects=None``. Anything else raises one :class:`UserError` line. The
+reading (text, JSON, objects) is :mod:`api.spaces.genotype_text`'s, shared with the DARTS RNN
+genotype.
 """
 from __future__ import annotations
 
-import ast
 from collections import namedtuple
 from typing import Any, Dict, List, Tuple
 
-from api.errors import UserError
+from api.spaces.genotype_text import GenotypeText, is_int as _is_int
 
 #: The searchable ops of the DARTS CNN space, in DARTS's ``PRIMITIVES`` order.
 PRIMITIVES: Tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
@@ -36,7 +37,14 @@ EXTRA_OPS: Tuple[str, ...] = ("sep_conv_7x7", "conv_7x1_1x7")
 KNOWN_OPS: Tuple[str, ...] = PRIMITIVES + EXTRA_OPS
 
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
-_WHAT = "DARTS genotype"
+#: Text, JSON and object reading (shared with the RNN genotype's).
+_TEXT = GenotypeText(
+    "DARTS genotype", _FIELDS,
+    call_form="Genotype(normal=..., normal_concat=..., reduce=..., reduce_concat=...)",
+    too_many=f"Genotype takes {len(_FIELDS)} fields, got {{n}} positional values",
+    fields_hint=f"fields: {', '.join(_FIELDS)}", none_fields=("connectN", "connects"),
+    none=True, floats=True, ranges_as_lists=True)
+_fail = _TEXT.fail
 
 
 class Genotype(namedtuple("Genotype", "normal normal_concat reduce reduce_concat")):
@@ -57,17 +65,9 @@ class Genotype(namedtuple("Genotype", "normal normal_concat reduce reduce_concat
 
 
 # --------------------------------------------------------------------------- validation
-def _fail(msg: str) -> None:
-    raise UserError(f"{_WHAT}: {msg}")
-
-
 def _ops_hint() -> str:
     return (f"the DARTS space's ops are {', '.join(PRIMITIVES)} "
             f"(fixed networks also build {', '.join(EXTRA_OPS)})")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _flatten_nodes(field: str, pairs: Any) -> List[Any]:
@@ -113,18 +113,7 @@ def _check_pairs(field: str, pairs: Any) -> List[Tuple[str, int]]:
 
 
 def _check_concat(field: str, concat: Any, steps: int) -> List[int]:
-    if isinstance(concat, range):
-        concat = list(concat)
-    if not isinstance(concat, (list, tuple)) or not concat:
-        _fail(f"{field} must be a non-empty list of node indices, got {concat!r}")
-    out: List[int] = []
-    for c in concat:
-        if not _is_int(c) or not 2 <= c < steps + 2:
-            _fail(f"{field} index {c!r} is not an intermediate node (2..{steps + 1})")
-        if c in out:
-            _fail(f"{field} lists node {c} twice")
-        out.append(int(c))
-    return out
+    return _TEXT.check_indices(field, concat, "node", 2, steps + 1, "an intermediate node")
 
 
 def canonical(normal: Any, normal_concat: Any, reduce: Any, reduce_concat: Any) -> Genotype:
@@ -139,12 +128,7 @@ def validate(genotype: Any) -> Genotype:
     """Any genotype-like object (DARTS's or AutoDL's namedtuple, ours) -> canonical form."""
     if isinstance(genotype, dict):
         return from_json(genotype)
-    try:
-        fields = [getattr(genotype, f) for f in _FIELDS]
-    except AttributeError:
-        _fail(f"expected a Genotype with fields {', '.join(_FIELDS)}, "
-              f"got {type(genotype).__name__}")
-    return canonical(*fields)
+    return canonical(*_TEXT.object_fields(genotype))
 
 
 # --------------------------------------------------------------------------- text form
@@ -153,84 +137,10 @@ def format_genotype(genotype: Any) -> str:
     return repr(validate(genotype))
 
 
-def _literal(node: ast.AST, where: str) -> Any:
-    """The value of a literal expression (no names, no calls but ``range``/``list(range)``)."""
-    if isinstance(node, ast.Constant) and (node.value is None
-                                           or isinstance(node.value, (str, int, float))):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
-            and isinstance(node.operand, ast.Constant) \
-            and isinstance(node.operand.value, (int, float)):
-        value = node.operand.value
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_literal(e, where) for e in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
-        if node.func.id == "range" and 1 <= len(node.args) <= 3:
-            args = [_literal(a, where) for a in node.args]
-            if all(_is_int(a) for a in args) and (len(args) < 3 or args[2] != 0):
-                return list(range(*args))
-        if node.func.id in ("list", "tuple") and len(node.args) == 1:
-            inner = _literal(node.args[0], where)
-            if isinstance(inner, (list, tuple)):
-                return list(inner)
-    try:
-        shown = ast.unparse(node)
-    except Exception:  # pragma: no cover - unparse handles every parsed node
-        shown = type(node).__name__
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    _fail(f"{where} holds {shown!r}, which is not a literal (only lists, tuples, strings, "
-          "numbers and range(a, b) are read)")
-
-
 def parse_genotype(text: str) -> Genotype:
     """``Genotype(normal=[...], normal_concat=[...], reduce=[...], reduce_concat=[...])`` ->
     canonical :class:`Genotype`; anything malformed raises one :class:`UserError` line."""
-    if not isinstance(text, str):
-        _fail(f"expected a string, got {type(text).__name__}")
-    src = text.strip()
-    if not src:
-        _fail("empty string")
-    try:
-        tree = ast.parse(src, mode="eval")
-    except SyntaxError as exc:
-        _fail(f"not a Genotype(...) expression ({exc.msg} at column {exc.offset}): "
-              f"{src[:60]!r}")
-    call = tree.body
-    name = None
-    if isinstance(call, ast.Call):
-        if isinstance(call.func, ast.Name):
-            name = call.func.id
-        elif isinstance(call.func, ast.Attribute):  # e.g. genotypes.Genotype(...)
-            name = call.func.attr
-    if name != "Genotype":
-        _fail(f"expected Genotype(normal=..., normal_concat=..., reduce=..., "
-              f"reduce_concat=...), got {src[:60]!r}")
-    values: Dict[str, Any] = {}
-    if len(call.args) > len(_FIELDS):
-        _fail(f"Genotype takes {len(_FIELDS)} fields, got {len(call.args)} positional values")
-    for field, arg in zip(_FIELDS, call.args):
-        if isinstance(arg, ast.Starred):
-            _fail("starred arguments are not read")
-        values[field] = _literal(arg, field)
-    for kw in call.keywords:
-        if kw.arg is None:
-            _fail("**arguments are not read")
-        if kw.arg in ("connectN", "connects"):  # AutoDL-Projects' extra fields
-            extra = _literal(kw.value, kw.arg)
-            if extra is not None:
-                _fail(f"{kw.arg}={extra!r} is not supported (only AutoDL's None)")
-            continue
-        if kw.arg not in _FIELDS:
-            _fail(f"unknown field {kw.arg!r} (fields: {', '.join(_FIELDS)})")
-        if kw.arg in values:
-            _fail(f"field {kw.arg!r} given twice")
-        values[kw.arg] = _literal(kw.value, kw.arg)
-    missing = [f for f in _FIELDS if f not in values]
-    if missing:
-        _fail(f"missing field(s) {', '.join(missing)}")
+    values = _TEXT.parse_fields(text)
     return canonical(*(values[f] for f in _FIELDS))
 
 
@@ -245,15 +155,7 @@ def to_json(genotype: Any) -> Dict[str, Any]:
 
 
 def from_json(data: Any) -> Genotype:
-    if not isinstance(data, dict):
-        _fail(f"expected a JSON object with {', '.join(_FIELDS)}, got {type(data).__name__}")
-    missing = [f for f in _FIELDS if f not in data]
-    if missing:
-        _fail(f"JSON object lacks {', '.join(missing)}")
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        _fail(f"JSON object has unknown key(s) {', '.join(unknown)}")
-    return canonical(*(data[f] for f in _FIELDS))
+    return canonical(*_TEXT.json_fields(data))
 
 
 def used_ops(genotype: Genotype) -> List[str]:

@@ -14,15 +14,15 @@ Canonical form (what :func:`parse_genotype`, :func:`from_json` and :func:`valida
 ascending run (as DARTS writes ``concat=range(1, 9)``), else a list of ints (as DARTS's ``ENAS``
 genotype's ``[2, 5, 6, 9, 10, 11]``). So ``repr`` of a canonical genotype is DARTS's own text
 form and DARTS's genotypes compare equal to ours. :func:`parse_genotype` reads the text through
-:func:`ast.parse` (never ``eval``): literals, ``range(...)`` and ``list(range(...))`` only.
+:func:`ast.parse` (never ``eval``): literals, ``range(...)`` and ``list(range(...))`` only
+(:mod:`api.spaces.genotype_text`, shared with the CNN genotype).
 """
 from __future__ import annotations
 
-import ast
 from collections import namedtuple
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
-from api.errors import UserError
+from api.spaces.genotype_text import GenotypeText, is_int as _is_int
 
 #: DARTS ``rnn/genotypes.py`` ``PRIMITIVES`` (the search's candidate ops, in order).
 PRIMITIVES: Tuple[str, ...] = ("none", "tanh", "relu", "sigmoid", "identity")
@@ -32,7 +32,12 @@ ACTIVATIONS: Tuple[str, ...] = ("tanh", "relu", "sigmoid", "identity")
 STEPS = 8
 
 _FIELDS = ("recurrent", "concat")
-_WHAT = "DARTS RNN genotype"
+#: Text, JSON and object reading (shared with the CNN genotype's).
+_TEXT = GenotypeText(
+    "DARTS RNN genotype", _FIELDS, call_form="Genotype(recurrent=[...], concat=...)",
+    too_many="Genotype takes 2 fields (recurrent, concat), got {n} values",
+    fields_hint="a recurrent genotype has recurrent, concat")
+_fail = _TEXT.fail
 
 Concat = Union[range, List[int]]
 
@@ -49,14 +54,6 @@ class Genotype(namedtuple("Genotype", "recurrent concat")):
 
 
 # --------------------------------------------------------------------------- validation
-def _fail(msg: str) -> None:
-    raise UserError(f"{_WHAT}: {msg}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _check_recurrent(recurrent: Any) -> List[Tuple[str, int]]:
     if not isinstance(recurrent, (list, tuple)):
         _fail(f"recurrent must be a list of (activation, predecessor) pairs, got "
@@ -83,18 +80,8 @@ def _check_recurrent(recurrent: Any) -> List[Tuple[str, int]]:
 
 
 def _check_concat(concat: Any, steps: int) -> Concat:
-    if isinstance(concat, range):
-        concat = list(concat)
-    if not isinstance(concat, (list, tuple)) or not concat:
-        _fail(f"concat must be a non-empty list of state indices, got {concat!r}")
-    out: List[int] = []
-    for c in concat:
-        if not _is_int(c) or not 0 <= c <= steps:
-            _fail(f"concat index {c!r} is not a state of this {steps}-node cell (0..{steps})")
-        if c in out:
-            _fail(f"concat lists state {c} twice")
-        out.append(int(c))
-    return canonical_concat(out)
+    return canonical_concat(_TEXT.check_indices("concat", concat, "state", 0, steps,
+                                                f"a state of this {steps}-node cell"))
 
 
 def canonical_concat(indices: Sequence[int]) -> Concat:
@@ -115,12 +102,7 @@ def validate(genotype: Any) -> Genotype:
     """Any genotype-like object (DARTS's namedtuple, ours, a JSON dict) -> canonical form."""
     if isinstance(genotype, dict):
         return from_json(genotype)
-    try:
-        fields = [getattr(genotype, f) for f in _FIELDS]
-    except AttributeError:
-        _fail(f"expected a Genotype with fields recurrent, concat, got "
-              f"{type(genotype).__name__}")
-    return canonical(*fields)
+    return canonical(*_TEXT.object_fields(genotype))
 
 
 def loose_ends(genotype: Genotype) -> List[int]:
@@ -154,71 +136,10 @@ def format_genotype(genotype: Any) -> str:
     return repr(validate(genotype))
 
 
-def _literal(node: ast.AST, where: str) -> Any:
-    """A literal's value: strings, ints, lists, tuples, ``range``/``list(range)`` calls."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) \
-            and isinstance(node.operand, ast.Constant) and _is_int(node.operand.value):
-        return -node.operand.value
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_literal(e, where) for e in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
-        if node.func.id == "range" and 1 <= len(node.args) <= 3:
-            args = [_literal(a, where) for a in node.args]
-            if all(_is_int(a) for a in args) and (len(args) < 3 or args[2] != 0):
-                return range(*args)
-        if node.func.id in ("list", "tuple") and len(node.args) == 1:
-            inner = _literal(node.args[0], where)
-            if isinstance(inner, (list, tuple, range)):
-                return list(inner)
-    shown = ast.unparse(node)
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    _fail(f"{where} holds {shown!r}, which is not a literal (only lists, tuples, strings, "
-          "integers and range(a, b) are read)")
-
-
 def parse_genotype(text: str) -> Genotype:
     """``Genotype(recurrent=[...], concat=...)`` -> canonical :class:`Genotype`; anything
     malformed raises one :class:`UserError` line."""
-    if not isinstance(text, str):
-        _fail(f"expected a string, got {type(text).__name__}")
-    src = text.strip()
-    if not src:
-        _fail("empty string")
-    try:
-        tree = ast.parse(src, mode="eval")
-    except SyntaxError as exc:
-        _fail(f"not a Genotype(...) expression ({exc.msg} at column {exc.offset}): "
-              f"{src[:60]!r}")
-    call = tree.body
-    name = None
-    if isinstance(call, ast.Call):
-        if isinstance(call.func, ast.Name):
-            name = call.func.id
-        elif isinstance(call.func, ast.Attribute):  # genotypes.Genotype(...)
-            name = call.func.attr
-    if name != "Genotype":
-        _fail(f"expected Genotype(recurrent=[...], concat=...), got {src[:60]!r}")
-    if len(call.args) > len(_FIELDS):
-        _fail(f"Genotype takes 2 fields (recurrent, concat), got {len(call.args)} values")
-    values: Dict[str, Any] = {}
-    for field, arg in zip(_FIELDS, call.args):
-        if isinstance(arg, ast.Starred):
-            _fail("starred arguments are not read")
-        values[field] = _literal(arg, field)
-    for kw in call.keywords:
-        if kw.arg is None:
-            _fail("**arguments are not read")
-        if kw.arg not in _FIELDS:
-            _fail(f"unknown field {kw.arg!r} (a recurrent genotype has recurrent, concat)")
-        if kw.arg in values:
-            _fail(f"field {kw.arg!r} given twice")
-        values[kw.arg] = _literal(kw.value, kw.arg)
-    missing = [f for f in _FIELDS if f not in values]
-    if missing:
-        _fail(f"missing field(s) {', '.join(missing)}")
+    values = _TEXT.parse_fields(text)
     return canonical(values["recurrent"], values["concat"])
 
 
@@ -230,15 +151,7 @@ def to_json(genotype: Any) -> Dict[str, Any]:
 
 
 def from_json(data: Any) -> Genotype:
-    if not isinstance(data, dict):
-        _fail(f"expected a JSON object with recurrent, concat, got {type(data).__name__}")
-    missing = [f for f in _FIELDS if f not in data]
-    if missing:
-        _fail(f"JSON object lacks {', '.join(missing)}")
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        _fail(f"JSON object has unknown key(s) {', '.join(unknown)}")
-    return canonical(data["recurrent"], data["concat"])
+    return canonical(*_TEXT.json_fields(data))
 
 
 # --------------------------------------------------------------------------- published cells
