@@ -1,0 +1,57 @@
+"""What a space's weight-sharing supernet offers the one-shot methods (DARTS, GDAS, ENAS, NAO-WS).
+
+A supernet holds every op of every edge, with shared weights, and the architecture parameters
+(DARTS's alpha) of its space. Methods know it only through this interface:
+
+- ``arch_parameters()`` / ``weight_parameters()``: the two parameter sets, optimised apart;
+- ``forward(x, mode="softmax")``: DARTS's continuous relaxation, every op of an edge weighted
+  by softmax(alpha); ``mode="gumbel"`` with ``tau``: GDAS, a hard one-hot sample of
+  Gumbel-softmax(log-softmax(alpha) / tau) per edge with a straight-through gradient, where
+  only the sampled op of each edge runs;
+- ``edge_weights()``: softmax(alpha) per edge, named (for heatmaps and histories);
+- ``derive()``: the discrete architecture, by the space's paper's rule, as the space's own
+  architecture type (so ``space.format(net.derive())`` is the searched cell's string).
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, Dict, Iterator, List
+
+import torch
+from torch import nn
+
+MODES = ("softmax", "gumbel")
+
+
+def gumbel_hard(alpha: torch.Tensor, tau: float, generator: torch.Generator = None):
+    """GDAS's sample for a (edges, ops) alpha: (hard one-hot with the straight-through
+    gradient of the soft sample, sampled indices). The Gumbel noise is drawn until no
+    sample is infinite or NaN, as AutoDL-Projects does."""
+    logp = torch.log_softmax(alpha, dim=-1)
+    while True:
+        u = torch.rand(alpha.shape, generator=generator, device=alpha.device)
+        gumbels = -torch.log(-torch.log(u))  # standard Gumbel noise
+        probs = torch.softmax((logp + gumbels) / tau, dim=-1)
+        if torch.isfinite(probs).all() and torch.isfinite(gumbels).all():
+            break
+    index = probs.argmax(dim=-1, keepdim=True)
+    one_hot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
+    return one_hot - probs.detach() + probs, index.squeeze(-1)
+
+
+class Supernet(nn.Module):
+    """Base of the spaces' supernets (see the module doc)."""
+
+    def arch_parameters(self) -> List[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if name.startswith("alpha")]
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for name, p in self.named_parameters() if not name.startswith("alpha"))
+
+    @abstractmethod
+    def edge_weights(self) -> Dict[str, torch.Tensor]:
+        """softmax(alpha) per cell type: name -> (edges, ops) tensor (detached)."""
+
+    @abstractmethod
+    def derive(self) -> Any:
+        """The discrete architecture, in the space's own type."""
