@@ -36,6 +36,21 @@ def vocab_size(dataset: str, ntokens: Optional[int]) -> int:
                         f"{', '.join(DATASET_VOCAB)}; or give ntokens)") from None
 
 
+def build_cell_lm(space: SearchSpace, arch: Any, dataset: str, ntokens: Optional[int],
+                  emsize: int, nhid: Optional[int], unused: Dict[str, Any], **settings: Any):
+    """The :class:`CellLM` of ``arch`` in an RNN cell space (its ``cell_args``) for
+    ``dataset``'s vocabulary: what both RNN cell spaces' ``build_network`` builds with their
+    own defaults. ``unused``: the keyword arguments the space does not take (an error);
+    ``settings``: the dropouts, ``decoder_bias`` and ``embedding``."""
+    if unused:
+        raise UserError(f"the {space.name} network takes no {', '.join(sorted(unused))}")
+    from api.spaces.darts_rnn.model import CellLM
+
+    nodes, concat, first = space.cell_args(arch)
+    return CellLM(nodes, concat, vocab_size(dataset, ntokens), emsize, nhid, first_act=first,
+                  **settings)
+
+
 class DartsRNNSpace(SearchSpace):
     name = "darts-rnn"
     kind = "rnn"
@@ -80,15 +95,10 @@ class DartsRNNSpace(SearchSpace):
                       dropoute: float = DARTS_TRAIN["dropoute"],
                       decoder_bias: bool = True, embedding=None, **unused: Any):
         """DARTS's PTB language model of ``arch`` (a :class:`CellLM`)."""
-        if unused:
-            raise UserError(f"the {self.name} network takes no {', '.join(sorted(unused))}")
-        from api.spaces.darts_rnn.model import CellLM
-
-        nodes, concat, first = self.cell_args(arch)
-        return CellLM(nodes, concat, vocab_size(dataset, ntokens), emsize, nhid,
-                      first_act=first, dropout=dropout, dropouth=dropouth, dropoutx=dropoutx,
-                      dropouti=dropouti, dropoute=dropoute, decoder_bias=decoder_bias,
-                      embedding=embedding)
+        return build_cell_lm(self, arch, dataset, ntokens, emsize, nhid, unused,
+                             dropout=dropout, dropouth=dropouth, dropoutx=dropoutx,
+                             dropouti=dropouti, dropoute=dropoute, decoder_bias=decoder_bias,
+                             embedding=embedding)
 
     def count(self, arch: Any, dataset: str = "ptb", ntokens: Optional[int] = None,
               emsize: int = DARTS_TRAIN["emsize"], nhid: Optional[int] = None,

@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from api.errors import UserError
 from api.spaces.base import SearchSpace
-from api.spaces.darts_rnn import DartsRNNSpace, vocab_size
+from api.spaces.darts_rnn import DartsRNNSpace, build_cell_lm
 from api.spaces.darts_rnn.genotype import Genotype, canonical_concat, loose_ends, validate
 
 #: ENAS's activation indices (TF ``_rhn_fixed`` and carpedm20 ``shared_rnn_activations``).
@@ -184,15 +184,10 @@ class EnasRNNSpace(SearchSpace):
                       decoder_bias: bool = ENAS_FINAL["decoder_bias"], embedding=None,
                       **unused: Any):
         """ENAS's PTB language model of ``arch`` (a :class:`CellLM`)."""
-        if unused:
-            raise UserError(f"the {self.name} network takes no {', '.join(sorted(unused))}")
-        from api.spaces.darts_rnn.model import CellLM
-
-        nodes, concat, first = self.cell_args(arch)
-        return CellLM(nodes, concat, vocab_size(dataset, ntokens), emsize, nhid,
-                      first_act=first, dropout=dropout, dropouth=dropouth, dropoutx=dropoutx,
-                      dropouti=dropouti, dropoute=dropoute, decoder_bias=decoder_bias,
-                      embedding=embedding)
+        return build_cell_lm(self, arch, dataset, ntokens, emsize, nhid, unused,
+                             dropout=dropout, dropouth=dropouth, dropoutx=dropoutx,
+                             dropouti=dropouti, dropoute=dropoute, decoder_bias=decoder_bias,
+                             embedding=embedding)
 
     def count(self, arch: Any, dataset: str = "ptb", ntokens: Optional[int] = None,
               emsize: int = ENAS_FINAL["emsize"], nhid: Optional[int] = None,
