@@ -146,7 +146,18 @@ Output = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
 
 
 class _Network(nn.Module):
-    """Shared cell stacking and forward of the two DARTS networks."""
+    """Shared settings, cell stacking, heads and forward of the two DARTS networks: a
+    subclass calls ``__init__``, builds its stem, then :meth:`_build_cells` and
+    :meth:`_build_heads` (the order DARTS creates, and so initialises, the modules in)."""
+
+    def __init__(self, C: int, auxiliary: bool, genotype: Any, drop_path_prob: float) -> None:
+        super().__init__()
+        genotype = validate(genotype)
+        self._C = C
+        self._auxiliary = auxiliary
+        self.drop_path_prob = drop_path_prob
+        self.auxiliary_weight = AUXILIARY_WEIGHT
+        self.genotype = genotype
 
     def _build_cells(self, genotype: Genotype, C: int, layers: int, C_stem_prev_prev: int,
                      C_stem_prev: int, reduction_prev: bool) -> int:
@@ -166,6 +177,14 @@ class _Network(nn.Module):
             if i == self.auxiliary_index:
                 self._C_to_auxiliary = C_prev
         return C_prev
+
+    def _build_heads(self, C_prev: int, num_classes: int, auxiliary_head: type) -> None:
+        """The auxiliary head (when asked for) after cell ``auxiliary_index``, then global
+        pooling and the classifier."""
+        if self._auxiliary:
+            self.auxiliary_head = auxiliary_head(self._C_to_auxiliary, num_classes)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
 
     def _stem(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -195,21 +214,13 @@ class NetworkCIFAR(_Network):
 
     def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool, genotype: Any,
                  drop_path_prob: float = 0.0) -> None:
-        super().__init__()
-        genotype = validate(genotype)
-        self._C = C
-        self._auxiliary = auxiliary
-        self.drop_path_prob = drop_path_prob
-        self.auxiliary_weight = AUXILIARY_WEIGHT
-        self.genotype = genotype
+        super().__init__(C, auxiliary, genotype, drop_path_prob)
         C_stem = 3 * C
         self.stem = nn.Sequential(nn.Conv2d(3, C_stem, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(C_stem))
-        C_prev = self._build_cells(genotype, C, layers, C_stem, C_stem, reduction_prev=False)
-        if auxiliary:
-            self.auxiliary_head = AuxiliaryHeadCIFAR(self._C_to_auxiliary, num_classes)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_prev, num_classes)
+        C_prev = self._build_cells(self.genotype, C, layers, C_stem, C_stem,
+                                   reduction_prev=False)
+        self._build_heads(C_prev, num_classes, AuxiliaryHeadCIFAR)
 
     def _stem(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         s = self.stem(x)
@@ -223,13 +234,7 @@ class NetworkImageNet(_Network):
 
     def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool, genotype: Any,
                  drop_path_prob: float = 0.0) -> None:
-        super().__init__()
-        genotype = validate(genotype)
-        self._C = C
-        self._auxiliary = auxiliary
-        self.drop_path_prob = drop_path_prob
-        self.auxiliary_weight = AUXILIARY_WEIGHT
-        self.genotype = genotype
+        super().__init__(C, auxiliary, genotype, drop_path_prob)
         self.stem0 = nn.Sequential(
             nn.Conv2d(3, C // 2, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(C // 2),
@@ -242,11 +247,8 @@ class NetworkImageNet(_Network):
             nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(C),
         )
-        C_prev = self._build_cells(genotype, C, layers, C, C, reduction_prev=True)
-        if auxiliary:
-            self.auxiliary_head = AuxiliaryHeadImageNet(self._C_to_auxiliary, num_classes)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_prev, num_classes)
+        C_prev = self._build_cells(self.genotype, C, layers, C, C, reduction_prev=True)
+        self._build_heads(C_prev, num_classes, AuxiliaryHeadImageNet)
 
     def _stem(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         s0 = self.stem0(x)
