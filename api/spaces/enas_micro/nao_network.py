@@ -35,15 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from api.spaces.darts.network import drop_path
 from api.spaces.enas_micro.arch import NODES, MicroArch
-
-
-def _drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:
-    if prob <= 0.0:
-        return x
-    keep = 1.0 - prob
-    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
-    return x / keep * mask
 
 
 class ReLUConvBN(nn.Sequential):
@@ -185,7 +178,7 @@ class Cell(nn.Module):
         for n in range(NODES):
             total = 0
             for j in (2 * n, 2 * n + 1):
-                total = total + _drop_path(self.ops[j](states[self.index[j]]), prob)
+                total = total + drop_path(self.ops[j](states[self.index[j]]), prob)
             states.append(total)
         out = [self.final[str(i)](states[i]) if str(i) in self.final else states[i]
                for i in self.concat]
