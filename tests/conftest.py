@@ -1,6 +1,7 @@
 """Shared fixtures: tiny synthetic datasets in the real formats, and the shared real data."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -209,3 +210,30 @@ def run_search_until_death(main, argv, point: str, root: Path, capsys,
     assert at_death, f"the search did not reach {point}"
     assert folder_files(root) == at_death, "files changed after the moment of death"
     return at_death
+
+
+def die_at_every_kind_of_point(main, args, root: Path, capsys, monkeypatch) -> None:
+    """Kill a search (``main(args)``, writing ``root``; tiny: 2 candidates a step) by the
+    fault-injection hook mid-step, right after a journal append but before its state save,
+    between steps and right after a step's plan, each time resuming the last, and check the
+    state and journal each death leaves. The caller then resumes to the end and compares
+    with the uninterrupted run."""
+
+    def die(point, resuming=True):
+        files = run_search_until_death(main, [*args, "--resume"] if resuming else args, point,
+                                       root, capsys, monkeypatch)
+        return json.loads(files["state.json"]), files["candidates.jsonl"].count(b"\n")
+
+    # saves: start, step 1's plan, its first candidate -> mid-step
+    state, lines = die("save:3", resuming=False)
+    assert state["step"] == 0 and len(state["plan"]["results"]) == 1 and lines == 1
+    # step 1's second candidate, its end, step 2's plan; step 2's first candidate's journal
+    # line is written, its state is not
+    state, lines = die("journal:2")
+    assert state["step"] == 1 and state["plan"]["results"] == {}
+    assert lines == len(state["records"]) + 1 == 3
+    # that candidate again, step 2's second, step 2's end -> between steps
+    state, lines = die("save:3")
+    assert state["step"] == 2 and state["plan"] is None and not state["done"] and lines == 4
+    state, lines = die("save:1")  # step 3's plan, no candidate yet
+    assert state["step"] == 2 and state["plan"]["results"] == {} and lines == 4

@@ -2,7 +2,7 @@
 
 One subprocess per script (the CLI smoke test, the proxy maker) and one real kill -9; the
 other CLI runs are in-process (conftest.run_cli_inprocess) and the other deaths deterministic
-(conftest.run_search_until_death)."""
+(conftest.die_at_every_kind_of_point)."""
 import json
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from api.atomic_io import read_jsonl
-from conftest import kill_9_when, run_cli_inprocess, run_script, run_search_until_death
+from conftest import die_at_every_kind_of_point, kill_9_when, run_cli_inprocess, run_script
 from api.network import NetworkSpec
 from searching.cnn.autoshrink_cnn import build_parser, main, search_cnn
 
@@ -104,10 +104,6 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path, cifar_root, referenc
     assert_same_search(root, ref)
 
 
-def state_and_journal(files):
-    return json.loads(files["state.json"]), files["candidates.jsonl"].count(b"\n")
-
-
 def test_deaths_at_every_kind_of_point_then_resume_match_uninterrupted(
         tmp_path, cifar_root, reference_run, capsys, monkeypatch):
     """Killed (deterministically, by the search's fault-injection hook) mid-step, right after
@@ -116,24 +112,7 @@ def test_deaths_at_every_kind_of_point_then_resume_match_uninterrupted(
     ref, _ = reference_run
     root = tmp_path / "killed"
     args = ["--model_root", str(root), "--data", str(cifar_root), *TINY, "--no_plots"]
-
-    def die(point, resuming=True):
-        return state_and_journal(run_search_until_death(
-            main, [*args, "--resume"] if resuming else args, point, root, capsys, monkeypatch))
-
-    # saves: start, step 1's plan, its first candidate -> mid-step
-    state, lines = die("save:3", resuming=False)
-    assert state["step"] == 0 and len(state["plan"]["results"]) == 1 and lines == 1
-    # step 1's second candidate, its end, step 2's plan; step 2's first candidate's journal
-    # line is written, its state is not
-    state, lines = die("journal:2")
-    assert state["step"] == 1 and state["plan"]["results"] == {}
-    assert lines == len(state["records"]) + 1 == 3
-    # that candidate again, step 2's second, step 2's end -> between steps
-    state, lines = die("save:3")
-    assert state["step"] == 2 and state["plan"] is None and not state["done"] and lines == 4
-    state, lines = die("save:1")  # step 3's plan, no candidate yet
-    assert state["step"] == 2 and state["plan"]["results"] == {} and lines == 4
+    die_at_every_kind_of_point(main, args, root, capsys, monkeypatch)
     resume(args, capsys)
     assert_same_search(root, ref)
 

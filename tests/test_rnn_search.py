@@ -15,7 +15,8 @@ from api.atomic_io import read_jsonl
 from api.errors import UserError
 from api.graph import CellGraph
 from api.search.objectives import RNNObjective
-from conftest import kill_9_when, run_cli_inprocess, run_search_until_death, write_chain_corpus
+from conftest import (die_at_every_kind_of_point, kill_9_when, run_cli_inprocess,
+                      write_chain_corpus)
 from api.rnn.data import Corpus
 from api.rnn.embedding import embedding_matrix
 from searching.rnn.proxy import Diverged, LMData, RNNProxyEvaluator, RNNTrainConfig
@@ -286,24 +287,6 @@ def test_deaths_at_every_kind_of_point_then_resume_match_uninterrupted(
     each resume continues the last, and the end is exactly the uninterrupted run."""
     save = tmp_path / "killed"
     args = cli_args(corpus_dir, save, *RESUMABLE)
-
-    def die(point, resuming=True):
-        files = run_search_until_death(train_main, [*args, "--resume"] if resuming else args,
-                                       point, save, capsys, monkeypatch)
-        return json.loads(files["state.json"]), files["candidates.jsonl"].count(b"\n")
-
-    # saves: start, step 1's plan, its first candidate -> mid-step
-    state, lines = die("save:3", resuming=False)
-    assert state["step"] == 0 and len(state["plan"]["results"]) == 1 and lines == 1
-    # step 1's second candidate, its end, step 2's plan; step 2's first candidate's journal
-    # line is written, its state is not
-    state, lines = die("journal:2")
-    assert state["step"] == 1 and state["plan"]["results"] == {}
-    assert lines == len(state["records"]) + 1 == 3
-    # that candidate again, step 2's second, step 2's end -> between steps
-    state, lines = die("save:3")
-    assert state["step"] == 2 and state["plan"] is None and not state["done"] and lines == 4
-    state, lines = die("save:1")  # step 3's plan, no candidate yet
-    assert state["step"] == 2 and state["plan"]["results"] == {} and lines == 4
+    die_at_every_kind_of_point(train_main, args, save, capsys, monkeypatch)
     resume_to_the_end(args, capsys)
     assert_same_search(save, uninterrupted)
