@@ -232,6 +232,24 @@ def cost(model: nn.Module, image_shape: Tuple[int, int, int]) -> Dict[str, Any]:
             "params_convention": "every parameter except the auxiliary head"}
 
 
+def build_arch_network(arch, args: argparse.Namespace, dataset: str, num_classes: int,
+                       image_size: int) -> Tuple[nn.Module, Dict[str, Any], Dict[str, Any], str]:
+    """A trainer's network for a cell-space ``arch`` (the ``darts`` and ``nb201`` families):
+    records the architecture in ``args.arch_record``, builds the space's network from
+    --C/--layers/--N (auxiliary head when ``args.auxiliary_weight > 0``) for ``dataset``
+    with ``num_classes`` outputs; returns (model, its :func:`network_record`, its
+    :func:`cost` at ``image_size``, the headline the trainer prints)."""
+    args.arch_record = arch_record(arch)
+    kwargs = network_kwargs(arch.space, args, auxiliary=args.auxiliary_weight > 0)
+    record = network_record(arch, dataset, kwargs, num_classes)
+    model = build_from_record(record)
+    costs = cost(model, (3, image_size, image_size))
+    headline = (f"{arch.space}: {arch.text}\n{describe(model, record)} | params "
+                f"{costs['params'] / 1e6:.6f}M (auxiliary head not counted), MACs "
+                f"{costs['macs'] / 1e6:.1f}M at {image_size}px")
+    return model, record, costs, headline
+
+
 # --------------------------------------------------------------------------- training parts
 class AuxiliaryLoss(nn.Module):
     """``loss(logits) + weight * loss(logits_aux)`` for models that return

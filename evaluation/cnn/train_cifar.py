@@ -166,15 +166,9 @@ def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> D
     else:
         if args.image_size not in (None, image_size):
             raise UserError(f"--image_size must be {image_size} for {args.dataset}")
-        args.arch_record = at.arch_record(arch)
-        kwargs = at.network_kwargs(arch.space, args, auxiliary=args.auxiliary_weight > 0)
-        record = at.network_record(arch, args.dataset, kwargs, args.num_classes)
-        model = at.build_from_record(record)
-        cost = at.cost(model, (3, image_size, image_size))
+        model, record, cost, headline = at.build_arch_network(arch, args, args.dataset,
+                                                              args.num_classes, image_size)
         network = {"arch_network": record}
-        headline = (f"{arch.space}: {arch.text}\n{at.describe(model, record)} | params "
-                    f"{cost['params'] / 1e6:.6f}M (auxiliary head not counted), MACs "
-                    f"{cost['macs'] / 1e6:.1f}M at {image_size}px")
         hooks = ([at.DropPathRamp(model, args.drop_path, args.epochs)]
                  if args.drop_path > 0 else [])
 

@@ -201,15 +201,9 @@ def _train(args: argparse.Namespace, env, given: Set[str]) -> Dict[str, Any]:
         headline = f"{spec.graph!r}\n{c.summary()} at {image_size}px"
         default_wd = 2 * spec.regularizer
     else:
-        args.arch_record = at.arch_record(arch)
-        kwargs = at.network_kwargs(arch.space, args, auxiliary=args.auxiliary_weight > 0)
-        record = at.network_record(arch, "imagenet", kwargs, num_classes)
-        model = at.build_from_record(record)
-        cost = at.cost(model, (3, image_size, image_size))
+        model, record, cost, headline = at.build_arch_network(arch, args, "imagenet",
+                                                              num_classes, image_size)
         network = {"arch_network": record}
-        headline = (f"{arch.space}: {arch.text}\n{at.describe(model, record)} | params "
-                    f"{cost['params'] / 1e6:.6f}M (auxiliary head not counted), MACs "
-                    f"{cost['macs'] / 1e6:.1f}M at {image_size}px")
         default_wd = 2 * TF_L2
     if args.drop_path > 0:
         hooks = [DropPath(model, args.drop_path, args.epochs) if spec is not None
