@@ -7,7 +7,9 @@ A supernet holds every op of every edge, with shared weights, and the architectu
 - ``forward(x, mode="softmax")``: DARTS's continuous relaxation, every op of an edge weighted
   by softmax(alpha); ``mode="gumbel"`` with ``tau``: GDAS, a hard one-hot sample of
   Gumbel-softmax(log-softmax(alpha) / tau) per edge with a straight-through gradient, where
-  only the sampled op of each edge runs;
+  only the sampled op of each edge runs; ``mode="fixed"`` with ``arch`` (the space's type):
+  one discrete architecture through the shared weights, only its op per edge running (ENAS,
+  NAO-WS, random search with weight sharing);
 - ``edge_weights()``: softmax(alpha) per edge, named (for heatmaps and histories);
 - ``derive()``: the discrete architecture, by the space's paper's rule, as the space's own
   architecture type (so ``space.format(net.derive())`` is the searched cell's string).
@@ -20,7 +22,7 @@ from typing import Any, Dict, Iterator, List
 import torch
 from torch import nn
 
-MODES = ("softmax", "gumbel")
+MODES = ("softmax", "gumbel", "fixed")
 
 
 def gumbel_hard(alpha: torch.Tensor, tau: float, generator: torch.Generator = None):

@@ -5,10 +5,12 @@ Architecture: :class:`Cell` (6 edges, 5 ops). Text form: the benchmark's string
 benchmark's API index through :meth:`NASBench201Space.index` / :meth:`NASBench201Space.arch_at`.
 Network: the benchmark's ``TinyNetwork`` (C=16, N=5). Cost: :meth:`NASBench201Space.count`
 counts params and FLOPs exactly as the benchmark's ``params_M_*`` / ``flops_M_*`` columns.
+Supernet: :meth:`NASBench201Space.supernet`, AutoDL's DARTS/GDAS search model
+(:mod:`api.spaces.nasbench201.supernet`).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from api.errors import UserError
 from api.spaces.base import SearchSpace, dataset_info
@@ -78,6 +80,27 @@ class NASBench201Space(SearchSpace):
                             f"{', '.join(sorted(kwargs))}")
         _, classes = dataset_info(dataset)
         return TinyNetwork(self._check(arch), classes, C=int(C), N=int(N))
+
+    def supernet(self, dataset: str = "cifar10", C: int = 16, N: int = 5, affine: bool = False,
+                 track_running_stats: bool = True, num_classes: Optional[int] = None,
+                 **kwargs: Any):
+        """AutoDL's NB201 search model (DARTS/GDAS; also runs a fixed cell for ENAS-style
+        weight sharing): :class:`~api.spaces.nasbench201.supernet.NASBench201Supernet`.
+        ``affine``/``track_running_stats`` are the cells' BN (AutoDL searches with
+        ``affine=False`` and a ``--track_running_stats`` flag); ``num_classes`` overrides the
+        dataset's (a user's own image folder)."""
+        from api.spaces.nasbench201.supernet import NASBench201Supernet
+
+        if kwargs:
+            raise UserError(f"the nas-bench-201 supernet takes C, N, affine, "
+                            f"track_running_stats and num_classes, not "
+                            f"{', '.join(sorted(kwargs))}")
+        classes = dataset_info(dataset)[1] if num_classes is None else int(num_classes)
+        if int(C) < 1 or int(N) < 1 or classes < 1:
+            raise UserError(f"the nas-bench-201 supernet needs C, N and classes >= 1, got "
+                            f"C={C}, N={N}, classes={classes}")
+        return NASBench201Supernet(classes, C=int(C), N=int(N), affine=bool(affine),
+                                   track_running_stats=bool(track_running_stats))
 
     def count(self, arch: Cell, dataset: str = "cifar10", C: int = 16, N: int = 5,
               cache: bool = True, **kwargs: Any) -> Tuple[int, int]:

@@ -15,10 +15,13 @@ edge is a stride-1, C->C op:
 Node j sums its incoming edges; the cell's output is node 3. The basic block is
 ReLU-conv3x3(stride 2)-BN -> ReLU-conv3x3-BN, plus a shortcut avgpool2x2(stride 2) -> conv1x1
 (no bias, no BN). ``forward`` returns the logits only (the benchmark's returns (features, logits)).
+
+The search model (:mod:`api.spaces.nasbench201.supernet`) shares this layout
+(:func:`build_body`) and these ops, built with ``affine=False`` in its cells.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Tuple
 
 import torch
 from torch import nn
@@ -28,11 +31,16 @@ from api.spaces.nasbench201.cell import EDGES, Cell
 
 
 class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
+    """ReLU -> conv -> BN. As AutoDL's, the conv has a bias exactly when the BN has no affine
+    (the search model's ``affine=False`` cells); the benchmark network is affine, bias-free."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, affine: bool = True,
+                 track_running_stats: bool = True) -> None:
         super().__init__(nn.ReLU(inplace=False),
                          nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2,
-                                   bias=False),
-                         nn.BatchNorm2d(c_out))
+                                   bias=not affine),
+                         nn.BatchNorm2d(c_out, affine=affine,
+                                        track_running_stats=track_running_stats))
 
 
 class Zero(nn.Module):
@@ -40,15 +48,17 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
-def make_op(name: str, c: int) -> nn.Module:
+def make_op(name: str, c: int, affine: bool = True,
+            track_running_stats: bool = True) -> nn.Module:
+    """One stride-1, c->c edge op (``affine``/``track_running_stats``: its BN, if it has one)."""
     if name == "none":
         return Zero()
     if name == "skip_connect":
         return nn.Identity()
     if name == "nor_conv_1x1":
-        return ReLUConvBN(c, c, 1)
+        return ReLUConvBN(c, c, 1, affine=affine, track_running_stats=track_running_stats)
     if name == "nor_conv_3x3":
-        return ReLUConvBN(c, c, 3)
+        return ReLUConvBN(c, c, 3, affine=affine, track_running_stats=track_running_stats)
     if name == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
     raise ValueError(f"unknown NAS-Bench-201 op {name!r}")
@@ -96,18 +106,7 @@ class TinyNetwork(nn.Module):
         if C < 1 or N < 1:
             raise ValueError("TinyNetwork needs C >= 1 and N >= 1")
         self.C, self.N, self.cell = C, N, cell
-        self.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-        blocks = []
-        width = C
-        for stage in range(3):
-            if stage:
-                blocks.append(ResNetBasicBlock(width, width * 2))
-                width *= 2
-            blocks.extend(InferCell(cell, width) for _ in range(N))
-        self.cells = nn.ModuleList(blocks)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(width, num_classes)
+        build_body(self, C, N, num_classes, lambda width: InferCell(cell, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -115,6 +114,27 @@ class TinyNetwork(nn.Module):
             x = block(x)
         x = self.global_pooling(self.lastact(x)).flatten(1)
         return self.classifier(x)
+
+
+def build_body(net: nn.Module, C: int, N: int, num_classes: int,
+               make_cell: Callable[[int], nn.Module]) -> None:
+    """Give ``net`` the TinyNetwork layout around its cells (also the search model's, AutoDL's
+    ``TinyNetworkDarts``/``TinyNetworkGDAS``): ``stem`` (conv3x3 3->C + BN); ``cells`` = N
+    ``make_cell(width)`` at C, a :class:`ResNetBasicBlock` to 2C, N cells at 2C, a block to
+    4C, N cells at 4C; ``lastact`` (BN + ReLU), ``global_pooling``, ``classifier`` (linear with
+    bias). Stem, blocks and last BN are affine with running statistics in both models."""
+    net.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+    blocks = []
+    width = C
+    for stage in range(3):
+        if stage:
+            blocks.append(ResNetBasicBlock(width, width * 2))
+            width *= 2
+        blocks.extend(make_cell(width) for _ in range(N))
+    net.cells = nn.ModuleList(blocks)
+    net.lastact = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+    net.global_pooling = nn.AdaptiveAvgPool2d(1)
+    net.classifier = nn.Linear(width, num_classes)
 
 
 def benchmark_cost(model: nn.Module, input_size: Tuple[int, int, int]) -> Tuple[int, float]:
