@@ -1,0 +1,1 @@
+"""The one weight-sharing trainer and its methods."""

@@ -1,0 +1,232 @@
+"""DARTS's architecture step (Liu et al., ICLR 2019), first order (V1) and second order (V2).
+
+A re-implementation of the official ``cnn/architect.py`` (quark0/darts, commit a00cad0, the
+one that evaluates the Hessian-vector product around w) on the supernet interface of
+:mod:`api.spaces.supernet`. The loss is a callable ``loss_fn(model, batch) -> loss`` so the
+same architect serves the CNN supernets and the RNN one (which may return ``(loss, aux)``,
+e.g. the next hidden state; the validation forward's ``aux`` is kept in ``last_aux``).
+
+One step, on a training batch and a validation batch, ξ = the weights' current learning rate:
+
+- V1 (``unrolled=False``): dα = ∇α L_val(w, α).
+- V2 (``unrolled=True``):
+  - the virtual step is the one DARTS's ``_compute_unrolled_model`` takes, i.e. the weight
+    optimizer's own next SGD step: w' = w − ξ (μ·b + ∇w L_train(w, α) + λ·w), with b the
+    weight optimizer's momentum buffer (zero where it has none yet), μ its momentum and λ its
+    weight decay (read per parameter from the weight optimizer's param groups; DARTS takes the
+    same numbers from its args);
+  - dα = ∇α L_val(w', α) − ξ [∇α L_train(w⁺, α) − ∇α L_train(w⁻, α)] / (2ε), where
+    w± = w ± ε v, v = ∇w' L_val(w', α) and ε = 0.01 / ‖v‖ (the norm over all weights). The
+    difference is taken around w, the original weights, as the paper's Eq. 8 says and as the
+    official code does since darts#21 (its first release perturbed w').
+
+Then α.grad = dα (replacing whatever was there) and one Adam step (DARTS: lr 3e-4, betas
+(0.5, 0.999), weight decay 1e-3; no clipping of dα, as the official code since a00cad0).
+
+Decisions (where this differs from the official code, the maths does not):
+
+- No model copy. w', w⁺ and w⁻ are written into the model's parameters in place and the saved
+  w is copied back at the end (a copy, not ``+ε v − 2ε v + ε v`` arithmetic, so w comes back
+  bit for bit, also if a forward raises).
+- Buffers (BN running statistics, ``num_batches_tracked``) are saved before the step and
+  copied back after it: the architect step leaves no trace on them, in V1 and in V2. The
+  official code runs these forwards in train mode, so its V1 validation forward and the
+  three training-batch forwards of V2 on the model (w for the virtual step, w⁺, w⁻) move the
+  running statistics (its unrolled model is a fresh copy, whose statistics are thrown away).
+  In train mode BN normalises with the batch's statistics, so this changes no gradient; it
+  only keeps the statistics that eval-mode validation uses to those of the weight steps.
+- Gradients are taken with ``torch.autograd.grad``, so the weights' ``.grad`` are left as
+  they were (the official V1 calls ``backward()``, which also writes weight grads that its
+  trainer then zeroes).
+- w⁺ and w⁻ see the same random numbers (the RNG state is rewound between them), so a model
+  with dropout (the RNN supernet) gets a central difference of one function, not of two
+  dropout masks. Without randomness (the CNN supernets in softmax mode) this changes nothing.
+- A missing momentum buffer counts as zero per parameter (DARTS: all zero if any is missing;
+  the same whenever every weight had a gradient in the last weight step).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+LossFn = Callable[[nn.Module, Any], Any]
+
+#: DARTS's defaults for the architecture optimizer (official ``cnn/train_search.py``).
+ARCH_LR = 3e-4
+ARCH_BETAS = (0.5, 0.999)
+ARCH_WEIGHT_DECAY = 1e-3
+#: The numerator of ε = r / ‖∇w' L_val(w', α)‖ (official ``_hessian_vector_product``).
+FD_R = 1e-2
+
+
+def _split(out: Any) -> Tuple[torch.Tensor, Any]:
+    """A loss function's result as (loss, aux): a tensor, or a (loss, aux...) tuple."""
+    if isinstance(out, (tuple, list)):
+        return out[0], (out[1] if len(out) == 2 else tuple(out[1:]))
+    return out, None
+
+
+def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """d loss / d params, zeros for parameters the loss does not use."""
+    gs = torch.autograd.grad(loss, list(params), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
+
+
+class _RngState:
+    """The CPU RNG state plus that of the CUDA devices the parameters live on."""
+
+    def __init__(self, devices: Sequence[torch.device]) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = {d: torch.cuda.get_rng_state(d) for d in devices}
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        for d, s in self.cuda.items():
+            torch.cuda.set_rng_state(s, d)
+
+
+class Architect:
+    """DARTS's architecture step for ``model`` (a supernet: ``arch_parameters()``,
+    ``weight_parameters()``), with ``loss_fn(model, batch)`` the loss on one batch.
+
+    The alpha optimizer is Adam with DARTS's defaults unless other values are passed.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, lr: float = ARCH_LR,
+                 betas: Tuple[float, float] = ARCH_BETAS,
+                 weight_decay: float = ARCH_WEIGHT_DECAY, r: float = FD_R) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.r = float(r)
+        self.arch_params: List[nn.Parameter] = list(model.arch_parameters())
+        if not self.arch_params:
+            raise ValueError("the model has no architecture parameters")
+        self.optimizer = torch.optim.Adam(self.arch_params, lr=lr, betas=tuple(betas),
+                                          weight_decay=weight_decay)
+        #: The ``aux`` of the last validation forward (e.g. the RNN's next hidden state).
+        self.last_aux: Any = None
+
+    # ------------------------------------------------------------------ helpers
+    def _weights(self) -> List[nn.Parameter]:
+        return [p for p in self.model.weight_parameters() if p.requires_grad]
+
+    def _loss(self, batch: Any) -> Tuple[torch.Tensor, Any]:
+        return _split(self.loss_fn(self.model, batch))
+
+    def _devices(self, params: Sequence[torch.Tensor]) -> List[torch.device]:
+        return sorted({p.device for p in params if p.device.type == "cuda"}, key=str)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The alpha optimizer's state (for checkpoints)."""
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    # ------------------------------------------------------------- the V2 parts
+    @staticmethod
+    def _sgd_terms(weights: Sequence[nn.Parameter], w_optimizer: Optional[torch.optim.Optimizer]):
+        """Per weight: (momentum · momentum buffer or None, weight decay) of the weight
+        optimizer, as its next step would use them."""
+        group_of: Dict[int, dict] = {}
+        if w_optimizer is not None:
+            for group in w_optimizer.param_groups:
+                for p in group["params"]:
+                    group_of[id(p)] = group
+        out = []
+        for p in weights:
+            group = group_of.get(id(p), {})
+            momentum = float(group.get("momentum", 0.0) or 0.0)
+            wd = float(group.get("weight_decay", 0.0) or 0.0)
+            buf = None
+            if momentum and w_optimizer is not None:
+                buf = w_optimizer.state.get(p, {}).get("momentum_buffer")
+            out.append((None if buf is None else momentum * buf, wd))
+        return out
+
+    def virtual_step(self, train_batch: Any, lr: float,
+                     w_optimizer: Optional[torch.optim.Optimizer]) -> List[torch.Tensor]:
+        """w' = w − ξ (μ·b + ∇w L_train(w, α) + λ·w), ξ = ``lr``, per weight (new tensors;
+        the model is not changed)."""
+        weights = self._weights()
+        loss, _ = self._loss(train_batch)
+        grads = _grads(loss, weights)
+        out = []
+        with torch.no_grad():
+            for p, g, (mbuf, wd) in zip(weights, grads, self._sgd_terms(weights, w_optimizer)):
+                d = g.detach().clone()
+                if wd:
+                    d.add_(p, alpha=wd)
+                if mbuf is not None:
+                    d.add_(mbuf)
+                out.append(p.detach() - lr * d)
+        return out
+
+    def _unrolled_grads(self, train_batch: Any, val_batch: Any, lr: float,
+                        w_optimizer: Optional[torch.optim.Optimizer],
+                        weights: List[nn.Parameter], saved: List[torch.Tensor]):
+        """dα of V2 and the validation loss at w'. Leaves w' ± perturbations in the
+        weights; the caller restores ``saved``."""
+        w_virtual = self.virtual_step(train_batch, lr, w_optimizer)
+        with torch.no_grad():
+            for p, wv in zip(weights, w_virtual):
+                p.copy_(wv)
+        val_loss, self.last_aux = self._loss(val_batch)
+        grads = _grads(val_loss, self.arch_params + weights)
+        dalpha = grads[:len(self.arch_params)]
+        vector = grads[len(self.arch_params):]
+        del w_virtual, grads
+
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vector]))
+        eps = self.r / norm  # a 0-dim tensor: no device sync
+        rng = _RngState(self._devices(weights))
+        with torch.no_grad():
+            for p, w, v in zip(weights, saved, vector):
+                p.copy_(w + eps * v)
+        loss_p, _ = self._loss(train_batch)
+        g_plus = _grads(loss_p, self.arch_params)
+        rng.restore()
+        with torch.no_grad():
+            for p, w, v in zip(weights, saved, vector):
+                p.copy_(w - eps * v)
+        loss_n, _ = self._loss(train_batch)
+        g_minus = _grads(loss_n, self.arch_params)
+        with torch.no_grad():
+            scale = lr / (2 * eps)
+            dalpha = [(da - scale * (gp - gn)).detach()
+                      for da, gp, gn in zip(dalpha, g_plus, g_minus)]
+        return dalpha, val_loss.detach()
+
+    # --------------------------------------------------------------------- step
+    def step(self, train_batch: Any, val_batch: Any, lr: float,
+             w_optimizer: Optional[torch.optim.Optimizer] = None,
+             unrolled: bool = False) -> torch.Tensor:
+        """One architecture step (V2 if ``unrolled``; ξ = ``lr``, the weights' current
+        learning rate; ``w_optimizer`` the weight optimizer, read for its momentum buffers,
+        momentum and weight decay). Leaves the weights, their ``.grad`` and the model's
+        buffers as they were; sets each alpha's ``.grad`` to dα and takes the Adam step.
+        Returns the (detached) validation loss: at w for V1, at w' for V2."""
+        buffers = [b for b in self.model.buffers()]
+        saved_buffers = [b.detach().clone() for b in buffers]
+        weights = self._weights() if unrolled else []
+        saved = [p.detach().clone() for p in weights]
+        try:
+            if unrolled:
+                dalpha, val_loss = self._unrolled_grads(train_batch, val_batch, lr,
+                                                        w_optimizer, weights, saved)
+            else:
+                loss, self.last_aux = self._loss(val_batch)
+                dalpha = [g.detach() for g in _grads(loss, self.arch_params)]
+                val_loss = loss.detach()
+        finally:
+            with torch.no_grad():
+                for p, w in zip(weights, saved):
+                    p.copy_(w)
+                for b, s in zip(buffers, saved_buffers):
+                    b.copy_(s)
+        for a, g in zip(self.arch_params, dalpha):
+            a.grad = g.clone()
+        self.optimizer.step()
+        return val_loss
