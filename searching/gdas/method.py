@@ -1,0 +1,108 @@
+"""GDAS's step on the one weight-sharing trainer (AutoDL-Projects' ``exps/NAS-Bench-201-algos/
+GDAS.py`` and ``exps/algos/GDAS.py``, ``search_func``).
+
+Per step, on the supernet's ``gumbel`` mode (a hard one-hot Gumbel-softmax sample of
+log-softmax(alpha)/tau per edge, straight-through gradient, only the sampled op of each edge
+running; :func:`api.spaces.supernet.gumbel_hard`):
+
+1. the weight step: a forward on the weights batch, cross-entropy, backward, the gradient norm
+   of ``network.parameters()`` clipped to 5, the weights' SGD step;
+2. the architecture step: a fresh sample and forward on the architecture batch,
+   cross-entropy, backward, Adam on the alphas (lr 3e-4, betas (0.5, 0.999), wd 1e-3).
+
+AutoDL clips ``network.parameters()``, which holds the alphas too; the weights optimizer's
+``zero_grad`` does not clear them, so their gradient in that norm is the last architecture
+step's plus this weight step's. That is kept (it is the official maths), and the alphas'
+gradient is part of the method's checkpointed state so a resumed search clips identically.
+
+tau decays linearly per epoch, ``tau_max - (tau_max - tau_min) * epoch / (epochs - 1)``
+(AutoDL's ``set_tau`` at each epoch's start; ``tau_max`` for a 1-epoch search).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from searching.oneshot.trainer import OneShotConfig, OneShotMethod
+
+#: The weights optimizer of AutoDL's GDAS configs (configs/nas-benchmark/algos/GDAS.config,
+#: configs/search-opts/GDAS-NASNet-CIFAR.config): SGD 0.025, cosine to 0.001, Nesterov
+#: momentum 0.9, wd 5e-4; clip 5 in GDAS.py.
+GDAS_WEIGHTS = dict(lr=0.025, lr_min=0.001, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                    grad_clip=5.0)
+
+
+def tau_at(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 0.1) -> float:
+    """GDAS's temperature of ``epoch`` (0-based) of ``epochs``."""
+    if epochs <= 1:
+        return float(tau_max)
+    return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)
+
+
+class GDAS(OneShotMethod):
+    name = "gdas"
+    weight_defaults = GDAS_WEIGHTS
+
+    def __init__(self, tau_max: float = 10.0, tau_min: float = 0.1, arch_lr: float = 3e-4,
+                 arch_weight_decay: float = 1e-3, seed: int = 0) -> None:
+        self.tau_max, self.tau_min = float(tau_max), float(tau_min)
+        self.arch_lr, self.arch_weight_decay, self.seed = arch_lr, arch_weight_decay, seed
+        self.tau: Optional[float] = None
+        self.generator: Optional[torch.Generator] = None
+
+    def settings(self) -> Dict[str, Any]:
+        return {"tau_max": self.tau_max, "tau_min": self.tau_min, "arch_lr": self.arch_lr,
+                "arch_weight_decay": self.arch_weight_decay}
+
+    def bind(self, net: nn.Module, w_optimizer: torch.optim.Optimizer,
+             config: OneShotConfig) -> None:
+        super().bind(net, w_optimizer, config)
+        self.a_optimizer = torch.optim.Adam(net.arch_parameters(), lr=self.arch_lr,
+                                            betas=(0.5, 0.999),
+                                            weight_decay=self.arch_weight_decay)
+        device = next(net.parameters()).device
+        self.generator = torch.Generator(device=device).manual_seed(self.seed + 4)
+
+    def epoch_start(self, epoch: int) -> Dict[str, Any]:
+        self.tau = tau_at(epoch, self.config.epochs, self.tau_max, self.tau_min)
+        return {"tau": self.tau}
+
+    def step(self, net: nn.Module, train_batch, val_batch, epoch: int, step: int
+             ) -> Dict[str, Any]:
+        (xw, yw), (xa, ya) = train_batch, val_batch
+        # 1. weights
+        self.w_optimizer.zero_grad()
+        logits = net(xw, mode="gumbel", tau=self.tau, generator=self.generator)
+        loss = F.cross_entropy(logits, yw)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(net.parameters(), self.config.grad_clip)
+        self.w_optimizer.step()
+        # 2. architecture
+        self.a_optimizer.zero_grad()
+        logits_a = net(xa, mode="gumbel", tau=self.tau, generator=self.generator)
+        loss_a = F.cross_entropy(logits_a, ya)
+        loss_a.backward()
+        self.a_optimizer.step()
+        with torch.no_grad():
+            return {"train_loss": loss.detach(),
+                    "train_acc": (logits.argmax(1) == yw).float().mean(),
+                    "val_loss": loss_a.detach(),
+                    "val_acc": (logits_a.argmax(1) == ya).float().mean()}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"a_optimizer": self.a_optimizer.state_dict(),
+                "generator": self.generator.get_state().cpu(),
+                "alpha_grads": [None if p.grad is None else p.grad.detach().cpu()
+                                for p in self.net.arch_parameters()],
+                "tau": self.tau}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.a_optimizer.load_state_dict(state["a_optimizer"])
+        self.generator.set_state(state["generator"].to(self.generator.get_state().device))
+        for p, g in zip(self.net.arch_parameters(), state["alpha_grads"]):
+            p.grad = None if g is None else g.to(p.device).clone()
+        self.tau = state["tau"]

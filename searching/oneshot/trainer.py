@@ -1,0 +1,529 @@
+"""The one weight-sharing trainer (SPEC §16, §18): DARTS, GDAS, ENAS and NAO-WS run on it.
+
+:class:`OneShotSearch` owns everything a weight-sharing search shares, and a *method* object
+owns the per-step maths:
+
+- data: the training split of CIFAR-10/100 (or a user's ``imagefolder``: ``train/<class>/*``,
+  any size, grey or colour, resized to 32x32), ``--train_size`` images of it drawn
+  class-balanced and seeded, halved class-balanced into a *weights* half and an
+  *architecture* half (DARTS's and GDAS's 25k/25k split of CIFAR-10's train set), normalised
+  by the drawn images' statistics and kept resident on the device; crop (pad 4) and flip on
+  the device, as the official search loaders do for both halves;
+- a persistent validation iterator over the architecture half (its permutation and position
+  are checkpointed), one architecture batch per weights batch;
+- the weights optimizer: SGD over ``net.weight_parameters()``, its lr set per epoch by the
+  cosine schedule from ``lr`` to ``lr_min`` over the epochs (``CosineAnnealingLR`` with
+  ``T_max = epochs``, as DARTS and AutoDL step it);
+- epoch checkpoints written atomically (supernet, optimizers, method state, every generator
+  and the global RNGs, the validation iterator, the history), so ``--resume`` after kill -9
+  ends exactly as the uninterrupted run on CPU;
+- the outputs of SPEC §16 (see :meth:`OneShotSearch.write_outputs`).
+
+A method implements :class:`OneShotMethod`: ``bind`` (receive the supernet, the weights
+optimizer and the trainer's settings), ``epoch_start(epoch) -> dict`` (per-epoch figures such
+as GDAS's tau, recorded in the history), ``step(net, train_batch, val_batch, epoch, step) ->
+dict`` (per-batch figures: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` as floats
+or 0-dim tensors), ``state_dict()`` / ``load_state_dict()``.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from api.atomic_io import atomic_torch_save, atomic_write_bytes, atomic_write_json, \
+    atomic_write_text, write_jsonl
+from api.augment import random_crop, random_flip
+from api.checkpoint import capture_rng, restore_rng
+from api.datasets import (CIFAR_FOLDERS, DeviceBatches, _list_images, _read_image,
+                          balanced_indices, load_cifar)
+from api.errors import UserError
+from api.spaces import get_space
+from api.spaces.arch_io import Arch, save_arch
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.jsonl"
+CHECKPOINT_VERSION = 1
+#: Fault injection for the resume tests, inert unless set (the same variable as
+#: searching/search.py): "<point>:<n>" ends the process with os._exit(137), as kill -9 would,
+#: the n-th time the search passes <point>: "epoch" (a checkpoint written) or "step" (a step
+#: done, mid-epoch: the epoch's work since the last checkpoint is lost and redone).
+DIE_AT_ENV = "AUTOSHRINK_TEST_DIE_AT"
+#: Benchmark columns looked up with --benchmark_file (../shared/data/README.md).
+BENCHMARK_COLUMNS = {"cifar10": "nats_cifar10_test_200ep",
+                     "cifar100": "nb201_cifar100_test_200ep",
+                     "imagenet16": "nb201_imagenet16_test_200ep"}
+
+
+# ---------------------------------------------------------------------------- method API
+class OneShotMethod:
+    """A weight-sharing method over the trainer (see the module doc)."""
+
+    name = "method"
+    #: The weights optimizer's defaults of this method's paper (the CLI's defaults).
+    weight_defaults: Dict[str, Any] = {}
+
+    def bind(self, net: nn.Module, w_optimizer: torch.optim.Optimizer,
+             config: "OneShotConfig") -> None:
+        self.net, self.w_optimizer, self.config = net, w_optimizer, config
+
+    def settings(self) -> Dict[str, Any]:
+        """What changes results (compared on --resume)."""
+        return {}
+
+    def epoch_start(self, epoch: int) -> Dict[str, Any]:
+        return {}
+
+    def step(self, net: nn.Module, train_batch, val_batch, epoch: int, step: int
+             ) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------- config
+@dataclass
+class OneShotConfig:
+    space: str
+    dataset: str = "cifar10"
+    data: str = "./data"
+    epochs: int = 50
+    batch_size: int = 64
+    seed: int = 0
+    train_size: int = 0            # 0: the whole training split
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    crop_padding: int = 4
+    flip: bool = True
+    supernet: Dict[str, Any] = field(default_factory=dict)  # the space's supernet kwargs
+
+    def settings(self) -> Dict[str, Any]:
+        out = asdict(self)
+        out.pop("data")  # where the data lies does not change results
+        return json.loads(json.dumps(out))
+
+
+# ---------------------------------------------------------------------------- data
+def _load_train_split(dataset: str, root: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    if not Path(root).is_dir():
+        raise UserError(f"--data {root} does not exist: pass the folder holding "
+                        f"{CIFAR_FOLDERS.get(dataset, 'train/<class>/')}")
+    if dataset in CIFAR_FOLDERS:
+        splits = load_cifar(root, dataset, download=True)
+        return splits.train_x, splits.train_y, list(splits.classes)
+    if dataset == "imagefolder":
+        train_dir = Path(root) / "train"
+        if not train_dir.is_dir():
+            raise UserError(f"image folder {root} needs a train/<class>/ subfolder per class")
+        classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+        if len(classes) < 2:
+            raise UserError(f"{train_dir} needs at least two class folders, found "
+                            f"{len(classes)}")
+        items = _list_images(train_dir, classes)
+        if not items:
+            raise UserError(f"no images found under {train_dir}")
+        x = np.stack([_read_image(p, 32) for p, _ in items])
+        y = np.asarray([label for _, label in items], dtype=np.int64)
+        return x, y, classes
+    raise UserError(f"unknown dataset {dataset!r} (choose cifar10, cifar100 or imagefolder)")
+
+
+@dataclass
+class SearchData:
+    """The two halves of the search data, on the device."""
+
+    weights: DeviceBatches
+    arch: DeviceBatches
+    num_classes: int
+    fingerprint: Dict[str, Any]
+
+
+def load_search_data(config: OneShotConfig, device: torch.device) -> SearchData:
+    x, y, classes = _load_train_split(config.dataset, config.data)
+    rng = np.random.default_rng(config.seed)
+    total = len(y) if config.train_size <= 0 else int(config.train_size)
+    if total < 2:
+        raise UserError("--train_size must be at least 2 (one image per half)")
+    if total > len(y):
+        raise UserError(f"--train_size {total} is more than the {len(y)} training images of "
+                        f"{config.data}")
+    chosen = balanced_indices(y, total, rng) if total < len(y) else np.arange(len(y))
+    x, y = x[chosen], y[chosen]
+    half = balanced_indices(y, total // 2, rng)          # weights half
+    rest = np.setdiff1d(np.arange(total), half)          # architecture half
+    xf = x.astype(np.float64) / 255.0
+    mean, std = xf.mean(axis=(0, 2, 3)), xf.std(axis=(0, 2, 3)) + 1e-8
+    fingerprint = {"images": int(total), "weights_half": int(len(half)),
+                   "arch_half": int(len(rest)), "classes": len(classes),
+                   "label_sum": int(y.sum()), "pixel_sum": int(x.astype(np.int64).sum())}
+    return SearchData(DeviceBatches(x[half], y[half], mean, std, device),
+                      DeviceBatches(x[rest], y[rest], mean, std, device),
+                      len(classes), fingerprint)
+
+
+class PersistentIterator:
+    """Endless shuffled batches of one split; a new permutation each pass. Its state (the
+    permutation, the position, the generator) is checkpointed, so a resumed search draws the
+    same architecture batches (DARTS's ``valid_queue`` iterator kept across steps)."""
+
+    def __init__(self, data: DeviceBatches, batch_size: int, seed: int) -> None:
+        self.data, self.batch_size = data, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order: Optional[torch.Tensor] = None
+        self.pos = 0
+
+    def next(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.data)
+        if self.order is None or self.pos >= n:
+            self.order, self.pos = torch.randperm(n, generator=self.generator), 0
+        idx = self.order[self.pos:self.pos + self.batch_size].to(self.data.y.device)
+        self.pos += self.batch_size
+        return self.data.x[idx], self.data.y[idx]
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"order": self.order, "pos": self.pos, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.order, self.pos = state["order"], int(state["pos"])
+        self.generator.set_state(state["generator"])
+
+
+# ---------------------------------------------------------------------------- benchmark
+class Benchmark:
+    """The shared NAS-Bench-201 table: arch string -> the three test accuracies."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+                reader = csv.DictReader(f)
+                missing = [c for c in ["arch", *BENCHMARK_COLUMNS.values()]
+                           if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise UserError(f"--benchmark_file {path} lacks the columns {missing}")
+                self.rows = {r["arch"]: {k: float(r[c]) for k, c in BENCHMARK_COLUMNS.items()}
+                             for r in reader}
+        except FileNotFoundError:
+            raise UserError(f"--benchmark_file {path} not found") from None
+        except (OSError, EOFError, csv.Error, ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"--benchmark_file {path} is not the NAS-Bench-201 table "
+                            f"({type(exc).__name__})") from exc
+
+    def lookup(self, arch: str) -> Optional[Dict[str, float]]:
+        return self.rows.get(arch)
+
+
+# ---------------------------------------------------------------------------- search
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+class OneShotSearch:
+    """A weight-sharing search in ``root`` (see the module doc)."""
+
+    def __init__(self, root: str, config: OneShotConfig, method: OneShotMethod,
+                 device: torch.device, progress: bool = True, plots: bool = True,
+                 benchmark_file: Optional[str] = None, args: Optional[Dict[str, Any]] = None,
+                 ) -> None:
+        self.root, self.config, self.method, self.device = Path(root), config, method, device
+        self.progress, self.plots, self.args = progress, plots, args or {}
+        self.space = get_space(config.space)
+        self.benchmark_file = benchmark_file
+        self._passes: Dict[str, int] = {}
+
+    # ------------------------------------------------------------------ checks
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.root / CHECKPOINT
+
+    def _read_checkpoint(self) -> Dict[str, Any]:
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise UserError(f"--resume: {self.root} holds no search checkpoint ({CHECKPOINT} "
+                            "missing); run without --resume to start a search")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            for key in ("version", "space", "method", "settings", "epoch", "net", "history"):
+                state[key]  # noqa: B018 - a missing key means a damaged file
+        except Exception as exc:
+            raise UserError(f"--resume: {path} is damaged ({type(exc).__name__}); start a new "
+                            "search in another folder") from exc
+        if state["version"] != CHECKPOINT_VERSION:
+            raise UserError(f"--resume: {path} has version {state['version']!r}, expected "
+                            f"{CHECKPOINT_VERSION}")
+        if state["space"] != self.config.space:
+            raise UserError(f"--resume: {self.root} holds a search of the {state['space']} "
+                            f"space, not {self.config.space}")
+        if state["method"] != self.method.name:
+            raise UserError(f"--resume: {self.root} holds a {state['method']} search, not "
+                            f"{self.method.name}")
+        return state
+
+    def _settings(self, data: SearchData) -> Dict[str, Any]:
+        return json.loads(json.dumps({**self.config.settings(),
+                                      "method": self.method.name,
+                                      "method_settings": self.method.settings(),
+                                      "data": data.fingerprint}))
+
+    # ------------------------------------------------------------------ run
+    def run(self, resume: bool = False, force: bool = False) -> Arch:
+        cfg = self.config
+        state = None
+        if resume:
+            state = self._read_checkpoint()  # before the data is loaded: fail fast
+        elif self.checkpoint_path.exists():
+            raise UserError(f"{self.root} already holds a search: pass --resume to continue "
+                            "it, or choose another output folder")
+        benchmark = Benchmark(self.benchmark_file) if self.benchmark_file else None
+        if benchmark is not None and cfg.space != "nas-bench-201":
+            raise UserError("--benchmark_file looks up NAS-Bench-201 cells: use it with "
+                            "--space nas-bench-201")
+        data = load_search_data(cfg, self.device)
+        settings = self._settings(data)
+        if state is not None and not force:
+            saved = state["settings"]
+            for key in sorted(set(saved) | set(settings)):
+                if saved.get(key) != settings.get(key):
+                    raise UserError(f"--resume: {key} is {settings.get(key)!r} but the search "
+                                    f"in {self.root} used {saved.get(key)!r}; pass the same "
+                                    "flags (or --force to continue anyway)")
+
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        net = self.space.supernet(cfg.dataset if cfg.dataset != "imagefolder" else "cifar10",
+                                  num_classes=data.num_classes, **cfg.supernet).to(self.device)
+        w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        self.method.bind(net, w_opt, cfg)
+        val_iter = PersistentIterator(data.arch, cfg.batch_size, cfg.seed + 1)
+        order_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 3)
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        history: List[Dict[str, Any]] = []
+        start_epoch, seconds = 0, 0.0
+        if state is not None:
+            net.load_state_dict(state["net"])
+            w_opt.load_state_dict(state["w_optimizer"])
+            self.method.load_state_dict(state["method_state"])
+            val_iter.load_state_dict(state["val_iterator"])
+            order_gen.set_state(state["order_generator"])
+            aug_gen.set_state(state["aug_generator"].to(aug_gen.get_state().device))
+            restore_rng(state["rng"])
+            history, start_epoch, seconds = list(state["history"]), int(state["epoch"]), \
+                float(state["seconds"])
+            self.write_outputs(net, history, seconds, benchmark, final=False)
+        else:
+            atomic_write_json(self.root / "args.json", self.args)
+            atomic_write_text(self.root / "search.log", "")
+
+        from tqdm.auto import tqdm
+
+        steps = math.ceil(len(data.weights) / cfg.batch_size)
+        bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{self.method.name} epochs",
+                   unit="epoch", disable=not self.progress, dynamic_ncols=True)
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+            for group in w_opt.param_groups:
+                group["lr"] = lr
+            extra = self.method.epoch_start(epoch)
+            net.train()
+            sums: Dict[str, torch.Tensor] = {}
+            counts: Dict[str, int] = {}
+            order = torch.randperm(len(data.weights), generator=order_gen)
+            inner = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                         leave=False, disable=not self.progress, dynamic_ncols=True)
+            for step in range(steps):
+                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(self.device)
+                xw, yw = self._augment(data.weights.x[idx], aug_gen), data.weights.y[idx]
+                xa, ya = val_iter.next()
+                xa = self._augment(xa, aug_gen)
+                figures = self.method.step(net, (xw, yw), (xa, ya), epoch, step)
+                for key, value in figures.items():
+                    n = len(yw) if key.startswith("train") else len(ya)
+                    value = torch.as_tensor(value, dtype=torch.float64).detach().cpu() * n
+                    sums[key] = sums.get(key, 0) + value
+                    counts[key] = counts.get(key, 0) + n
+                inner.update(1)
+                self._fault_point("step")
+            inner.close()
+            seconds += time.perf_counter() - t0
+            arch = Arch(cfg.space, net.derive())
+            record: Dict[str, Any] = {"epoch": epoch + 1, "arch": arch.text, "lr": lr,
+                                      **{k: float(sums[k] / counts[k]) for k in sorted(sums)},
+                                      **extra,
+                                      "edge_weights": {k: v.cpu().tolist() for k, v in
+                                                       net.edge_weights().items()},
+                                      "seconds": time.perf_counter() - t0}
+            if benchmark is not None:
+                record["benchmark"] = benchmark.lookup(arch.text)
+            history.append(record)
+            atomic_torch_save(self.checkpoint_path, {
+                "version": CHECKPOINT_VERSION, "space": cfg.space, "method": self.method.name,
+                "settings": settings, "epoch": epoch + 1, "net": net.state_dict(),
+                "w_optimizer": w_opt.state_dict(), "method_state": self.method.state_dict(),
+                "val_iterator": val_iter.state_dict(), "order_generator": order_gen.get_state(),
+                "aug_generator": aug_gen.get_state().cpu(), "rng": capture_rng(),
+                "history": history, "seconds": seconds})
+            self.write_outputs(net, history, seconds, benchmark, final=epoch + 1 == cfg.epochs)
+            bar.write(self._log_line(record))
+            bar.update(1)
+            self._fault_point("epoch")
+        bar.close()
+        if start_epoch >= cfg.epochs:  # resumed a finished search: outputs are complete
+            self.write_outputs(net, history, seconds, benchmark, final=True)
+        return Arch(cfg.space, self.space.parse(history[-1]["arch"]))
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.config.crop_padding > 0:
+            x = random_crop(x, self.config.crop_padding, generator)
+        if self.config.flip:
+            x = random_flip(x, generator)
+        return x
+
+    def _fault_point(self, name: str) -> None:
+        point, _, n = os.environ.get(DIE_AT_ENV, "").partition(":")
+        if point == name:
+            self._passes[name] = self._passes.get(name, 0) + 1
+            if self._passes[name] == int(n):
+                os._exit(137)
+
+    # ------------------------------------------------------------------ outputs
+    def _log_line(self, r: Dict[str, Any]) -> str:
+        parts = [f"epoch {r['epoch']:03d}/{self.config.epochs}"]
+        if "tau" in r:
+            parts.append(f"tau={r['tau']:.3f}")
+        parts.append(f"lr={r['lr']:.5f}")
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            if key in r:
+                parts.append(f"{key}={r[key]:.4f}")
+        if r.get("benchmark"):
+            parts.append("bench(c10/c100/in16)=" + "/".join(
+                f"{r['benchmark'][k]:.2f}" for k in BENCHMARK_COLUMNS))
+        parts.append(f"arch={r['arch']}")
+        return " ".join(parts)
+
+    def write_outputs(self, net, history: List[Dict[str, Any]], seconds: float,
+                      benchmark: Optional[Benchmark], final: bool) -> None:
+        """Everything in ``root`` from the history (so a resume rewrites the same files):
+        ``history.jsonl``, ``search.log``, ``arch-best`` (+ ``.json``/``.txt``: the last
+        epoch's derived architecture, the papers' rule), ``summary.json``, plots."""
+        cfg = self.config
+        write_jsonl(self.root / HISTORY, history)
+        atomic_write_text(self.root / "search.log",
+                          "".join(self._log_line(r) + "\n" for r in history))
+        if not history:
+            return
+        arch = Arch(cfg.space, self.space.parse(history[-1]["arch"]))
+        save_arch(arch, str(self.root / "arch-best"))
+        summary: Dict[str, Any] = {
+            "method": self.method.name, "space": cfg.space, "seed": cfg.seed,
+            "dataset": cfg.dataset, "arch": arch.text, "epochs": cfg.epochs,
+            "epochs_done": len(history), "finished": final,
+            "search_seconds": round(seconds, 3), "device": device_name(self.device),
+            "final_train_acc": history[-1].get("train_acc"),
+            "final_val_acc": history[-1].get("val_acc")}
+        if benchmark is not None:
+            summary["benchmark_file"] = str(benchmark.path)
+            summary["benchmark"] = benchmark.lookup(arch.text)
+            summary["benchmark_per_epoch"] = [r.get("benchmark") for r in history]
+        atomic_write_json(self.root / "summary.json", summary)
+        if self.plots:
+            write_plots(self.root, history, self.space)
+
+
+# ---------------------------------------------------------------------------- plots
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
+    """curves.png (losses, accuracies, tau), one ``alpha-heatmap-<cell>.png`` (softmax over
+    ops per edge at the last epoch) and ``alpha-trajectory-<cell>.png`` (each op's weight per
+    edge over the epochs) per cell type."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    panels = [("loss", ("train_loss", "val_loss")), ("accuracy", ("train_acc", "val_acc"))]
+    if "tau" in history[-1]:
+        panels.append(("tau", ("tau",)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
+    for ax, (title, keys) in zip(np.atleast_1d(axes), panels):
+        for key in keys:
+            ys = [r.get(key) for r in history]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, ys, marker="o", ms=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write_bytes(root / "curves.png", _png(fig))
+
+    ops = list(getattr(space, "ops", ()))
+    for cell, weights in history[-1]["edge_weights"].items():
+        w = np.asarray(weights)
+        labels = ops if len(ops) == w.shape[1] else [str(j) for j in range(w.shape[1])]
+        fig, ax = plt.subplots(figsize=(1.0 + 0.9 * w.shape[1], 1.0 + 0.4 * w.shape[0]))
+        im = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0.0)
+        ax.set_xticks(range(w.shape[1]))
+        ax.set_xticklabels(labels, rotation=40, ha="right", fontsize=7)
+        ax.set_yticks(range(w.shape[0]))
+        ax.set_yticklabels([f"edge {e}" for e in range(w.shape[0])], fontsize=7)
+        for e in range(w.shape[0]):
+            for j in range(w.shape[1]):
+                ax.text(j, e, f"{w[e, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if w[e, j] < w.max() * 0.6 else "black")
+        ax.set_title(f"softmax(alpha) {cell}, epoch {history[-1]['epoch']}", fontsize=8)
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        atomic_write_bytes(root / f"alpha-heatmap-{cell}.png", _png(fig))
+
+        traj = np.asarray([r["edge_weights"][cell] for r in history])  # (epochs, edges, ops)
+        n_edges = traj.shape[1]
+        cols = min(4, n_edges)
+        rows = math.ceil(n_edges / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.2 * rows), squeeze=False)
+        for e in range(rows * cols):
+            ax = axes[e // cols][e % cols]
+            if e >= n_edges:
+                ax.axis("off")
+                continue
+            for j in range(traj.shape[2]):
+                ax.plot(epochs, traj[:, e, j], label=labels[j], lw=1.2)
+            ax.set_title(f"edge {e}", fontsize=8)
+            ax.tick_params(labelsize=6)
+        axes[0][0].legend(fontsize=6)
+        fig.tight_layout()
+        atomic_write_bytes(root / f"alpha-trajectory-{cell}.png", _png(fig))
