@@ -43,6 +43,14 @@ Decisions (where this differs from the official code, the maths does not):
   dropout masks. Without randomness (the CNN supernets in softmax mode) this changes nothing.
 - A missing momentum buffer counts as zero per parameter (DARTS: all zero if any is missing;
   the same whenever every weight had a gradient in the last weight step).
+- The virtual step is DARTS's heavy-ball formula whatever the optimizer's ``nesterov`` and
+  ``dampening``, as both official codes do (AutoDL's NAS-Bench-201 DARTS-V2 searches with
+  Nesterov SGD and unrolls with this same formula). For DARTS's optimizer (momentum 0.9,
+  no Nesterov, no dampening) it is exactly the optimizer's next step.
+
+Paper vs code: the paper's Eq. 6-8 write the virtual step as a plain gradient step
+w − ξ ∇w L_train; the code (followed here) adds the momentum and weight-decay terms. The first
+code release also perturbed w' instead of w and clipped dα to norm 10; a00cad0 dropped both.
 """
 from __future__ import annotations
 
@@ -91,15 +99,24 @@ class Architect:
     """DARTS's architecture step for ``model`` (a supernet: ``arch_parameters()``,
     ``weight_parameters()``), with ``loss_fn(model, batch)`` the loss on one batch.
 
-    The alpha optimizer is Adam with DARTS's defaults unless other values are passed.
+    The alpha optimizer is Adam with DARTS's defaults unless other values are passed (the
+    RNN search passes its own: lr 3e-3, betas (0.9, 0.999), weight decay 1e-3).
+
+    ``grad_clip`` (None for the CNNs) is the official RNN architect's V2: the training
+    gradient of the virtual step is clipped to this total norm (factor c ≤ 1), so is the vector
+    v = ∇w' L_val before the finite difference, and the implicit term is scaled by ξ·c. (The
+    official RNN code scales by ξ·max_norm/‖g‖ even when that exceeds 1 and no clipping took
+    place; here c = min(1, max_norm/(‖g‖ + 1e-6)), the factor the virtual step applied.)
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, lr: float = ARCH_LR,
                  betas: Tuple[float, float] = ARCH_BETAS,
-                 weight_decay: float = ARCH_WEIGHT_DECAY, r: float = FD_R) -> None:
+                 weight_decay: float = ARCH_WEIGHT_DECAY, r: float = FD_R,
+                 grad_clip: Optional[float] = None) -> None:
         self.model = model
         self.loss_fn = loss_fn
         self.r = float(r)
+        self.grad_clip = None if grad_clip is None else float(grad_clip)
         self.arch_params: List[nn.Parameter] = list(model.arch_parameters())
         if not self.arch_params:
             raise ValueError("the model has no architecture parameters")
@@ -146,13 +163,27 @@ class Architect:
             out.append((None if buf is None else momentum * buf, wd))
         return out
 
+    def _clip_factor(self, grads: Sequence[torch.Tensor]):
+        """min(1, grad_clip / (‖grads‖ + 1e-6)) as a 0-dim tensor (1.0 without clipping)."""
+        if self.grad_clip is None:
+            return 1.0
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        return torch.clamp(self.grad_clip / (norm + 1e-6), max=1.0)
+
     def virtual_step(self, train_batch: Any, lr: float,
                      w_optimizer: Optional[torch.optim.Optimizer]) -> List[torch.Tensor]:
         """w' = w − ξ (μ·b + ∇w L_train(w, α) + λ·w), ξ = ``lr``, per weight (new tensors;
-        the model is not changed)."""
+        the model is not changed). With ``grad_clip`` the gradient is clipped first."""
+        return self._virtual_step(train_batch, lr, w_optimizer)[0]
+
+    def _virtual_step(self, train_batch: Any, lr: float,
+                      w_optimizer: Optional[torch.optim.Optimizer]):
         weights = self._weights()
         loss, _ = self._loss(train_batch)
         grads = _grads(loss, weights)
+        clip = self._clip_factor(grads)
+        if self.grad_clip is not None:
+            grads = [g * clip for g in grads]
         out = []
         with torch.no_grad():
             for p, g, (mbuf, wd) in zip(weights, grads, self._sgd_terms(weights, w_optimizer)):
@@ -162,14 +193,14 @@ class Architect:
                 if mbuf is not None:
                     d.add_(mbuf)
                 out.append(p.detach() - lr * d)
-        return out
+        return out, clip
 
     def _unrolled_grads(self, train_batch: Any, val_batch: Any, lr: float,
                         w_optimizer: Optional[torch.optim.Optimizer],
                         weights: List[nn.Parameter], saved: List[torch.Tensor]):
         """dα of V2 and the validation loss at w'. Leaves w' ± perturbations in the
         weights; the caller restores ``saved``."""
-        w_virtual = self.virtual_step(train_batch, lr, w_optimizer)
+        w_virtual, clip = self._virtual_step(train_batch, lr, w_optimizer)
         with torch.no_grad():
             for p, wv in zip(weights, w_virtual):
                 p.copy_(wv)
@@ -178,9 +209,13 @@ class Architect:
         dalpha = grads[:len(self.arch_params)]
         vector = grads[len(self.arch_params):]
         del w_virtual, grads
+        if self.grad_clip is not None:
+            vclip = self._clip_factor(vector)
+            vector = [v * vclip for v in vector]
 
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vector]))
-        eps = self.r / norm  # a 0-dim tensor: no device sync
+        # a 0-dim tensor (no device sync); v = 0 gives a zero implicit term, not NaN
+        eps = self.r / norm.clamp_min(1e-30)
         rng = _RngState(self._devices(weights))
         with torch.no_grad():
             for p, w, v in zip(weights, saved, vector):
@@ -194,7 +229,7 @@ class Architect:
         loss_n, _ = self._loss(train_batch)
         g_minus = _grads(loss_n, self.arch_params)
         with torch.no_grad():
-            scale = lr / (2 * eps)
+            scale = lr * clip / (2 * eps)
             dalpha = [(da - scale * (gp - gn)).detach()
                       for da, gp, gn in zip(dalpha, g_plus, g_minus)]
         return dalpha, val_loss.detach()
