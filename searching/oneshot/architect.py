@@ -10,8 +10,8 @@ One step, on a training batch and a validation batch, ξ = the weights' current 
 
 - V1 (``unrolled=False``): dα = ∇α L_val(w, α).
 - V2 (``unrolled=True``):
-  - the virtual step is the one DARTS's ``_compute_unrolled_model`` takes, i.e. the weight
-    optimizer's own next SGD step: w' = w − ξ (μ·b + ∇w L_train(w, α) + λ·w), with b the
+  - the virtual step is the one DARTS's ``_compute_unrolled_model`` takes (for DARTS's
+    optimizer exactly that optimizer's own next SGD step): w' = w − ξ (μ·b + ∇w L_train(w, α) + λ·w), with b the
     weight optimizer's momentum buffer (zero where it has none yet), μ its momentum and λ its
     weight decay (read per parameter from the weight optimizer's param groups; DARTS takes the
     same numbers from its args);
@@ -50,7 +50,8 @@ Decisions (where this differs from the official code, the maths does not):
 
 Paper vs code: the paper's Eq. 6-8 write the virtual step as a plain gradient step
 w − ξ ∇w L_train; the code (followed here) adds the momentum and weight-decay terms. The first
-code release also perturbed w' instead of w and clipped dα to norm 10; a00cad0 dropped both.
+code release also perturbed w' instead of w (darts#21), added λ·w' to v and clipped dα to
+norm 10; a00cad0 dropped all three, and this follows a00cad0 (as does AutoDL's NB201 DARTS-V2).
 """
 from __future__ import annotations
 
