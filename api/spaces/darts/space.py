@@ -67,3 +67,23 @@ class DartsSpace(SearchSpace):
         cls = NetworkImageNet if dataset == "imagenet" else NetworkCIFAR
         return cls(C, classes, layers, bool(auxiliary), genotype,
                    drop_path_prob=float(drop_path_prob))
+
+    def supernet(self, dataset: str = "cifar10", C: int = 16, layers: int = 8, steps: int = 4,
+                 multiplier: int = 4, stem_multiplier: int = 3, frc: bool = False,
+                 lastact: bool = False, num_classes: Optional[int] = None, **kwargs: Any):
+        """DARTS's search network (:class:`~api.spaces.darts.supernet.DartsSupernet`; DARTS's
+        defaults: C=16, 8 cells, 4 nodes); ``frc`` = GDAS-FRC, ``lastact`` = GDAS's BN-ReLU
+        head (GDAS's NASNet-space search: ``layers=6``). ``num_classes`` overrides the
+        dataset's (e.g. a user's ImageFolder); the stem is DARTS's CIFAR one (3 channels)."""
+        from api.spaces.darts.supernet import DartsSupernet
+
+        if kwargs:
+            raise UserError(f"the darts supernet takes C, layers, steps, multiplier, "
+                            f"stem_multiplier, frc, lastact and num_classes, not "
+                            f"{', '.join(sorted(kwargs))}")
+        classes = int(num_classes) if num_classes is not None else dataset_info(dataset)[1]
+        try:
+            return DartsSupernet(int(C), classes, int(layers), int(steps), int(multiplier),
+                                 int(stem_multiplier), frc=bool(frc), lastact=bool(lastact))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
