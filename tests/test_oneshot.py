@@ -214,3 +214,23 @@ def test_cli_smoke_subprocess(cifar_root, tmp_path):
     assert f"searched architecture: {text}" in proc.stdout
     bad = run_script("searching/gdas/search.py", *args, "--unrolled")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("frc", [False, True])
+def test_gdas_darts_space(frc, cifar_root, tmp_path, capsys, one_thread):
+    pytest.importorskip("api.spaces.darts.supernet", reason="the DARTS supernet is not here")
+    from api.spaces.arch_io import load_arch
+
+    save = tmp_path / "run"
+    args = tiny(cifar_root, save, "--no_plots", *(["--frc"] if frc else []))
+    args[args.index("--space") + 1] = "darts"
+    args[args.index("--layers") + 1] = 3
+    args[args.index("--epochs") + 1] = 1
+    code, _, err = run_cli_inprocess(gdas_cli.main, args, capsys)
+    assert code == 0, err
+    arch = load_arch(str(save / "arch-best"))
+    assert arch.space == "darts"
+    assert (save / "arch-best.txt").read_text().startswith("Genotype(")
+    cells = history(save)[0]["edge_weights"]
+    assert sorted(cells) == (["normal"] if frc else ["normal", "reduce"])
+    assert np.asarray(cells["normal"]).shape == (14, 8)

@@ -465,6 +465,14 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _edge_names(space, n: int) -> List[str]:
+    """``node<-input`` per edge where the space lists its edges as (to, from), else numbers."""
+    edges = list(getattr(space, "edges", ()) or ())
+    if len(edges) == n and all(isinstance(e, tuple) and len(e) == 2 for e in edges):
+        return [f"edge {k}: {to}<-{frm}" for k, (to, frm) in enumerate(edges)]
+    return [f"edge {k}" for k in range(n)]
+
+
 def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
     """curves.png (losses, accuracies, tau), one ``alpha-heatmap-<cell>.png`` (softmax over
     ops per edge at the last epoch) and ``alpha-trajectory-<cell>.png`` (each op's weight per
@@ -495,15 +503,16 @@ def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
     for cell, weights in history[-1]["edge_weights"].items():
         w = np.asarray(weights)
         labels = ops if len(ops) == w.shape[1] else [str(j) for j in range(w.shape[1])]
+        edge_names = _edge_names(space, w.shape[0])
         fig, ax = plt.subplots(figsize=(1.0 + 0.9 * w.shape[1], 1.0 + 0.4 * w.shape[0]))
         im = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0.0)
         ax.set_xticks(range(w.shape[1]))
         ax.set_xticklabels(labels, rotation=40, ha="right", fontsize=7)
         ax.set_yticks(range(w.shape[0]))
-        ax.set_yticklabels([f"edge {e}" for e in range(w.shape[0])], fontsize=7)
+        ax.set_yticklabels(edge_names, fontsize=7)
         for e in range(w.shape[0]):
             for j in range(w.shape[1]):
-                ax.text(j, e, f"{w[e, j]:.2f}", ha="center", va="center", fontsize=6,
+                ax.text(j, e, f"{w[e, j]:.3f}", ha="center", va="center", fontsize=6,
                         color="white" if w[e, j] < w.max() * 0.6 else "black")
         ax.set_title(f"softmax(alpha) {cell}, epoch {history[-1]['epoch']}", fontsize=8)
         fig.colorbar(im, ax=ax)
@@ -522,7 +531,7 @@ def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
                 continue
             for j in range(traj.shape[2]):
                 ax.plot(epochs, traj[:, e, j], label=labels[j], lw=1.2)
-            ax.set_title(f"edge {e}", fontsize=8)
+            ax.set_title(edge_names[e], fontsize=8)
             ax.tick_params(labelsize=6)
         axes[0][0].legend(fontsize=6)
         fig.tight_layout()
