@@ -2,6 +2,7 @@
 outputs, the tau schedule, kill + --resume = the uninterrupted run, bad input."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -135,6 +136,28 @@ def test_killed_and_resumed_equals_uninterrupted(cifar_root, tmp_path, capsys, m
     assert code == 0, err
     assert history(cut) == history(whole) and (cut / "arch-best.txt").read_bytes() == \
         before["arch-best.txt"]
+
+
+def test_mid_epoch_checkpoint_resume_equals_uninterrupted(cifar_root, tmp_path, capsys,
+                                                          monkeypatch, one_thread):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    code, _, err = run_cli_inprocess(gdas_cli.main, tiny(cifar_root, whole, "--no_plots"),
+                                     capsys)
+    assert code == 0, err
+    # a checkpoint after every step; 2 steps an epoch: step 3 = epoch 2's first step
+    cut_args = tiny(cifar_root, cut, "--no_plots", "--checkpoint_minutes", 0)
+    files = run_search_until_death(gdas_cli.main, cut_args, "step:3", cut, capsys, monkeypatch)
+    ckpt = torch.load(io.BytesIO(files["checkpoint.pt"]), weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["partial"]["epoch"] == 1 and ckpt["partial"]["step"] == 1
+    code, _, err = run_cli_inprocess(gdas_cli.main, [*cut_args, "--resume"], capsys)
+    assert code == 0, err
+    assert history(cut) == history(whole)
+    assert (cut / "arch-best.txt").read_bytes() == (whole / "arch-best.txt").read_bytes()
+    a = torch.load(cut / "checkpoint.pt", weights_only=True)
+    b = torch.load(whole / "checkpoint.pt", weights_only=True)
+    assert a["partial"] is None
+    for key in a["net"]:
+        assert torch.equal(a["net"][key], b["net"][key]), key
 
 
 def _imagefolder(root: Path) -> Path:

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning_rate_min", type=float, default=0.001)
     p.add_argument("--weight_decay", type=float, default=5e-4)
     p.add_argument("--grad_clip", type=float, default=5.0)
+    p.add_argument("--checkpoint_minutes", type=float, default=10.0,
+                   help="also checkpoint mid-epoch after a step when this many minutes have "
+                        "passed since the last save (0: every step; -1: epochs only)")
     p.add_argument("--unrolled", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -123,7 +126,8 @@ def gdas_search(args: argparse.Namespace):
                   seed=args.seed)
     search = OneShotSearch(args.save, config, method, resolve_device(args.device),
                            progress=not args.quiet, plots=not args.no_plots,
-                           benchmark_file=args.benchmark_file, args=vars(args))
+                           benchmark_file=args.benchmark_file, args=vars(args),
+                           checkpoint_seconds=60.0 * args.checkpoint_minutes)
     arch = search.run(resume=args.resume, force=args.force)
     print(f"searched architecture: {arch.text}")
     return arch

@@ -15,7 +15,9 @@ owns the per-step maths:
   cosine schedule from ``lr`` to ``lr_min`` over the epochs (``CosineAnnealingLR`` with
   ``T_max = epochs``, as DARTS and AutoDL step it);
 - epoch checkpoints written atomically (supernet, optimizers, method state, every generator
-  and the global RNGs, the validation iterator, the history), so ``--resume`` after kill -9
+  and the global RNGs, the validation iterator, the history), and mid-epoch ones every
+  ``checkpoint_seconds`` (the epoch's data order, step and running sums too; 10 minutes by
+  default, as a paper-size epoch takes about an hour on a CPU), so ``--resume`` after kill -9
   ends exactly as the uninterrupted run on CPU;
 - the outputs of SPEC §16 (see :meth:`OneShotSearch.write_outputs`).
 
@@ -246,12 +248,15 @@ class OneShotSearch:
     def __init__(self, root: str, config: OneShotConfig, method: OneShotMethod,
                  device: torch.device, progress: bool = True, plots: bool = True,
                  benchmark_file: Optional[str] = None, args: Optional[Dict[str, Any]] = None,
-                 ) -> None:
+                 checkpoint_seconds: float = 600.0) -> None:
         self.root, self.config, self.method, self.device = Path(root), config, method, device
         self.progress, self.plots, self.args = progress, plots, args or {}
         self.space = get_space(config.space)
         self.benchmark_file = benchmark_file
         self._passes: Dict[str, int] = {}
+        #: Mid-epoch checkpoints: after a step when this long has passed since the last save
+        #: (0: after every step; negative: epoch checkpoints only). They never change results.
+        self.checkpoint_seconds = float(checkpoint_seconds)
 
     # ------------------------------------------------------------------ checks
     @property
@@ -323,7 +328,7 @@ class OneShotSearch:
 
         self.root.mkdir(parents=True, exist_ok=True)
         history: List[Dict[str, Any]] = []
-        start_epoch, seconds = 0, 0.0
+        start_epoch, seconds, partial = 0, 0.0, None
         if state is not None:
             net.load_state_dict(state["net"])
             w_opt.load_state_dict(state["w_optimizer"])
@@ -334,29 +339,46 @@ class OneShotSearch:
             restore_rng(state["rng"])
             history, start_epoch, seconds = list(state["history"]), int(state["epoch"]), \
                 float(state["seconds"])
+            partial = state.get("partial")
             self.write_outputs(net, history, seconds, benchmark, final=False)
         else:
             atomic_write_json(self.root / "args.json", self.args)
             atomic_write_text(self.root / "search.log", "")
+
+        def save(epochs_done: int, partial_state: Optional[Dict[str, Any]]) -> None:
+            atomic_torch_save(self.checkpoint_path, {
+                "version": CHECKPOINT_VERSION, "space": cfg.space, "method": self.method.name,
+                "settings": settings, "epoch": epochs_done, "partial": partial_state,
+                "net": net.state_dict(), "w_optimizer": w_opt.state_dict(),
+                "method_state": self.method.state_dict(), "val_iterator": val_iter.state_dict(),
+                "order_generator": order_gen.get_state(),
+                "aug_generator": aug_gen.get_state().cpu(), "rng": capture_rng(),
+                "history": history, "seconds": seconds})
 
         from tqdm.auto import tqdm
 
         steps = math.ceil(len(data.weights) / cfg.batch_size)
         bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{self.method.name} epochs",
                    unit="epoch", disable=not self.progress, dynamic_ncols=True)
+        last_save = time.perf_counter()
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
             for group in w_opt.param_groups:
                 group["lr"] = lr
-            extra = self.method.epoch_start(epoch)
+            if partial is not None:  # resumed mid-epoch: the epoch's own state, saved
+                extra, order, first = dict(partial["extra"]), partial["order"], partial["step"]
+                sums, counts = dict(partial["sums"]), dict(partial["counts"])
+                before, partial = float(partial["seconds"]), None
+            else:
+                extra = self.method.epoch_start(epoch)
+                order = torch.randperm(len(data.weights), generator=order_gen)
+                first, sums, counts, before = 0, {}, {}, 0.0
             net.train()
-            sums: Dict[str, torch.Tensor] = {}
-            counts: Dict[str, int] = {}
-            order = torch.randperm(len(data.weights), generator=order_gen)
-            inner = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                         leave=False, disable=not self.progress, dynamic_ncols=True)
-            for step in range(steps):
+            inner = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                         unit="step", leave=False, disable=not self.progress,
+                         dynamic_ncols=True)
+            for step in range(first, steps):
                 idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(self.device)
                 xw, yw = self._augment(data.weights.x[idx], aug_gen), data.weights.y[idx]
                 xa, ya = val_iter.next()
@@ -368,26 +390,30 @@ class OneShotSearch:
                     sums[key] = sums.get(key, 0) + value
                     counts[key] = counts.get(key, 0) + n
                 inner.update(1)
+                if (self.checkpoint_seconds >= 0 and step + 1 < steps
+                        and time.perf_counter() - last_save >= self.checkpoint_seconds):
+                    now = time.perf_counter()
+                    save(epoch, {"epoch": epoch, "step": step + 1, "order": order,
+                                 "sums": sums, "counts": counts, "extra": extra,
+                                 "seconds": before + now - t0})
+                    last_save = time.perf_counter()
+                    t0 += last_save - now  # the save is not search time
                 self._fault_point("step")
             inner.close()
-            seconds += time.perf_counter() - t0
+            elapsed = before + time.perf_counter() - t0
             arch = Arch(cfg.space, net.derive())
             record: Dict[str, Any] = {"epoch": epoch + 1, "arch": arch.text, "lr": lr,
                                       **{k: float(sums[k] / counts[k]) for k in sorted(sums)},
                                       **extra,
                                       "edge_weights": {k: v.cpu().tolist() for k, v in
                                                        net.edge_weights().items()},
-                                      "seconds": time.perf_counter() - t0}
+                                      "seconds": elapsed}
+            seconds += elapsed
             if benchmark is not None:
                 record["benchmark"] = benchmark.lookup(arch.text)
             history.append(record)
-            atomic_torch_save(self.checkpoint_path, {
-                "version": CHECKPOINT_VERSION, "space": cfg.space, "method": self.method.name,
-                "settings": settings, "epoch": epoch + 1, "net": net.state_dict(),
-                "w_optimizer": w_opt.state_dict(), "method_state": self.method.state_dict(),
-                "val_iterator": val_iter.state_dict(), "order_generator": order_gen.get_state(),
-                "aug_generator": aug_gen.get_state().cpu(), "rng": capture_rng(),
-                "history": history, "seconds": seconds})
+            save(epoch + 1, None)
+            last_save = time.perf_counter()
             self.write_outputs(net, history, seconds, benchmark, final=epoch + 1 == cfg.epochs)
             bar.write(self._log_line(record))
             bar.update(1)
