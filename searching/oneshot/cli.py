@@ -1,0 +1,127 @@
+"""The command-line part every weight-sharing search shares (DARTS, GDAS; ENAS and NAO-WS
+next): the common flags, per-space defaults, seed handling and the one call into
+:class:`~searching.oneshot.trainer.OneShotSearch`.
+
+A method's CLI adds its own flags to :func:`add_search_flags`'s parser, fills its per-space
+defaults with :func:`resolve_search_args`, builds its method object and calls
+:func:`run_search`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+from typing import Any, Dict, Mapping
+
+from api.errors import UserError
+
+
+def add_search_flags(p: argparse.ArgumentParser, save_default: str,
+                     defaults_help: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The flags every one-shot search takes (DARTS's names where it has them). Flags whose
+    default depends on the space default to None; ``defaults_help`` says, per flag name,
+    what the per-space default is."""
+    def h(name: str, text: str = "") -> str:
+        extra = defaults_help.get(name, "")
+        return f"{text} ({extra})" if text and extra else (text or extra or None)
+
+    p.add_argument("--space", required=True, help="nas-bench-201 or darts (the DARTS/NASNet "
+                   "CNN space)")
+    p.add_argument("--dataset", default="cifar10",
+                   help="cifar10, cifar100 or imagefolder (DIR/train/<class>/*)")
+    p.add_argument("--data", default="./data", help="folder holding the dataset")
+    p.add_argument("--save", default=save_default, help="output folder")
+    p.add_argument("--epochs", type=int, default=None, help=h("epochs"))
+    p.add_argument("--batch_size", type=int, default=None, help=h("batch_size"))
+    p.add_argument("--seed", type=int, default=-1, help="-1: a random seed, printed")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue the search in --save")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even if the flags differ from the saved search")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--train_size", type=int, default=0,
+                   help="use N training images in all (class-balanced, seeded; halved into "
+                        "weights / architecture halves); 0: the whole training split")
+    p.add_argument("--benchmark_file", default=None,
+                   help="the NAS-Bench-201 table (nb201.csv.gz): look up each epoch's cell")
+    p.add_argument("--init_channels", type=int, default=None, help=h("init_channels", "C"))
+    p.add_argument("--layers", "--N", dest="layers", type=int, default=None,
+                   help=h("layers", "nas-bench-201: N cells per stage; darts: cells in all"))
+    p.add_argument("--track_running_stats", type=int, choices=(0, 1), default=1,
+                   help="nas-bench-201: the cells' BN keep running statistics (AutoDL's BN1)")
+    p.add_argument("--learning_rate", type=float, default=0.025,
+                   help="weights SGD initial lr (cosine to --learning_rate_min)")
+    p.add_argument("--learning_rate_min", type=float, default=0.001)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight_decay", type=float, default=None, help=h("weight_decay"))
+    p.add_argument("--grad_clip", type=float, default=5.0)
+    p.add_argument("--arch_learning_rate", type=float, default=3e-4,
+                   help="the architecture parameters' Adam lr")
+    p.add_argument("--arch_weight_decay", type=float, default=1e-3)
+    p.add_argument("--checkpoint_minutes", type=float, default=10.0,
+                   help="also checkpoint mid-epoch after a step when this many minutes have "
+                        "passed since the last save (0: every step; -1: epochs only)")
+    return p
+
+
+def saved_seed(save: str) -> int:
+    """The seed of the search in ``save`` (its args.json), -1 if none."""
+    try:
+        with open(os.path.join(save, "args.json"), encoding="utf-8") as f:
+            return int(json.load(f)["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
+def resolve_search_args(args: argparse.Namespace, method: str,
+                        defaults: Mapping[str, Mapping[str, Any]]) -> argparse.Namespace:
+    """Check ``--space`` against ``defaults`` (space -> {flag: default}), fill the flags left
+    at None with the space's defaults, check sizes and pick the seed (the resumed search's
+    own, or a random one, printed)."""
+    if args.space not in defaults:
+        raise UserError(f"unknown space {args.space!r} for {method} (choose "
+                        f"{', '.join(defaults)})")
+    for key, value in defaults[args.space].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.epochs < 1 or args.batch_size < 1:
+        raise UserError("--epochs and --batch_size must be at least 1")
+    if args.seed < 0 and args.resume:
+        args.seed = saved_seed(args.save)
+    if args.seed < 0:
+        args.seed = random.randint(1, 100000)
+        print(f"seed: {args.seed}")
+    return args
+
+
+def supernet_kwargs(args: argparse.Namespace, **darts_extra: Any) -> Dict[str, Any]:
+    """The space's supernet keyword arguments from --init_channels/--layers (BN without
+    affine on NAS-Bench-201, as AutoDL's search models)."""
+    if args.space == "nas-bench-201":
+        return dict(C=args.init_channels, N=args.layers, affine=False,
+                    track_running_stats=bool(args.track_running_stats))
+    return dict(C=args.init_channels, layers=args.layers, **darts_extra)
+
+
+def run_search(args: argparse.Namespace, method, nesterov: bool,
+               supernet: Dict[str, Any]):
+    """Build the trainer's config from the common flags and run ``method``'s search in
+    ``--save``; print and return the searched architecture."""
+    from api.distributed import resolve_device
+    from searching.oneshot.trainer import OneShotConfig, OneShotSearch
+
+    config = OneShotConfig(
+        space=args.space, dataset=args.dataset, data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
+        lr=args.learning_rate, lr_min=args.learning_rate_min, momentum=args.momentum,
+        nesterov=bool(nesterov), weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+        supernet=supernet)
+    search = OneShotSearch(args.save, config, method, resolve_device(args.device),
+                           progress=not args.quiet, plots=not args.no_plots,
+                           benchmark_file=args.benchmark_file, args=vars(args),
+                           checkpoint_seconds=60.0 * args.checkpoint_minutes)
+    arch = search.run(resume=args.resume, force=args.force)
+    print(f"searched architecture: {arch.text}")
+    return arch
