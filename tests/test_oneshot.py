@@ -12,7 +12,7 @@ import torch
 
 from searching.gdas import search as gdas_cli
 from searching.gdas.method import tau_at
-from tests.conftest import (REPO, folder_files, run_cli_inprocess, run_script,
+from tests.conftest import (REPO, folder_files, kill_9_when, run_cli_inprocess, run_script,
                             run_search_until_death)
 
 TABLE = REPO.parent / "shared" / "data" / "nasbench201" / "nb201.csv.gz"
@@ -158,6 +158,24 @@ def test_mid_epoch_checkpoint_resume_equals_uninterrupted(cifar_root, tmp_path, 
     assert a["partial"] is None
     for key in a["net"]:
         assert torch.equal(a["net"][key], b["net"][key]), key
+
+
+def test_real_kill_9_and_resume(cifar_root, tmp_path, capsys, monkeypatch, one_thread):
+    """A real SIGKILL at a timing-dependent point after the first epoch (mid-epoch
+    checkpoints after every step), then --resume: the uninterrupted run's history. The
+    killed process computes with one thread as this one does (float sums depend on it)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    args = [*tiny(cifar_root, whole, "--no_plots"), "--epochs", 4]
+    code, _, err = run_cli_inprocess(gdas_cli.main, args, capsys)
+    assert code == 0, err
+    cut_args = [*tiny(cifar_root, cut, "--no_plots", "--checkpoint_minutes", 0), "--epochs", 4]
+    kill_9_when("searching/gdas/search.py", cut_args, cut / "history.jsonl", 1)
+    assert len(history(cut)) < 4
+    code, _, err = run_cli_inprocess(gdas_cli.main, [*cut_args, "--resume"], capsys)
+    assert code == 0, err
+    assert history(cut) == history(whole)
+    assert (cut / "arch-best.txt").read_bytes() == (whole / "arch-best.txt").read_bytes()
 
 
 def _imagefolder(root: Path) -> Path:
