@@ -1,0 +1,60 @@
+"""DARTS search (Liu et al., ICLR 2019), V1 (first order) or V2 (``--unrolled``), on the
+DARTS CNN space or NAS-Bench-201.
+
+    python searching/darts/train_search.py [--unrolled] --space darts --dataset cifar10 --data DIR --save DIR
+    python searching/darts/train_search.py [--unrolled] --space nas-bench-201 --dataset cifar10 --data DIR --save DIR
+
+Defaults (SPEC §18). darts space, as quark0/darts cnn/train_search.py: C=16, 8 cells, batch
+64, 50 epochs, weights SGD 0.025 cosine to 0.001, momentum 0.9, wd 3e-4, clip 5. NAS-Bench-201
+space, as AutoDL-Projects' DARTS-V1/V2 (scripts-search/algos/DARTS-V*.sh,
+configs/nas-benchmark/algos/DARTS.config): C=16, N=5, batch 64, 50 epochs, weights SGD 0.025
+cosine to 0.001, Nesterov momentum 0.9, wd 5e-4, clip 5, BN without affine. Both: alphas Adam
+3e-4, betas (0.5, 0.999), wd 1e-3; the training split halved into weights / architecture
+halves (25k/25k on CIFAR). Outputs in --save: arch-best (+ .json, .txt), history.jsonl,
+summary.json, search.log, args.json, plots, checkpoint.pt (--resume).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from api.errors import run_cli
+from searching.oneshot.cli import add_search_flags, resolve_search_args, run_search, \
+    supernet_kwargs
+
+#: Per space: the defaults of the flags left at None, and whether SGD is Nesterov.
+DEFAULTS = {
+    "darts": dict(init_channels=16, layers=8, batch_size=64, epochs=50, weight_decay=3e-4),
+    "nas-bench-201": dict(init_channels=16, layers=5, batch_size=64, epochs=50,
+                          weight_decay=5e-4),
+}
+NESTEROV = {"darts": False, "nas-bench-201": True}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train_search.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--unrolled", action="store_true",
+                   help="DARTS-V2: the second-order architecture gradient (default: V1)")
+    add_search_flags(p, "./search-darts", {
+        "epochs": "default 50", "batch_size": "default 64", "init_channels": "default 16",
+        "layers": "default 8 (darts), 5 (nas-bench-201)",
+        "weight_decay": "weights SGD; default 3e-4 (darts), 5e-4 (nas-bench-201)"})
+    return p
+
+
+def darts_search(args: argparse.Namespace):
+    from searching.darts.method import DARTS
+
+    resolve_search_args(args, "DARTS", DEFAULTS)
+    method = DARTS(args.unrolled, args.arch_learning_rate, args.arch_weight_decay)
+    return run_search(args, method, NESTEROV[args.space], supernet_kwargs(args))
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    return darts_search(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])
