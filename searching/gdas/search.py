@@ -61,14 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 6 = GDAS's N=2)")
     p.add_argument("--track_running_stats", type=int, choices=(0, 1), default=1,
                    help="nas-bench-201: the cells' BN keep running statistics (AutoDL's BN1)")
-    p.add_argument("--tau_max", type=float, default=10.0)
-    p.add_argument("--tau_min", type=float, default=0.1)
-    p.add_argument("--arch_learning_rate", type=float, default=3e-4)
-    p.add_argument("--arch_weight_decay", type=float, default=1e-3)
-    p.add_argument("--learning_rate", type=float, default=0.025)
-    p.add_argument("--learning_rate_min", type=float, default=0.001)
-    p.add_argument("--weight_decay", type=float, default=5e-4)
-    p.add_argument("--grad_clip", type=float, default=5.0)
+    p.add_argument("--tau_max", type=float, default=10.0,
+                   help="Gumbel-softmax temperature of the first epoch (linear decay)")
+    p.add_argument("--tau_min", type=float, default=0.1,
+                   help="temperature of the last epoch")
+    p.add_argument("--arch_learning_rate", type=float, default=3e-4,
+                   help="Adam lr of the architecture parameters (betas 0.5, 0.999)")
+    p.add_argument("--arch_weight_decay", type=float, default=1e-3,
+                   help="Adam weight decay of the architecture parameters")
+    p.add_argument("--learning_rate", type=float, default=0.025,
+                   help="weights: SGD lr of the first epoch (Nesterov momentum 0.9)")
+    p.add_argument("--learning_rate_min", type=float, default=0.001,
+                   help="weights: the cosine schedule's floor")
+    p.add_argument("--weight_decay", type=float, default=5e-4, help="weights: SGD weight decay")
+    p.add_argument("--grad_clip", type=float, default=5.0,
+                   help="clip the gradient norm of the weight step (0: no clipping)")
     p.add_argument("--checkpoint_minutes", type=float, default=10.0,
                    help="also checkpoint mid-epoch after a step when this many minutes have "
                         "passed since the last save (0: every step; -1: epochs only)")
