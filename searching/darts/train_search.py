@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_flags(p, "./search-darts", {
         "epochs": "default 50", "batch_size": "default 64", "init_channels": "default 16",
         "layers": "default 8 (darts), 5 (nas-bench-201)",
-        "weight_decay": "weights SGD; default 3e-4 (darts), 5e-4 (nas-bench-201)"})
+        "weight_decay": "default 3e-4 (darts), 5e-4 (nas-bench-201)"})
     return p
 
 

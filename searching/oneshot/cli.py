@@ -24,7 +24,7 @@ def add_search_flags(p: argparse.ArgumentParser, save_default: str,
     what the per-space default is."""
     def h(name: str, text: str = "") -> str:
         extra = defaults_help.get(name, "")
-        return f"{text} ({extra})" if text and extra else (text or extra or None)
+        return f"{text}; {extra}" if text and extra else (text or extra or None)
 
     p.add_argument("--space", required=True, help="nas-bench-201 or darts (the DARTS/NASNet "
                    "CNN space)")
@@ -32,8 +32,9 @@ def add_search_flags(p: argparse.ArgumentParser, save_default: str,
                    help="cifar10, cifar100 or imagefolder (DIR/train/<class>/*)")
     p.add_argument("--data", default="./data", help="folder holding the dataset")
     p.add_argument("--save", default=save_default, help="output folder")
-    p.add_argument("--epochs", type=int, default=None, help=h("epochs"))
-    p.add_argument("--batch_size", type=int, default=None, help=h("batch_size"))
+    p.add_argument("--epochs", type=int, default=None, help=h("epochs", "search epochs"))
+    p.add_argument("--batch_size", type=int, default=None,
+                   help=h("batch_size", "images per batch, in each half"))
     p.add_argument("--seed", type=int, default=-1, help="-1: a random seed, printed")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue the search in --save")
@@ -52,14 +53,18 @@ def add_search_flags(p: argparse.ArgumentParser, save_default: str,
     p.add_argument("--track_running_stats", type=int, choices=(0, 1), default=1,
                    help="nas-bench-201: the cells' BN keep running statistics (AutoDL's BN1)")
     p.add_argument("--learning_rate", type=float, default=0.025,
-                   help="weights SGD initial lr (cosine to --learning_rate_min)")
-    p.add_argument("--learning_rate_min", type=float, default=0.001)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight_decay", type=float, default=None, help=h("weight_decay"))
-    p.add_argument("--grad_clip", type=float, default=5.0)
+                   help="weights: SGD lr of the first epoch (cosine to --learning_rate_min)")
+    p.add_argument("--learning_rate_min", type=float, default=0.001,
+                   help="weights: the cosine schedule's floor")
+    p.add_argument("--momentum", type=float, default=0.9, help="weights: SGD momentum")
+    p.add_argument("--weight_decay", type=float, default=None,
+                   help=h("weight_decay", "weights: SGD weight decay"))
+    p.add_argument("--grad_clip", type=float, default=5.0,
+                   help="clip the gradient norm of the weight step (0: no clipping)")
     p.add_argument("--arch_learning_rate", type=float, default=3e-4,
-                   help="the architecture parameters' Adam lr")
-    p.add_argument("--arch_weight_decay", type=float, default=1e-3)
+                   help="Adam lr of the architecture parameters (betas 0.5, 0.999)")
+    p.add_argument("--arch_weight_decay", type=float, default=1e-3,
+                   help="Adam weight decay of the architecture parameters")
     p.add_argument("--checkpoint_minutes", type=float, default=10.0,
                    help="also checkpoint mid-epoch after a step when this many minutes have "
                         "passed since the last save (0: every step; -1: epochs only)")
