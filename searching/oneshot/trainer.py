@@ -210,6 +210,63 @@ class PersistentIterator:
         self.generator.set_state(state["generator"])
 
 
+class ImageFeed:
+    """The image search's batches: per epoch a permutation of the weights half (one batch
+    per step), one architecture batch per step from the persistent validation iterator,
+    crop/flip on the device. The trainer talks to its data through this interface (the text
+    search has its own, :mod:`searching.oneshot.text`):
+
+    - ``epoch_state(epoch)``: the epoch's own data state (here its permutation), saved in
+      mid-epoch checkpoints and handed back on resume;
+    - ``done(epoch_state, step)``: whether the epoch is over before ``step`` (consumes no
+      randomness);
+    - ``batch(epoch_state, step)``: ``(train_batch, val_batch, n_train, n_val)`` (the counts
+      weight the history's means);
+    - ``steps(epoch_state)``: the epoch's number of steps (progress bar);
+    - ``state_dict()``/``load_state_dict()``: generators and iterators, checkpointed;
+    - ``epoch_end(net, means)``: per-epoch figures for the history, given the epoch's mean
+      step figures (none here).
+    """
+
+    def __init__(self, search: "OneShotSearch", data: SearchData) -> None:
+        cfg = search.config
+        self.search, self.data, self.batch_size = search, data, cfg.batch_size
+        self.val_iter = PersistentIterator(data.arch, cfg.batch_size, cfg.seed + 1)
+        self.order_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        self.aug_gen = torch.Generator(device=search.device).manual_seed(cfg.seed + 3)
+
+    def steps(self, epoch_state) -> int:
+        return math.ceil(len(self.data.weights) / self.batch_size)
+
+    def epoch_state(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(len(self.data.weights), generator=self.order_gen)
+
+    def done(self, order: torch.Tensor, step: int) -> bool:
+        return step >= self.steps(order)
+
+    def batch(self, order: torch.Tensor, step: int):
+        bs = self.batch_size
+        idx = order[step * bs:(step + 1) * bs].to(self.search.device)
+        xw = self.search._augment(self.data.weights.x[idx], self.aug_gen)
+        yw = self.data.weights.y[idx]
+        xa, ya = self.val_iter.next()
+        xa = self.search._augment(xa, self.aug_gen)
+        return (xw, yw), (xa, ya), len(yw), len(ya)
+
+    def epoch_end(self, net: nn.Module, means: Dict[str, float]) -> Dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"val_iterator": self.val_iter.state_dict(),
+                "order_generator": self.order_gen.get_state(),
+                "aug_generator": self.aug_gen.get_state().cpu()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.val_iter.load_state_dict(state["val_iterator"])
+        self.order_gen.set_state(state["order_generator"])
+        self.aug_gen.set_state(state["aug_generator"].to(self.aug_gen.get_state().device))
+
+
 # ---------------------------------------------------------------------------- benchmark
 class Benchmark:
     """The shared NAS-Bench-201 table: arch string -> the three test accuracies."""
@@ -292,6 +349,25 @@ class OneShotSearch:
                                       "method_settings": self.method.settings(),
                                       "data": data.fingerprint}))
 
+    # ------------------------------------------------------------------ data hooks
+    # (the text search, searching/oneshot/text.py, overrides these four)
+    def load_data(self):
+        """The search data, with a ``fingerprint`` (compared on --resume)."""
+        return load_search_data(self.config, self.device)
+
+    def build_supernet(self, data) -> nn.Module:
+        cfg = self.config
+        return self.space.supernet(cfg.dataset if cfg.dataset != "imagefolder" else "cifar10",
+                                   num_classes=data.num_classes, **cfg.supernet)
+
+    def make_feed(self, data) -> ImageFeed:
+        return ImageFeed(self, data)
+
+    def epoch_lr(self, epoch: int) -> float:
+        """The weights' lr of ``epoch``: cosine from ``lr`` to ``lr_min`` over the epochs."""
+        cfg = self.config
+        return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+
     # ------------------------------------------------------------------ run
     def run(self, resume: bool = False, force: bool = False) -> Arch:
         cfg = self.config
@@ -305,7 +381,7 @@ class OneShotSearch:
         if benchmark is not None and cfg.space != "nas-bench-201":
             raise UserError("--benchmark_file looks up NAS-Bench-201 cells: use it with "
                             "--space nas-bench-201")
-        data = load_search_data(cfg, self.device)
+        data = self.load_data()
         settings = self._settings(data)
         if state is not None and not force:
             saved = state["settings"]
@@ -317,14 +393,11 @@ class OneShotSearch:
 
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
-        net = self.space.supernet(cfg.dataset if cfg.dataset != "imagefolder" else "cifar10",
-                                  num_classes=data.num_classes, **cfg.supernet).to(self.device)
+        net = self.build_supernet(data).to(self.device)
         w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
         self.method.bind(net, w_opt, cfg)
-        val_iter = PersistentIterator(data.arch, cfg.batch_size, cfg.seed + 1)
-        order_gen = torch.Generator().manual_seed(cfg.seed + 2)
-        aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 3)
+        feed = self.make_feed(data)
 
         self.root.mkdir(parents=True, exist_ok=True)
         history: List[Dict[str, Any]] = []
@@ -333,9 +406,7 @@ class OneShotSearch:
             net.load_state_dict(state["net"])
             w_opt.load_state_dict(state["w_optimizer"])
             self.method.load_state_dict(state["method_state"])
-            val_iter.load_state_dict(state["val_iterator"])
-            order_gen.set_state(state["order_generator"])
-            aug_gen.set_state(state["aug_generator"].to(aug_gen.get_state().device))
+            feed.load_state_dict(state)
             restore_rng(state["rng"])
             history, start_epoch, seconds = list(state["history"]), int(state["epoch"]), \
                 float(state["seconds"])
@@ -350,20 +421,17 @@ class OneShotSearch:
                 "version": CHECKPOINT_VERSION, "space": cfg.space, "method": self.method.name,
                 "settings": settings, "epoch": epochs_done, "partial": partial_state,
                 "net": net.state_dict(), "w_optimizer": w_opt.state_dict(),
-                "method_state": self.method.state_dict(), "val_iterator": val_iter.state_dict(),
-                "order_generator": order_gen.get_state(),
-                "aug_generator": aug_gen.get_state().cpu(), "rng": capture_rng(),
-                "history": history, "seconds": seconds})
+                "method_state": self.method.state_dict(), **feed.state_dict(),
+                "rng": capture_rng(), "history": history, "seconds": seconds})
 
         from tqdm.auto import tqdm
 
-        steps = math.ceil(len(data.weights) / cfg.batch_size)
         bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{self.method.name} epochs",
                    unit="epoch", disable=not self.progress, dynamic_ncols=True)
         last_save = time.perf_counter()
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+            lr = self.epoch_lr(epoch)
             for group in w_opt.param_groups:
                 group["lr"] = lr
             if partial is not None:  # resumed mid-epoch: the epoch's own state, saved
@@ -372,28 +440,27 @@ class OneShotSearch:
                 before, partial = float(partial["seconds"]), None
             else:
                 extra = self.method.epoch_start(epoch)
-                order = torch.randperm(len(data.weights), generator=order_gen)
+                order = feed.epoch_state(epoch)
                 first, sums, counts, before = 0, {}, {}, 0.0
             net.train()
-            inner = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                         unit="step", leave=False, disable=not self.progress,
-                         dynamic_ncols=True)
-            for step in range(first, steps):
-                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(self.device)
-                xw, yw = self._augment(data.weights.x[idx], aug_gen), data.weights.y[idx]
-                xa, ya = val_iter.next()
-                xa = self._augment(xa, aug_gen)
-                figures = self.method.step(net, (xw, yw), (xa, ya), epoch, step)
+            inner = tqdm(total=feed.steps(order), initial=first,
+                         desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
+                         disable=not self.progress, dynamic_ncols=True)
+            step = first
+            while not feed.done(order, step):
+                train_batch, val_batch, n_train, n_val = feed.batch(order, step)
+                figures = self.method.step(net, train_batch, val_batch, epoch, step)
                 for key, value in figures.items():
-                    n = len(yw) if key.startswith("train") else len(ya)
+                    n = n_train if key.startswith("train") else n_val
                     value = torch.as_tensor(value, dtype=torch.float64).detach().cpu() * n
                     sums[key] = sums.get(key, 0) + value
                     counts[key] = counts.get(key, 0) + n
                 inner.update(1)
-                if (self.checkpoint_seconds >= 0 and step + 1 < steps
+                step += 1
+                if (self.checkpoint_seconds >= 0 and not feed.done(order, step)
                         and time.perf_counter() - last_save >= self.checkpoint_seconds):
                     now = time.perf_counter()
-                    save(epoch, {"epoch": epoch, "step": step + 1, "order": order,
+                    save(epoch, {"epoch": epoch, "step": step, "order": order,
                                  "sums": sums, "counts": counts, "extra": extra,
                                  "seconds": before + now - t0})
                     last_save = time.perf_counter()
@@ -402,9 +469,9 @@ class OneShotSearch:
             inner.close()
             elapsed = before + time.perf_counter() - t0
             arch = Arch(cfg.space, net.derive())
+            means = {k: float(sums[k] / counts[k]) for k in sorted(sums)}
             record: Dict[str, Any] = {"epoch": epoch + 1, "arch": arch.text, "lr": lr,
-                                      **{k: float(sums[k] / counts[k]) for k in sorted(sums)},
-                                      **extra,
+                                      **means, **extra, **feed.epoch_end(net, means),
                                       "edge_weights": {k: v.cpu().tolist() for k, v in
                                                        net.edge_weights().items()},
                                       "seconds": elapsed}
@@ -438,6 +505,10 @@ class OneShotSearch:
                 os._exit(137)
 
     # ------------------------------------------------------------------ outputs
+    def summary_extra(self, history: List[Dict[str, Any]]) -> Dict[str, Any]:
+        """More of summary.json (the text search's perplexities); none for images."""
+        return {}
+
     def _log_line(self, r: Dict[str, Any]) -> str:
         parts = [f"epoch {r['epoch']:03d}/{self.config.epochs}"]
         if "tau" in r:
@@ -446,6 +517,9 @@ class OneShotSearch:
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             if key in r:
                 parts.append(f"{key}={r[key]:.4f}")
+        for key in ("train_ppl", "val_ppl", "eval_ppl"):  # the text search's
+            if key in r:
+                parts.append(f"{key}={r[key]:.2f}")
         if r.get("benchmark"):
             parts.append("bench(c10/c100/in16)=" + "/".join(
                 f"{r['benchmark'][k]:.2f}" for k in BENCHMARK_COLUMNS))
@@ -471,7 +545,7 @@ class OneShotSearch:
             "epochs_done": len(history), "finished": final,
             "search_seconds": round(seconds, 3), "device": device_name(self.device),
             "final_train_acc": history[-1].get("train_acc"),
-            "final_val_acc": history[-1].get("val_acc")}
+            "final_val_acc": history[-1].get("val_acc"), **self.summary_extra(history)}
         if benchmark is not None:
             summary["benchmark_file"] = str(benchmark.path)
             summary["benchmark"] = benchmark.lookup(arch.text)
@@ -509,7 +583,11 @@ def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
-    panels = [("loss", ("train_loss", "val_loss")), ("accuracy", ("train_acc", "val_acc"))]
+    panels = [("loss", ("train_loss", "val_loss"))]
+    if "train_ppl" in history[-1]:  # the text search
+        panels.append(("perplexity", ("train_ppl", "val_ppl", "eval_ppl")))
+    else:
+        panels.append(("accuracy", ("train_acc", "val_acc")))
     if "tau" in history[-1]:
         panels.append(("tau", ("tau",)))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))

@@ -100,6 +100,16 @@ class DartsRNNSpace(SearchSpace):
                              dropouti=dropouti, dropoute=dropoute, decoder_bias=decoder_bias,
                              embedding=embedding)
 
+    def supernet(self, ntokens: int, emsize: int = 300, nhid: Optional[int] = None,
+                 dropout: float = 0.75, dropouth: float = 0.25, dropoutx: float = 0.75,
+                 dropouti: float = 0.2, dropoute: float = 0.0, steps: int = 8):
+        """DARTS's RNN search model (:class:`api.spaces.darts_rnn.supernet.DartsRNNSupernet`),
+        by default at ``rnn/train_search.py``'s sizes and dropouts."""
+        from api.spaces.darts_rnn.supernet import DartsRNNSupernet
+
+        return DartsRNNSupernet(ntokens, emsize, nhid, dropout, dropouth, dropoutx, dropouti,
+                                dropoute, steps)
+
     def count(self, arch: Any, dataset: str = "ptb", ntokens: Optional[int] = None,
               emsize: int = DARTS_TRAIN["emsize"], nhid: Optional[int] = None,
               decoder_bias: bool = True, **unused: Any) -> Tuple[int, int]:

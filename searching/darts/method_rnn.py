@@ -1,0 +1,116 @@
+"""DARTS's RNN step (official ``rnn/train_search.py`` + ``rnn/architect.py``, quark0/darts) on
+the one weight-sharing trainer's text data (:mod:`searching.oneshot.text`).
+
+Per step, on a training window (train split) and an architecture window (valid split):
+
+1. the weights' lr is scaled by seq_len / bptt for this step (restored after it);
+2. the architecture step: :class:`searching.oneshot.architect.Architect` on the architecture
+   window from the carried architecture hidden state; V2 (``unrolled``) with the training
+   window for the virtual step, ξ = the scaled lr, the weights' SGD (no momentum, wd 5e-7)
+   and the RNN architect's clipping (``grad_clip`` = the weights' clip 0.25); Adam on alpha
+   (lr 3e-3, betas (0.9, 0.999): torch's defaults, as the official RNN architect, wd 1e-3).
+   The architecture loss is the plain NLL (no TAR), as DARTS's ``_loss``. The next
+   architecture hidden state is the architecture forward's (at w' for V2, as DARTS);
+3. the weight step: forward on the training window from the carried hidden state, NLL plus
+   TAR ``beta * mean((h_{t+1} - h_t)^2)`` on the raw cell outputs (DARTS's search: beta 1e-3,
+   AR alpha 0), backward into the weights, their norm clipped to 0.25, the SGD step.
+
+The hidden states are detached at every step, zero at each epoch start and part of the
+method's state (so a mid-epoch checkpoint resumes them). ``train_loss`` is the raw NLL of the
+weight step, ``val_loss`` the architecture step's NLL (training mode, dropout on).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from api.rnn.softmax_loss import linear_cross_entropy
+from searching.oneshot.architect import Architect
+from searching.oneshot.trainer import OneShotConfig, OneShotMethod
+
+#: quark0/darts rnn/train_search.py: SGD lr 20 (constant), no momentum, wd 5e-7, clip 0.25.
+DARTS_RNN_WEIGHTS = dict(lr=20.0, lr_min=20.0, momentum=0.0, nesterov=False,
+                         weight_decay=5e-7, grad_clip=0.25)
+
+
+def _lm_loss(model: nn.Module, batch):
+    x, y, hidden = batch
+    return model.loss(x, y, hidden)
+
+
+class DARTSRNN(OneShotMethod):
+    """DARTS-V1 (``unrolled=False``) or DARTS-V2 (``unrolled=True``) on an RNN supernet."""
+
+    weight_defaults = DARTS_RNN_WEIGHTS
+
+    def __init__(self, unrolled: bool = False, arch_lr: float = 3e-3,
+                 arch_weight_decay: float = 1e-3, bptt: int = 35, beta: float = 1e-3) -> None:
+        self.unrolled = bool(unrolled)
+        self.name = "darts-v2" if self.unrolled else "darts-v1"
+        self.arch_lr, self.arch_weight_decay = float(arch_lr), float(arch_weight_decay)
+        self.bptt, self.beta = int(bptt), float(beta)
+        self.architect: Architect = None  # type: ignore[assignment]
+        self.hidden: Optional[torch.Tensor] = None
+        self.hidden_valid: Optional[torch.Tensor] = None
+
+    def settings(self) -> Dict[str, Any]:
+        return {"unrolled": self.unrolled, "arch_lr": self.arch_lr,
+                "arch_weight_decay": self.arch_weight_decay, "bptt": self.bptt,
+                "beta": self.beta}
+
+    def bind(self, net: nn.Module, w_optimizer: torch.optim.Optimizer,
+             config: OneShotConfig) -> None:
+        super().bind(net, w_optimizer, config)
+        self.architect = Architect(net, _lm_loss, lr=self.arch_lr, betas=(0.9, 0.999),
+                                   weight_decay=self.arch_weight_decay,
+                                   grad_clip=config.grad_clip if config.grad_clip > 0 else None)
+        self.weights = [p for p in net.weight_parameters() if p.requires_grad]
+
+    def epoch_start(self, epoch: int) -> Dict[str, Any]:
+        self.hidden = self.hidden_valid = None  # DARTS: zero at every epoch
+        return {}
+
+    def step(self, net: nn.Module, train_batch, val_batch, epoch: int, step: int
+             ) -> Dict[str, Any]:
+        (xw, yw), (xa, ya) = train_batch, val_batch
+        if self.hidden is None:
+            self.hidden = net.init_hidden(xw.size(1))
+        if self.hidden_valid is None:
+            self.hidden_valid = net.init_hidden(xa.size(1))
+        groups = self.w_optimizer.param_groups
+        base = [g["lr"] for g in groups]
+        lr = base[0] * xw.size(0) / self.bptt
+        for g, b in zip(groups, base):
+            g["lr"] = b * xw.size(0) / self.bptt
+        try:
+            hidden = self.hidden.detach()
+            val_loss = self.architect.step((xw, yw, hidden), (xa, ya, self.hidden_valid.detach()),
+                                           lr, self.w_optimizer, unrolled=self.unrolled)
+            self.hidden_valid = self.architect.last_aux.detach()
+            self.architect.last_aux = None
+            self.w_optimizer.zero_grad()
+            out, raw, new_hidden = net.forward_raw(xw, hidden)
+            nll = linear_cross_entropy(out.reshape(-1, net.nhid), net.decoder_weight,
+                                       net.decoder_bias, yw.reshape(-1))
+            loss = nll
+            if self.beta and raw.size(0) > 1:
+                loss = loss + self.beta * (raw[1:] - raw[:-1]).pow(2).mean()
+            loss.backward(inputs=self.weights)
+            if self.config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.weights, self.config.grad_clip)
+            self.w_optimizer.step()
+            self.hidden = new_hidden.detach()
+        finally:
+            for g, b in zip(groups, base):
+                g["lr"] = b
+        return {"train_loss": nll.detach(), "val_loss": val_loss}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"architect": self.architect.state_dict(), "hidden": self.hidden,
+                "hidden_valid": self.hidden_valid}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.architect.load_state_dict(state["architect"])
+        self.hidden, self.hidden_valid = state["hidden"], state["hidden_valid"]

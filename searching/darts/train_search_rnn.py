@@ -1,0 +1,111 @@
+"""DARTS RNN cell search on Penn Treebank (Liu et al., ICLR 2019), V1 (first order) or V2
+(``--unrolled``), in the DARTS RNN space.
+
+    python searching/darts/train_search_rnn.py [--unrolled] --data ./data/penn --save DIR
+
+Defaults (SPEC §18), as quark0/darts rnn/train_search.py: emsize = nhid = 300, 8 nodes, the
+5 ops (none, tanh, relu, sigmoid, identity), batch 256, bptt 35 (DARTS's variable window:
+bptt / 2 with probability 0.05), 50 epochs, weights SGD lr 20 (constant, scaled per step by
+seq_len / bptt), wd 5e-7, clip 0.25, TAR beta 1e-3, dropouts 0.75 / h 0.25 / x 0.75 / i 0.2 /
+e 0; alpha Adam 3e-3 (betas 0.9, 0.999), wd 1e-3, on the valid split (the weights on the
+train split). --data is a PTB-format folder (train.txt, valid.txt, test.txt). Outputs in
+--save: arch-best (+ .json, .txt: a DARTS Genotype(recurrent=..., concat=range(1, 9)) that
+evaluation/rnn/train.py --arch takes), history.jsonl (losses and perplexities per epoch),
+summary.json, search.log, args.json, plots, checkpoint.pt (--resume).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from api.errors import UserError, run_cli
+from searching.oneshot.cli import saved_seed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train_search_rnn.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--unrolled", action="store_true",
+                   help="DARTS-V2: the second-order architecture gradient (default: V1)")
+    p.add_argument("--data", default="./data/penn",
+                   help="PTB-format folder: train.txt, valid.txt, test.txt")
+    p.add_argument("--save", default="./search-darts-rnn", help="output folder")
+    p.add_argument("--emsize", type=int, default=300, help="word embedding size")
+    p.add_argument("--nhid", type=int, default=300, help="cell state size (= emsize: tied)")
+    p.add_argument("--lr", type=float, default=20.0, help="weights: SGD lr (constant)")
+    p.add_argument("--clip", type=float, default=0.25,
+                   help="clip the weights' gradient norm (also the V2 architect's clip)")
+    p.add_argument("--epochs", type=int, default=50, help="search epochs")
+    p.add_argument("--batch_size", type=int, default=256, help="parallel streams")
+    p.add_argument("--bptt", type=int, default=35, help="window length")
+    for name, value, what in (("dropout", 0.75, "cell outputs"), ("dropouth", 0.25, "h"),
+                              ("dropoutx", 0.75, "x (cell input)"),
+                              ("dropouti", 0.2, "embedding outputs"),
+                              ("dropoute", 0.0, "whole words")):
+        p.add_argument(f"--{name}", type=float, default=value, help=f"dropout on {what}")
+    p.add_argument("--beta", type=float, default=1e-3,
+                   help="TAR (slowness) on the raw cell outputs in the weight step")
+    p.add_argument("--wdecay", "--weight_decay", dest="wdecay", type=float, default=5e-7,
+                   help="weights: SGD weight decay")
+    p.add_argument("--arch_lr", "--arch_learning_rate", dest="arch_lr", type=float,
+                   default=3e-3, help="Adam lr of alpha")
+    p.add_argument("--arch_wdecay", "--arch_weight_decay", dest="arch_wdecay", type=float,
+                   default=1e-3, help="Adam weight decay of alpha")
+    p.add_argument("--seed", type=int, default=-1, help="-1: a random seed, printed")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue the search in --save")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even if the flags differ from the saved search")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--checkpoint_minutes", type=float, default=10.0,
+                   help="also checkpoint mid-epoch after a step when this many minutes have "
+                        "passed since the last save (0: every step; -1: epochs only)")
+    return p
+
+
+def darts_rnn_search(args: argparse.Namespace):
+    import random
+
+    from api.distributed import resolve_device
+    from searching.darts.method_rnn import DARTSRNN
+    from searching.oneshot.text import TextOneShotSearch
+    from searching.oneshot.trainer import OneShotConfig
+
+    for name in ("epochs", "batch_size", "bptt", "emsize"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1")
+    if args.nhid != args.emsize:
+        raise UserError(f"the decoder is tied to the embedding: --nhid ({args.nhid}) must "
+                        f"equal --emsize ({args.emsize})")
+    if args.seed < 0 and args.resume:
+        args.seed = saved_seed(args.save)
+    if args.seed < 0:
+        args.seed = random.randint(1, 100000)
+        print(f"seed: {args.seed}")
+    supernet = dict(emsize=args.emsize, nhid=args.nhid, dropout=args.dropout,
+                    dropouth=args.dropouth, dropoutx=args.dropoutx, dropouti=args.dropouti,
+                    dropoute=args.dropoute)
+    config = OneShotConfig(space="darts-rnn", dataset="ptb-format", data=args.data,
+                           epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                           lr=args.lr, lr_min=args.lr, momentum=0.0, nesterov=False,
+                           weight_decay=args.wdecay, grad_clip=args.clip, crop_padding=0,
+                           flip=False, supernet=supernet)
+    method = DARTSRNN(args.unrolled, args.arch_lr, args.arch_wdecay, bptt=args.bptt,
+                      beta=args.beta)
+    search = TextOneShotSearch(args.save, config, method, resolve_device(args.device),
+                               progress=not args.quiet, plots=not args.no_plots,
+                               args=vars(args), checkpoint_seconds=60.0 * args.checkpoint_minutes,
+                               bptt=args.bptt)
+    arch = search.run(resume=args.resume, force=args.force)
+    print(f"searched architecture: {arch.text}")
+    return arch
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    return darts_rnn_search(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])
