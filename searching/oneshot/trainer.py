@@ -21,6 +21,11 @@ owns the per-step maths:
   ends exactly as the uninterrupted run on CPU;
 - the outputs of SPEC §16 (see :meth:`OneShotSearch.write_outputs`).
 
+The data reach the loop through a *feed* (:class:`ImageFeed` here; the PTB search's
+:class:`searching.oneshot.text.TextFeed`, through :class:`searching.oneshot.text.
+TextOneShotSearch`, which overrides the data hooks ``load_data``, ``build_supernet``,
+``make_feed`` and ``epoch_lr``).
+
 A method implements :class:`OneShotMethod`: ``bind`` (receive the supernet, the weights
 optimizer and the trainer's settings), ``epoch_start(epoch) -> dict`` (per-epoch figures such
 as GDAS's tau, recorded in the history), ``step(net, train_batch, val_batch, epoch, step) ->
