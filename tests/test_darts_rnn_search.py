@@ -21,7 +21,7 @@ OUTPUTS = ("arch-best", "arch-best.json", "arch-best.txt", "history.jsonl", "sum
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    return write_chain_corpus(tmp_path_factory.mktemp("ptb"), 60, 20, vocab=12, follow=0.8)
+    return write_chain_corpus(tmp_path_factory.mktemp("ptb"), 24, 12, vocab=12, follow=0.8)
 
 
 def tiny(data: Path, save: Path, *extra) -> list:
