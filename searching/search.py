@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from api.atomic_io import append_jsonl, atomic_write_json, write_jsonl
 from api.errors import UserError
+from api.fault_injection import maybe_die
 from api.graph import CellGraph
 from api.graph_io import save_graph
 from api.search import report
@@ -42,7 +43,6 @@ STATE_VERSION = 1
 # would (no cleanup), the n-th time a search object passes <point>: "journal" (a candidate's
 # record appended to candidates.jsonl, state.json not yet updated) or "save" (state.json
 # written: after start, a step's plan, each candidate, a step's end).
-DIE_AT_ENV = "AUTOSHRINK_TEST_DIE_AT"
 EVALUATOR_KEY = "evaluator"  # settings entry holding Evaluator.describe()
 
 
@@ -234,11 +234,7 @@ class CellSearch:
 
     def _fault_point(self, name: str) -> None:
         """Die here if DIE_AT_ENV names this pass through point ``name`` (tests only)."""
-        point, _, n = os.environ.get(DIE_AT_ENV, "").partition(":")
-        if point == name:
-            self._passes[name] = self._passes.get(name, 0) + 1
-            if self._passes[name] == int(n):
-                os._exit(137)
+        maybe_die(self._passes, name)
 
     def _all_records(self) -> List[Dict[str, Any]]:
         records = list(self.state["records"])

@@ -193,7 +193,7 @@ def run_search_until_death(main, argv, point: str, root: Path, capsys,
     ``os._exit`` raises :class:`Died` instead of ending pytest. Unlike a killed process, the
     exception runs ``finally`` and ``except`` blocks on its way out, so this checks that they
     changed no file of ``root``: what a resume then sees is exactly what a kill leaves."""
-    from searching.search import DIE_AT_ENV
+    from api.fault_injection import DIE_AT_ENV
 
     at_death: Dict[str, bytes] = {}
 

@@ -57,6 +57,7 @@ from api.checkpoint import capture_rng, restore_rng
 from api.datasets import (CIFAR_FOLDERS, DeviceBatches, _list_images, _read_image,
                           balanced_indices, load_cifar)
 from api.errors import UserError
+from api.fault_injection import maybe_die
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, save_arch
 
@@ -67,7 +68,6 @@ CHECKPOINT_VERSION = 1
 #: searching/search.py): "<point>:<n>" ends the process with os._exit(137), as kill -9 would,
 #: the n-th time the search passes <point>: "epoch" (a checkpoint written) or "step" (a step
 #: done, mid-epoch: the epoch's work since the last checkpoint is lost and redone).
-DIE_AT_ENV = "AUTOSHRINK_TEST_DIE_AT"
 #: Benchmark columns looked up with --benchmark_file (../shared/data/README.md).
 BENCHMARK_COLUMNS = {"cifar10": "nats_cifar10_test_200ep",
                      "cifar100": "nb201_cifar100_test_200ep",
@@ -503,11 +503,8 @@ class OneShotSearch:
         return x
 
     def _fault_point(self, name: str) -> None:
-        point, _, n = os.environ.get(DIE_AT_ENV, "").partition(":")
-        if point == name:
-            self._passes[name] = self._passes.get(name, 0) + 1
-            if self._passes[name] == int(n):
-                os._exit(137)
+        """Die here if DIE_AT_ENV names this pass through point ``name`` (tests only)."""
+        maybe_die(self._passes, name)
 
     # ------------------------------------------------------------------ outputs
     def summary_extra(self, history: List[Dict[str, Any]]) -> Dict[str, Any]:
