@@ -20,7 +20,7 @@ import sys
 from typing import Optional, Sequence
 
 from api.errors import UserError, run_cli
-from searching.oneshot.cli import saved_seed
+from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, saved_seed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,16 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=3e-3, help="Adam lr of alpha")
     p.add_argument("--arch_wdecay", "--arch_weight_decay", dest="arch_wdecay", type=float,
                    default=1e-3, help="Adam weight decay of alpha")
-    p.add_argument("--seed", type=int, default=-1, help="-1: a random seed, printed")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--resume", action="store_true", help="continue the search in --save")
-    p.add_argument("--force", action="store_true",
-                   help="with --resume: continue even if the flags differ from the saved search")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--checkpoint_minutes", type=float, default=10.0,
-                   help="also checkpoint mid-epoch after a step when this many minutes have "
-                        "passed since the last save (0: every step; -1: epochs only)")
+    add_run_flags(p)
+    add_checkpoint_flag(p)
     return p
 
 

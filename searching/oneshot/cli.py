@@ -35,13 +35,7 @@ def add_search_flags(p: argparse.ArgumentParser, save_default: str,
     p.add_argument("--epochs", type=int, default=None, help=h("epochs", "search epochs"))
     p.add_argument("--batch_size", type=int, default=None,
                    help=h("batch_size", "images per batch, in each half"))
-    p.add_argument("--seed", type=int, default=-1, help="-1: a random seed, printed")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--resume", action="store_true", help="continue the search in --save")
-    p.add_argument("--force", action="store_true",
-                   help="with --resume: continue even if the flags differ from the saved search")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
+    add_run_flags(p)
     p.add_argument("--train_size", type=int, default=0,
                    help="use N training images in all (class-balanced, seeded; halved into "
                         "weights / architecture halves); 0: the whole training split")
@@ -65,10 +59,25 @@ def add_search_flags(p: argparse.ArgumentParser, save_default: str,
                    help="Adam lr of the architecture parameters (betas 0.5, 0.999)")
     p.add_argument("--arch_weight_decay", type=float, default=1e-3,
                    help="Adam weight decay of the architecture parameters")
+    add_checkpoint_flag(p)
+    return p
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """Seed, device, resume and output flags of every one-shot search (image and text)."""
+    p.add_argument("--seed", type=int, default=-1, help="-1: a random seed, printed")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue the search in --save")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even if the flags differ from the saved search")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
+
+
+def add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint_minutes", type=float, default=10.0,
                    help="also checkpoint mid-epoch after a step when this many minutes have "
                         "passed since the last save (0: every step; -1: epochs only)")
-    return p
 
 
 def saved_seed(save: str) -> int:
