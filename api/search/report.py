@@ -85,7 +85,8 @@ def plot_curves(root: str, records: List[Dict], key: str) -> None:
         cmap = plt.get_cmap("viridis")
         for step, pts in curves:
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, color=cmap(step / max(last, 1)), lw=0.8, alpha=0.6)
+            ax.plot(xs, ys, color=cmap(step / max(last, 1)), lw=0.8, alpha=0.6, marker="o",
+                    ms=2.5)  # markers: one-epoch curves are single points
         sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, max(last, 1)))
         fig.colorbar(sm, ax=ax, label="step")
     ax.set_xlabel("epoch")
