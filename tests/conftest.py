@@ -237,3 +237,26 @@ def die_at_every_kind_of_point(main, args, root: Path, capsys, monkeypatch) -> N
     assert state["step"] == 2 and state["plan"] is None and not state["done"] and lines == 4
     state, lines = die("save:1")  # step 3's plan, no candidate yet
     assert state["step"] == 2 and state["plan"]["results"] == {} and lines == 4
+
+
+def oneshot_history(root: Path, drop=("seconds",)) -> list:
+    """A one-shot search's history.jsonl without the fields that legitimately vary (seconds)."""
+    import json
+
+    rows = [json.loads(line) for line in (root / "history.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
+
+def assert_same_oneshot_search(cut: Path, whole: Path) -> dict:
+    """A resumed one-shot search (``cut``) ended exactly as the uninterrupted one (``whole``):
+    history, arch-best files, search.log and the supernet weights. Returns both checkpoints."""
+    import torch
+
+    assert oneshot_history(cut) == oneshot_history(whole)
+    for name in ("arch-best", "arch-best.json", "arch-best.txt", "search.log"):
+        assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
+    a = torch.load(cut / "checkpoint.pt", weights_only=True)
+    b = torch.load(whole / "checkpoint.pt", weights_only=True)
+    for key in a["net"]:
+        assert torch.equal(a["net"][key], b["net"][key]), key
+    return {"cut": a, "whole": b}

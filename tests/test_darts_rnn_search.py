@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from searching.darts import train_search_rnn as rnn_cli
-from tests.conftest import (run_cli_inprocess, run_script, run_search_until_death,
-                            write_chain_corpus)
+from tests.conftest import (assert_same_oneshot_search, oneshot_history, run_cli_inprocess,
+                            run_script, run_search_until_death, write_chain_corpus)
 
 OUTPUTS = ("arch-best", "arch-best.json", "arch-best.txt", "history.jsonl", "summary.json",
            "search.log", "args.json", "checkpoint.pt", "curves.png", "alpha-heatmap-cell.png",
@@ -29,9 +29,7 @@ def tiny(data: Path, save: Path, *extra) -> list:
             "--bptt", 5, "--batch_size", 4, "--seed", 3, "--device", "cpu", "--quiet", *extra]
 
 
-def history(root: Path, drop=("seconds",)) -> list:
-    rows = [json.loads(line) for line in (root / "history.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+history = oneshot_history
 
 
 def _darts_cell_reference(cell, probs, x, h, x_mask, h_mask):
@@ -175,13 +173,7 @@ def test_killed_and_resumed_equals_uninterrupted(corpus, tmp_path, capsys, monke
     assert ckpt["method_state"]["hidden"].shape == (4, 8)
     code, _, err = run_cli_inprocess(rnn_cli.main, [*cut_args, "--resume"], capsys)
     assert code == 0, err
-    assert history(cut) == history(whole)
-    for name in ("arch-best", "arch-best.json", "arch-best.txt", "search.log"):
-        assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
-    a = torch.load(cut / "checkpoint.pt", weights_only=True)
-    b = torch.load(whole / "checkpoint.pt", weights_only=True)
-    for key in a["net"]:
-        assert torch.equal(a["net"][key], b["net"][key]), key
+    assert_same_oneshot_search(cut, whole)
 
 
 @pytest.mark.parametrize("case", ["missing", "damaged"])

@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from searching.darts import train_search as darts_cli
-from tests.conftest import run_cli_inprocess, run_script, run_search_until_death
+from tests.conftest import (assert_same_oneshot_search, oneshot_history, run_cli_inprocess,
+                            run_script, run_search_until_death)
+from tests.test_oneshot import OUTPUTS, tiny
 
-OUTPUTS = ("arch-best", "arch-best.json", "arch-best.txt", "history.jsonl", "summary.json",
-           "search.log", "args.json", "checkpoint.pt", "curves.png", "alpha-heatmap-cell.png",
-           "alpha-trajectory-cell.png")
-
-
-def tiny(data: Path, save: Path, *extra) -> list:
-    return ["--space", "nas-bench-201", "--dataset", "cifar10", "--data", data, "--save", save,
-            "--epochs", 2, "--batch_size", 16, "--train_size", 64, "--init_channels", 4,
-            "--layers", 1, "--seed", 3, "--device", "cpu", "--quiet", *extra]
-
-
-def history(root: Path, drop=("seconds",)) -> list:
-    rows = [json.loads(line) for line in (root / "history.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+history = oneshot_history
 
 
 @pytest.mark.parametrize("unrolled", [False, True])
@@ -172,13 +160,8 @@ def test_killed_and_resumed_equals_uninterrupted(cifar_root, tmp_path, capsys, m
     assert ckpt["epoch"] == 1 and ckpt["partial"]["step"] == 1
     code, _, err = run_cli_inprocess(darts_cli.main, [*cut_args, "--resume"], capsys)
     assert code == 0, err
-    assert history(cut) == history(whole)
-    for name in ("arch-best", "arch-best.json", "arch-best.txt", "search.log"):
-        assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
-    a = torch.load(cut / "checkpoint.pt", weights_only=True)
-    b = torch.load(whole / "checkpoint.pt", weights_only=True)
-    for key in a["net"]:
-        assert torch.equal(a["net"][key], b["net"][key]), key
+    ckpts = assert_same_oneshot_search(cut, whole)
+    a, b = ckpts["cut"], ckpts["whole"]
     sa, sb = a["method_state"]["architect"]["optimizer"], b["method_state"]["architect"][
         "optimizer"]
     for k in sa["state"]:

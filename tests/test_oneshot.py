@@ -12,8 +12,8 @@ import torch
 
 from searching.gdas import search as gdas_cli
 from searching.gdas.method import tau_at
-from tests.conftest import (REPO, folder_files, kill_9_when, run_cli_inprocess, run_script,
-                            run_search_until_death)
+from tests.conftest import (REPO, folder_files, kill_9_when, oneshot_history, run_cli_inprocess,
+                            run_script, run_search_until_death)
 
 TABLE = REPO.parent / "shared" / "data" / "nasbench201" / "nb201.csv.gz"
 OUTPUTS = ("arch-best", "arch-best.json", "arch-best.txt", "history.jsonl", "summary.json",
@@ -27,9 +27,7 @@ def tiny(data: Path, save: Path, *extra) -> list:
             "--layers", 1, "--seed", 3, "--device", "cpu", "--quiet", *extra]
 
 
-def history(root: Path, drop=("seconds",)) -> list:
-    rows = [json.loads(line) for line in (root / "history.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+history = oneshot_history
 
 
 def test_gdas_nb201_writes_every_output(cifar_root, tmp_path, capsys, one_thread):
