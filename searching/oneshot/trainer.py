@@ -97,6 +97,27 @@ class OneShotMethod:
              ) -> Dict[str, Any]:
         raise NotImplementedError
 
+    def epoch_end(self, net: nn.Module, feed, epoch: int) -> Dict[str, Any]:
+        """After the epoch's weight steps, before the architecture is derived: per-epoch
+        figures for the history. Phase-based methods work here (ENAS's controller steps,
+        NAO-WS's pool evaluation and controller training), drawing validation batches from
+        ``feed.val_iter`` so their randomness is checkpointed with the feed."""
+        return {}
+
+    def derive(self, net: nn.Module):
+        """The architecture the search would return now (the space's value); the supernet's
+        own rule by default (DARTS/GDAS argmax), a controller's sample for ENAS/NAO."""
+        return net.derive()
+
+    def edge_weights(self, net: nn.Module) -> Dict[str, torch.Tensor]:
+        """Architecture parameters per edge for the history and heatmap (none without α)."""
+        return net.edge_weights() if hasattr(net, "edge_weights") else {}
+
+    def epoch_lr(self, epoch: int, default: float) -> float:
+        """The weights' learning rate of ``epoch``; the trainer's cosine by default (ENAS
+        micro overrides it with cosine restarts)."""
+        return default
+
     def state_dict(self) -> Dict[str, Any]:
         return {}
 
@@ -436,7 +457,7 @@ class OneShotSearch:
         last_save = time.perf_counter()
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            lr = self.epoch_lr(epoch)
+            lr = self.method.epoch_lr(epoch, self.epoch_lr(epoch))
             for group in w_opt.param_groups:
                 group["lr"] = lr
             if partial is not None:  # resumed mid-epoch: the epoch's own state, saved
@@ -473,12 +494,15 @@ class OneShotSearch:
                 self._fault_point("step")
             inner.close()
             elapsed = before + time.perf_counter() - t0
-            arch = Arch(cfg.space, net.derive())
             means = {k: float(sums[k] / counts[k]) for k in sorted(sums)}
+            t1 = time.perf_counter()
+            extra.update(self.method.epoch_end(net, feed, epoch))
+            arch = Arch(cfg.space, self.method.derive(net))
+            elapsed += time.perf_counter() - t1
             record: Dict[str, Any] = {"epoch": epoch + 1, "arch": arch.text, "lr": lr,
                                       **means, **extra, **feed.epoch_end(net, means),
                                       "edge_weights": {k: v.cpu().tolist() for k, v in
-                                                       net.edge_weights().items()},
+                                                       self.method.edge_weights(net).items()},
                                       "seconds": elapsed}
             seconds += elapsed
             if benchmark is not None:
