@@ -34,8 +34,6 @@ or 0-dim tensors), ``state_dict()`` / ``load_state_dict()``.
 """
 from __future__ import annotations
 
-import csv
-import gzip
 import io
 import json
 import math
@@ -53,6 +51,7 @@ from torch import nn
 from api.atomic_io import atomic_torch_save, atomic_write_bytes, atomic_write_json, \
     atomic_write_text, write_jsonl
 from api.augment import random_crop, random_flip
+from api.benchmarks.nasbench201 import BENCHMARK_COLUMNS, Benchmark
 from api.checkpoint import capture_rng, restore_rng
 from api.datasets import (CIFAR_FOLDERS, DeviceBatches, _list_images, _read_image,
                           balanced_indices, load_cifar)
@@ -68,10 +67,6 @@ CHECKPOINT_VERSION = 1
 #: searching/search.py): "<point>:<n>" ends the process with os._exit(137), as kill -9 would,
 #: the n-th time the search passes <point>: "epoch" (a checkpoint written) or "step" (a step
 #: done, mid-epoch: the epoch's work since the last checkpoint is lost and redone).
-#: Benchmark columns looked up with --benchmark_file (../shared/data/README.md).
-BENCHMARK_COLUMNS = {"cifar10": "nats_cifar10_test_200ep",
-                     "cifar100": "nb201_cifar100_test_200ep",
-                     "imagenet16": "nb201_imagenet16_test_200ep"}
 
 
 # ---------------------------------------------------------------------------- method API
@@ -291,31 +286,6 @@ class ImageFeed:
         self.val_iter.load_state_dict(state["val_iterator"])
         self.order_gen.set_state(state["order_generator"])
         self.aug_gen.set_state(state["aug_generator"].to(self.aug_gen.get_state().device))
-
-
-# ---------------------------------------------------------------------------- benchmark
-class Benchmark:
-    """The shared NAS-Bench-201 table: arch string -> the three test accuracies."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        try:
-            with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
-                reader = csv.DictReader(f)
-                missing = [c for c in ["arch", *BENCHMARK_COLUMNS.values()]
-                           if c not in (reader.fieldnames or [])]
-                if missing:
-                    raise UserError(f"--benchmark_file {path} lacks the columns {missing}")
-                self.rows = {r["arch"]: {k: float(r[c]) for k, c in BENCHMARK_COLUMNS.items()}
-                             for r in reader}
-        except FileNotFoundError:
-            raise UserError(f"--benchmark_file {path} not found") from None
-        except (OSError, EOFError, csv.Error, ValueError, UnicodeDecodeError) as exc:
-            raise UserError(f"--benchmark_file {path} is not the NAS-Bench-201 table "
-                            f"({type(exc).__name__})") from exc
-
-    def lookup(self, arch: str) -> Optional[Dict[str, float]]:
-        return self.rows.get(arch)
 
 
 # ---------------------------------------------------------------------------- search
