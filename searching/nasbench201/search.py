@@ -18,7 +18,6 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from api.atomic_io import atomic_write_json
 from api.benchmarks.nasbench201 import DATASETS, load_table
 from api.errors import UserError, run_cli
 from api.search.tabular import TabularEvaluator
@@ -73,8 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.resume:
         replay = search.resume(force=args.force)
     else:
-        search.start()
-        atomic_write_json(os.path.join(root, "args.json"), vars(args))
+        search.start(vars(args))
     summary = search.run(replay)
     if not args.quiet:
         print(f"{args.method} on {args.dataset}: {summary['queries']} cells queried, best by "

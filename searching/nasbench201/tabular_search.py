@@ -16,7 +16,7 @@ Outputs (SPEC §16): ``arch-best`` (+ ``.json``, ``.txt``), ``history.jsonl`` (o
 distinct query: the cell, its signal and reported figure, the best so far), ``search.log``,
 ``summary.json`` (method, space, seed, dataset, arch, the reported figure, the cell's test
 accuracy on all three datasets, ``search_seconds``, ``device``), ``search.png`` (signal and
-best reported figure against queries), ``state.json``; the CLI adds ``args.json``.
+best reported figure against queries), ``state.json``, ``args.json`` (the CLI's flags).
 """
 from __future__ import annotations
 
@@ -78,11 +78,15 @@ class TabularSearch:
             "done": done, "queries": queries})
         maybe_die(self._passes, "save")
 
-    def start(self) -> None:
+    def start(self, args: Optional[Dict[str, Any]] = None) -> None:
+        """Begin a search in a folder that holds none; ``args`` (the CLI's flags) go to
+        ``args.json`` before the state, so a search killed at once still has them."""
         if os.path.exists(self._path(STATE_FILE)):
             raise UserError(f"{self.root} already holds a search: pass --resume to continue "
                             "it, or choose another output folder")
         os.makedirs(self.root, exist_ok=True)
+        if args is not None:
+            atomic_write_json(self._path("args.json"), args)
         write_jsonl(self._path(HISTORY_FILE), [])
         self._write_state(done=False, queries=0)
 
