@@ -5,6 +5,7 @@ the rest a synthetic table in the real format."""
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import itertools
 import json
@@ -65,6 +66,7 @@ def real() -> Path:
     return REAL
 
 
+@functools.lru_cache(maxsize=2)
 def table_rows(path: Path) -> dict:
     """arch string -> row, read with the csv module alone (independent of the loader)."""
     with gzip.open(path, "rt", newline="") as f:
