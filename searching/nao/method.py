@@ -1,0 +1,259 @@
+"""NAO-WS on the one weight-sharing trainer (TF renqianluo/NAO ``NAO-WS/cnn``; SPEC §20).
+
+- ``step``: one supernet weight step on an architecture drawn uniformly from the pool (NAO's
+  ``child_sample_policy=uniform``), cross-entropy plus 0.4 x the auxiliary head's when the
+  supernet returns one, gradient norm clipped, SGD.
+- ``epoch_end`` at the evaluation points (``--epochs`` cut into ``--iterations + 1`` equal
+  parts; TF: 150 epochs, every 30): every pool architecture is scored on one validation batch
+  (``--eval_batch_size`` images, 500 as TF; dropout and drop-path off, BatchNorm on the
+  batch's statistics as NAO_pytorch's ``bn_train=True``, running statistics untouched);
+  ``arch_pool`` / ``arch_pool.final`` are written; then, except at the last point, the
+  controller is trained on the pool (:func:`searching.nao.optimize.train_controller`),
+  generates ``--new_arch`` unseen architectures from the pool's top 100, and the pool becomes
+  its best ``N - new - random`` + the new ones + ``random`` fresh random ones (TF adds 50
+  random to a 1,000 pool: ``--random_arch``, default ``seed_arch // 20``).
+- ``derive``: the best measured architecture of the last evaluation (the seed pool's first
+  before any).
+- the weights' learning rate: ENAS's cosine with warm restarts (0.05 -> 0.0005, T0 10,
+  Tmul 2), as the TF NAO-WS script.
+
+Pool sizes: the TF release's (1,000 seeds, 500 new per round from the top 100), because the
+paper's NAO-WS numbers and the controller sizes of SPEC §20 are that code's; NAO_pytorch's
+600 / 300 (no random additions) is ``--seed_arch 600 --new_arch 300 --random_arch 0``.
+Not done: NAO_pytorch's final 10-epoch retraining of the top 5 (the TF code ranks by the
+weight-sharing accuracy, as here).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from api.errors import UserError
+from api.spaces.enas_micro import MicroArch
+from api.spaces.enas_micro.arch import make_arch
+from searching.nao.controller import ControllerConfig, NAOController
+from searching.nao.optimize import generate_archs, normalise, predict, train_controller
+from searching.nao.pool import (PoolEntry, pairwise_accuracy, random_archs, sort_entries,
+                                write_pool)
+from searching.oneshot.trainer import OneShotConfig, OneShotMethod, PersistentIterator
+
+#: The TF NAO-WS script's supernet optimisation (= ENAS micro search): SGD Nesterov 0.9,
+#: cosine restarts 0.05 -> 0.0005, l2 1e-4, clip 5.
+NAO_WEIGHTS = dict(lr=0.05, lr_min=0.0005, momentum=0.9, nesterov=True, weight_decay=1e-4,
+                   grad_clip=5.0)
+
+
+def eval_points(epochs: int, iterations: int) -> List[int]:
+    """The epochs (1-based) after which the pool is evaluated: ``iterations + 1`` equal
+    parts of ``epochs``."""
+    if iterations < 1:
+        raise UserError("--iterations must be at least 1 (pool updates before the final "
+                        "evaluation)")
+    if epochs < iterations + 1:
+        raise UserError(f"--epochs {epochs} cannot hold --iterations {iterations} pool updates "
+                        f"and a final evaluation: give at least {iterations + 1} epochs")
+    return [round(epochs * k / (iterations + 1)) for k in range(1, iterations + 2)]
+
+
+def sgdr_lr(epoch: int, lr_max: float, lr_min: float, t0: int, t_mul: int) -> float:
+    """Cosine annealing with warm restarts (ENAS's ``child_lr_cosine``), constant per epoch."""
+    t, start = t0, 0
+    while epoch >= start + t:
+        start += t
+        t *= t_mul
+    return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * (epoch - start) / t))
+
+
+class NAOWS(OneShotMethod):
+    name = "nao-ws"
+    weight_defaults = NAO_WEIGHTS
+
+    def __init__(self, seed_arch: int = 1000, new_arch: int = 500,
+                 random_arch: Optional[int] = None, iterations: int = 4,
+                 controller_epochs: int = 1000, top_archs: int = 100, max_step: int = 100,
+                 eval_batch_size: int = 500, aux_weight: float = 0.4, symmetry: bool = True,
+                 lr_t0: int = 10, lr_t_mul: int = 2,
+                 controller: Optional[ControllerConfig] = None, seed: int = 0,
+                 out_dir: Optional[str] = None, progress: bool = False) -> None:
+        if seed_arch < 2:
+            raise UserError("--seed_arch must be at least 2")
+        random_arch = seed_arch // 20 if random_arch is None else int(random_arch)
+        if new_arch < 0 or random_arch < 0 or new_arch + random_arch >= seed_arch:
+            raise UserError(f"--new_arch {new_arch} + --random_arch {random_arch} must be below "
+                            f"--seed_arch {seed_arch} (the pool keeps its best of the rest)")
+        if controller_epochs < 1 or eval_batch_size < 1 or top_archs < 1:
+            raise UserError("--controller_epochs, --eval_batch_size and --top_archs must be at "
+                            "least 1")
+        self.seed_arch, self.new_arch, self.random_arch = seed_arch, new_arch, random_arch
+        self.iterations, self.controller_epochs = iterations, controller_epochs
+        self.top_archs, self.max_step, self.eval_batch_size = top_archs, max_step, eval_batch_size
+        self.aux_weight, self.symmetry = float(aux_weight), bool(symmetry)
+        self.lr_t0, self.lr_t_mul = int(lr_t0), int(lr_t_mul)
+        self.controller_config = controller or ControllerConfig()
+        self.seed, self.out_dir, self.progress = seed, out_dir, progress
+        self._eval_state: Optional[Dict[str, Any]] = None
+        self.eval_iter: Optional[PersistentIterator] = None
+
+    def settings(self) -> Dict[str, Any]:
+        return {"seed_arch": self.seed_arch, "new_arch": self.new_arch,
+                "random_arch": self.random_arch, "iterations": self.iterations,
+                "controller_epochs": self.controller_epochs, "top_archs": self.top_archs,
+                "max_step": self.max_step, "eval_batch_size": self.eval_batch_size,
+                "aux_weight": self.aux_weight, "symmetry": self.symmetry,
+                "lr_t0": self.lr_t0, "lr_t_mul": self.lr_t_mul,
+                "controller": self.controller_config.to_dict()}
+
+    # ------------------------------------------------------------------ setup
+    def bind(self, net: nn.Module, w_optimizer: torch.optim.Optimizer,
+             config: OneShotConfig) -> None:
+        super().bind(net, w_optimizer, config)
+        self.points = eval_points(config.epochs, self.iterations)
+        device = next(net.parameters()).device
+        self.generator = torch.Generator().manual_seed(self.seed + 11)
+        self.controller = NAOController(self.controller_config).to(device)
+        cfg = self.controller_config
+        self.c_optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.lr,
+                                            weight_decay=cfg.weight_decay)
+        self.controller_step = 0
+        self.controller_trained = False
+        self.pool: List[MicroArch] = random_archs(self.seed_arch, self.generator)
+        self.seen = set(self.pool)
+        self.entries: List[PoolEntry] = []
+
+    def epoch_lr(self, epoch: int, default: float) -> float:
+        return sgdr_lr(epoch, self.config.lr, self.config.lr_min, self.lr_t0, self.lr_t_mul)
+
+    def edge_weights(self, net: nn.Module) -> Dict[str, torch.Tensor]:
+        return {}
+
+    # ------------------------------------------------------------------ weight step
+    def step(self, net: nn.Module, train_batch, val_batch, epoch: int, step: int
+             ) -> Dict[str, Any]:
+        x, y = train_batch
+        arch = self.pool[int(torch.randint(len(self.pool), (1,), generator=self.generator))]
+        self.w_optimizer.zero_grad()
+        out = net(x, arch)
+        logits, aux = (out if isinstance(out, (tuple, list)) else (out, None))
+        loss = F.cross_entropy(logits, y)
+        total = loss + self.aux_weight * F.cross_entropy(aux, y) if aux is not None and \
+            self.aux_weight > 0 else loss
+        total.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(net.parameters(), self.config.grad_clip)
+        self.w_optimizer.step()
+        with torch.no_grad():
+            return {"train_loss": loss.detach(),
+                    "train_acc": (logits.argmax(1) == y).float().mean()}
+
+    # ------------------------------------------------------------------ pool rounds
+    def _evaluate_pool(self, net: nn.Module, feed) -> List[float]:
+        """Validation accuracy of every pool architecture, one fresh batch each."""
+        if self.eval_iter is None:
+            self.eval_iter = PersistentIterator(feed.data.arch, self.eval_batch_size,
+                                                self.seed + 12)
+            if self._eval_state is not None:
+                self.eval_iter.load_state_dict(self._eval_state)
+        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [m.momentum for m in norms]
+        net.eval()
+        for m in norms:  # batch statistics, running statistics unchanged
+            m.train()
+            m.momentum = 0.0
+        accs = []
+        try:
+            with torch.no_grad():
+                for arch in self.pool:
+                    x, y = self.eval_iter.next()
+                    out = net(x, arch)
+                    logits = out[0] if isinstance(out, (tuple, list)) else out
+                    accs.append(float((logits.argmax(1) == y).double().mean()))
+        finally:
+            for m, mom in zip(norms, saved):
+                m.momentum = mom
+            net.train()
+        return accs
+
+    def epoch_end(self, net: nn.Module, feed, epoch: int) -> Dict[str, Any]:
+        if epoch + 1 not in self.points:
+            return {}
+        measured = self._evaluate_pool(net, feed)
+        out: Dict[str, Any] = {"pool_size": len(self.pool), "pool_best": max(measured),
+                               "pool_mean": sum(measured) / len(measured)}
+        if self.controller_trained:
+            _, lo, hi = self._last_range
+            pred = [lo + p * (hi - lo) for p in predict(self.controller, self.pool)]
+            out["pool_predicted_pairwise_acc"] = pairwise_accuracy(measured, pred)
+        else:
+            pred = [math.nan] * len(self.pool)
+        self.entries = sort_entries([PoolEntry(a, m, p) for a, m, p in
+                                     zip(self.pool, measured, pred)])
+        if self.out_dir is not None:
+            write_pool(Path(self.out_dir), self.entries)
+        if epoch + 1 == self.points[-1]:
+            return out
+        out.update(self._next_pool())
+        return out
+
+    def _next_pool(self) -> Dict[str, Any]:
+        archs = [e.arch for e in self.entries]
+        targets, lo, hi = normalise([e.measured for e in self.entries])
+        self._last_range = (None, lo, hi)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.controller_epochs, desc="controller", unit="epoch",
+                       leave=False, dynamic_ncols=True)
+        figures = train_controller(self.controller, self.c_optimizer, archs, targets,
+                                   self.controller_epochs, self.generator, self.controller_step,
+                                   symmetry=self.symmetry, progress=bar)
+        if bar is not None:
+            bar.close()
+        self.controller_step = int(figures.pop("controller_step"))
+        self.controller_trained = True
+        new, lam = generate_archs(self.controller, archs[:self.top_archs], self.new_arch,
+                                  self.seen, self.max_step)
+        self.seen.update(new)
+        fresh = random_archs(self.random_arch, self.generator, self.seen)
+        self.seen.update(fresh)
+        keep = len(archs) - len(new) - len(fresh)
+        self.pool = archs[:keep] + new + fresh
+        return {**figures, "new_archs": len(new), "step_size": lam,
+                "random_archs": len(fresh)}
+
+    def derive(self, net: nn.Module) -> MicroArch:
+        return self.entries[0].arch if self.entries else self.pool[0]
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> Dict[str, Any]:
+        return {"pool": [a.to_list() for a in self.pool],
+                "seen": sorted(a.to_list() for a in self.seen),
+                "entries": [[e.arch.to_list(), e.measured, e.predicted] for e in self.entries],
+                "controller": self.controller.state_dict(),
+                "c_optimizer": self.c_optimizer.state_dict(),
+                "controller_step": self.controller_step,
+                "controller_trained": self.controller_trained,
+                "last_range": list(getattr(self, "_last_range", (None, 0.0, 0.0)))[1:],
+                "generator": self.generator.get_state(),
+                "eval_iter": None if self.eval_iter is None else self.eval_iter.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.pool = [make_arch(a) for a in state["pool"]]
+        self.seen = {make_arch(a) for a in state["seen"]}
+        self.entries = [PoolEntry(make_arch(a), float(m), float(p))
+                        for a, m, p in state["entries"]]
+        self.controller.load_state_dict(state["controller"])
+        self.c_optimizer.load_state_dict(state["c_optimizer"])
+        self.controller_step = int(state["controller_step"])
+        self.controller_trained = bool(state["controller_trained"])
+        lo, hi = state["last_range"]
+        self._last_range = (None, float(lo), float(hi))
+        self.generator.set_state(state["generator"])
+        self._eval_state = state["eval_iter"]
+        if self.eval_iter is not None and self._eval_state is not None:
+            self.eval_iter.load_state_dict(self._eval_state)

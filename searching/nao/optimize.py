@@ -1,0 +1,109 @@
+"""One NAO round on a measured pool: train the encoder-predictor-decoder, then move the best
+architectures' embeddings uphill until enough unseen architectures come out.
+
+Both follow the TF NAO-WS code (renqianluo/NAO ``NAO-WS/cnn/train_search.py``): targets are
+the measured accuracies min-max normalised over the pool; each epoch the pool is shuffled and
+cut into batches of 100, and with symmetry augmentation every sequence has one node per cell
+with its two branches swapped (NAO_pytorch's ``NAODataset(swap=True)``, drawn anew each epoch);
+Adam, gradient norm clipped to 5. Generation starts from the top 100 of the pool with step size
+1 and adds 1 per round, keeping the decoded architectures never seen before, until
+``n_new`` are found or the step passes ``max_step`` (TF: 100).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Set, Tuple
+
+import torch
+
+from searching.nao.controller import NAOController, controller_lr
+from searching.nao.pool import arch_to_seq, pairwise_accuracy, seq_to_arch, swap_branches
+from api.spaces.enas_micro import MicroArch
+from api.spaces.enas_micro.arch import NODES
+
+
+def normalise(values: Sequence[float]) -> Tuple[List[float], float, float]:
+    """Min-max normalised ``values`` and (min, max); all equal -> all 0.5."""
+    lo, hi = min(values), max(values)
+    if hi - lo <= 0:
+        return [0.5] * len(values), lo, hi
+    return [(v - lo) / (hi - lo) for v in values], lo, hi
+
+
+def train_controller(model: NAOController, optimizer: torch.optim.Optimizer,
+                     archs: Sequence[MicroArch], targets: Sequence[float], epochs: int,
+                     generator: torch.Generator, step: int, symmetry: bool = True,
+                     progress=None) -> Dict[str, float]:
+    """Train ``model`` ``epochs`` epochs on (``archs``, normalised ``targets``); ``step`` is
+    the controller's global step count (for the lr decay). Returns the last epoch's mean
+    loss / MSE / NLL, the pairwise accuracy of the predictions on the pool afterwards, and
+    the new step count."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    seqs = [arch_to_seq(a) for a in archs]
+    y_all = torch.tensor(list(targets), dtype=torch.float32, device=device)
+    n = len(seqs)
+    sums = {"loss": 0.0, "mse": 0.0, "nll": 0.0}
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator).tolist()
+        if symmetry:
+            nodes = torch.randint(NODES, (n, 2), generator=generator).tolist()
+            batch_seqs = [swap_branches(seqs[i], *nodes[i]) for i in range(n)]
+        else:
+            batch_seqs = seqs
+        sums = {"loss": 0.0, "mse": 0.0, "nll": 0.0}
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            x = torch.tensor([batch_seqs[i] for i in idx], dtype=torch.long, device=device)
+            for group in optimizer.param_groups:
+                group["lr"] = controller_lr(cfg, step)
+            optimizer.zero_grad()
+            loss, mse, nll = model.loss(x, y_all[idx])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_bound)
+            optimizer.step()
+            step += 1
+            for key, value in (("loss", loss), ("mse", mse), ("nll", nll)):
+                sums[key] += float(value.detach()) * len(idx)
+        if progress is not None:
+            progress.update(1)
+    out = {f"controller_{k}": v / max(n, 1) for k, v in sums.items()}
+    pred = predict(model, archs)
+    out["controller_pairwise_acc"] = pairwise_accuracy(list(targets), pred)
+    out["controller_step"] = step
+    return out
+
+
+@torch.no_grad()
+def predict(model: NAOController, archs: Sequence[MicroArch]) -> List[float]:
+    """The predictor's normalised accuracy of each architecture (dropout off)."""
+    if not archs:
+        return []
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.tensor([arch_to_seq(a) for a in archs], dtype=torch.long, device=device)
+    out = model.predict(x).tolist()
+    model.train(was)
+    return out
+
+
+def generate_archs(model: NAOController, top: Sequence[MicroArch], n_new: int,
+                   seen: Set[MicroArch], max_step: int = 100) -> Tuple[List[MicroArch], int]:
+    """Up to ``n_new`` architectures not in ``seen``, by gradient ascent from ``top`` with a
+    step growing by 1; returns them and the last step size used."""
+    device = next(model.parameters()).device
+    x = torch.tensor([arch_to_seq(a) for a in top], dtype=torch.long, device=device)
+    new: List[MicroArch] = []
+    found = set(seen)
+    lam = 0
+    while len(new) < n_new and lam < max_step and len(top):
+        lam += 1
+        for seq in model.generate(x, float(lam)).tolist():
+            arch = seq_to_arch(seq)
+            if arch not in found:
+                found.add(arch)
+                new.append(arch)
+                if len(new) >= n_new:
+                    break
+    return new, lam

@@ -1,0 +1,142 @@
+"""The architecture pool of NAO-WS and the controller's token form of an architecture.
+
+Token form (NAO's ``parse_arch_to_seq`` with two tokens per branch): the 40 integers of a
+:class:`~api.spaces.enas_micro.MicroArch` with every input index ``i`` written as ``i + 1``
+(1..6) and every op ``o`` as ``o + 7`` (7..11); token 0 is the decoder's start symbol, so the
+vocabulary has 12 tokens. The encoder reads the 40 tokens as 20 pairs (one branch each).
+
+Symmetry augmentation: a node's two branches ``[idx1, op1]`` and ``[idx2, op2]`` commute (the
+node sums them), so swapping them names the same cell; NAO trains its controller on such
+swapped copies (:func:`swap_branches`).
+
+Pool files (``arch_pool``, ``arch_pool.final``): one architecture a line, best measured first,
+``<40 integers>\\t<measured>\\t<predicted>`` (validation accuracy as a fraction; ``nan`` where no
+controller has predicted yet). ``cut -f1`` of a line is a ``fixed_arc``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Sequence, Tuple
+
+import torch
+
+from api.atomic_io import atomic_write_text
+from api.spaces.enas_micro import MicroArch
+from api.spaces.enas_micro.arch import ARCH_LEN, CELL_LEN, ENAS_OPS, NODES, make_arch
+
+VOCAB = 12
+SOS = 0
+INDEX_OFFSET = 1
+OP_OFFSET = 7
+NUM_OPS = len(ENAS_OPS)
+
+
+def arch_to_seq(arch: MicroArch) -> List[int]:
+    """The 40 controller tokens of ``arch``."""
+    values = arch.to_list()
+    return [v + (INDEX_OFFSET if k % 2 == 0 else OP_OFFSET) for k, v in enumerate(values)]
+
+
+def seq_to_arch(seq: Sequence[int]) -> MicroArch:
+    """40 tokens -> the architecture (one UserError if they do not name a valid one)."""
+    return make_arch([int(t) - (INDEX_OFFSET if k % 2 == 0 else OP_OFFSET)
+                      for k, t in enumerate(seq)])
+
+
+def allowed_tokens(position: int) -> Tuple[int, int]:
+    """``[lo, hi)`` of the tokens valid at ``position`` (0..39): inputs 0..n+1 of node n, or
+    one of the 5 ops. The decoder picks only among these, so what it writes is valid."""
+    pos = position % CELL_LEN
+    if pos % 2 == 0:
+        node = pos // 4
+        return INDEX_OFFSET, INDEX_OFFSET + node + 2
+    return OP_OFFSET, OP_OFFSET + NUM_OPS
+
+
+def random_arch(generator: torch.Generator) -> MicroArch:
+    """One architecture drawn uniformly (each input among the node's predecessors, each op
+    among the 5), as NAO's ``generate_arch``."""
+    values: List[int] = []
+    for _cell in range(2):
+        for node in range(NODES):
+            for _branch in range(2):
+                values.append(int(torch.randint(node + 2, (1,), generator=generator)))
+                values.append(int(torch.randint(NUM_OPS, (1,), generator=generator)))
+    return make_arch(values)
+
+
+def random_archs(n: int, generator: torch.Generator, exclude: Iterable[MicroArch] = ()
+                 ) -> List[MicroArch]:
+    """``n`` distinct random architectures not in ``exclude`` (NAO draws with repeats; a pool
+    of distinct cells wastes no evaluations)."""
+    seen = set(exclude)
+    out: List[MicroArch] = []
+    while len(out) < n:
+        arch = random_arch(generator)
+        if arch not in seen:
+            seen.add(arch)
+            out.append(arch)
+    return out
+
+
+def swap_branches(seq: Sequence[int], normal_node: int, reduce_node: int) -> List[int]:
+    """``seq`` with the two branches of node ``normal_node`` of the normal cell and of node
+    ``reduce_node`` of the reduction cell swapped (the same architecture)."""
+    out = list(seq)
+    for base, node in ((0, normal_node), (CELL_LEN, reduce_node)):
+        k = base + 4 * node
+        out[k:k + 4] = out[k + 2:k + 4] + out[k:k + 2]
+    return out
+
+
+def pairwise_accuracy(a: Sequence[float], b: Sequence[float]) -> float:
+    """Share of pairs ordered alike by ``a`` and ``b`` (NAO's ranking metric; ties in ``a``
+    count as ``>=``, as NAO's)."""
+    x, y = torch.as_tensor(list(a), dtype=torch.float64), torch.as_tensor(list(b),
+                                                                         dtype=torch.float64)
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    i, j = torch.triu_indices(n, n, 1)
+    ge = (x[i] >= x[j]) & (y[i] >= y[j])
+    lt = (x[i] < x[j]) & (y[i] < y[j])
+    return float((ge | lt).double().mean())
+
+
+@dataclass
+class PoolEntry:
+    arch: MicroArch
+    measured: float
+    predicted: float = math.nan
+
+    def line(self) -> str:
+        return f"{self.arch.to_string()}\t{self.measured:.6f}\t{self.predicted:.6f}"
+
+
+def sort_entries(entries: Sequence[PoolEntry]) -> List[PoolEntry]:
+    """Best measured first; ties keep pool order (a stable sort, so runs are reproducible)."""
+    return sorted(entries, key=lambda e: -e.measured)
+
+
+def write_pool(root: Path, entries: Sequence[PoolEntry], top: int = 5) -> None:
+    """``arch_pool`` (every entry) and ``arch_pool.final`` (the ``top`` best), atomically."""
+    ranked = sort_entries(entries)
+    atomic_write_text(Path(root) / "arch_pool", "".join(e.line() + "\n" for e in ranked))
+    atomic_write_text(Path(root) / "arch_pool.final",
+                      "".join(e.line() + "\n" for e in ranked[:top]))
+
+
+def read_pool(path: Path) -> List[PoolEntry]:
+    """The entries of a pool file (tests, users)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            ints, measured, predicted = line.split("\t")
+            out.append(PoolEntry(make_arch([int(t) for t in ints.split()]), float(measured),
+                                 float(predicted)))
+    return out
+
+
+assert ARCH_LEN == 2 * CELL_LEN

@@ -1,0 +1,128 @@
+"""NAO-WS search (Luo et al., NeurIPS 2018) on the ENAS micro space, weight sharing.
+
+    python searching/nao/train_search.py --dataset cifar10 --data DIR --save DIR
+
+Defaults are the TF release's NAO-WS (renqianluo/NAO ``NAO-WS/cnn/train_search.sh``): the
+ENAS micro supernet (20 filters, 6 normal + 2 reduction cells, auxiliary head, keep 0.9,
+drop-path keep 0.6) trained 150 epochs, batch 160, SGD Nesterov 0.9 with cosine restarts 0.05
+-> 0.0005 (T0 10, Tmul 2), l2 1e-4, clip 5, on architectures drawn uniformly from the pool;
+1,000 random seed architectures; every 30 epochs (``--iterations 4`` updates + the final
+evaluation) the pool is scored on validation batches of 500, the encoder-predictor-decoder
+(emb 48, LSTM 96, MLP 3 x 100 dropout 0.1, decoder 96 with attention, 0.8 MSE + 0.2 NLL,
+Adam 1e-3, 1,000 epochs, symmetry augmentation) is trained on it, and 500 unseen architectures
+from the top 100 (plus 50 random) replace the worst. Outputs in --save: arch_pool (every
+architecture, best first: 40 integers, measured and predicted accuracy, tab-separated),
+arch_pool.final (the top 5), arch-best (+ .json, .txt), history.jsonl, summary.json,
+search.log, args.json, curves.png, checkpoint.pt (--resume).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from api.errors import UserError, run_cli
+from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, saved_seed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train_search.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="cifar10",
+                   help="cifar10, cifar100 or imagefolder (DIR/train/<class>/*)")
+    p.add_argument("--data", default="./data", help="folder holding the dataset")
+    p.add_argument("--save", default="./exp/search_cifar10", help="output folder")
+    p.add_argument("--epochs", type=int, default=150, help="supernet epochs in all")
+    p.add_argument("--iterations", type=int, default=4,
+                   help="pool updates (evaluate, train the controller, generate); the pool is "
+                        "evaluated after each of the --iterations + 1 equal parts of --epochs")
+    p.add_argument("--seed_arch", type=int, default=1000, help="random architectures to start")
+    p.add_argument("--new_arch", type=int, default=500,
+                   help="architectures generated per update")
+    p.add_argument("--random_arch", type=int, default=None,
+                   help="fresh random architectures added per update (default seed_arch // 20, "
+                        "TF's 50 of 1,000)")
+    p.add_argument("--top_archs", type=int, default=100,
+                   help="the best pool architectures the generation starts from")
+    p.add_argument("--max_step", type=int, default=100,
+                   help="largest gradient-ascent step size tried")
+    p.add_argument("--controller_epochs", type=int, default=1000,
+                   help="controller training epochs per update")
+    p.add_argument("--controller_batch_size", type=int, default=100)
+    p.add_argument("--controller_lr", type=float, default=1e-3, help="Adam")
+    p.add_argument("--controller_trade_off", type=float, default=0.8,
+                   help="loss = w * MSE + (1 - w) * NLL")
+    p.add_argument("--no_symmetry", action="store_true",
+                   help="train the controller without swapping a node's two branches")
+    p.add_argument("--batch_size", type=int, default=160, help="supernet training batch")
+    p.add_argument("--eval_batch_size", type=int, default=500,
+                   help="validation images per pool architecture")
+    p.add_argument("--train_size", type=int, default=0,
+                   help="use N training images in all (class-balanced, seeded; halved into "
+                        "weights / validation halves); 0: the whole training split")
+    p.add_argument("--init_channels", type=int, default=20, help="supernet filters")
+    p.add_argument("--layers", type=int, default=6, help="supernet normal cells")
+    p.add_argument("--learning_rate", type=float, default=0.05, help="cosine restarts top")
+    p.add_argument("--learning_rate_min", type=float, default=0.0005)
+    p.add_argument("--lr_T_0", type=int, default=10, help="first cosine period (epochs)")
+    p.add_argument("--lr_T_mul", type=int, default=2, help="period multiplier")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD (Nesterov)")
+    p.add_argument("--weight_decay", type=float, default=1e-4)
+    p.add_argument("--grad_clip", type=float, default=5.0)
+    p.add_argument("--aux_weight", type=float, default=0.4,
+                   help="auxiliary head's loss weight (0: no auxiliary head)")
+    p.add_argument("--keep_prob", type=float, default=0.9, help="dropout keep before the head")
+    p.add_argument("--drop_path_keep_prob", type=float, default=0.6)
+    add_run_flags(p)
+    add_checkpoint_flag(p)
+    return p
+
+
+def supernet_kwargs(args: argparse.Namespace):
+    """The ENAS micro supernet's settings from the flags."""
+    return dict(C=args.init_channels, layers=args.layers, auxiliary=args.aux_weight > 0,
+                keep_prob=args.keep_prob, drop_path_keep_prob=args.drop_path_keep_prob)
+
+
+def nao_search(args: argparse.Namespace):
+    import random
+
+    from api.distributed import resolve_device
+    from searching.nao.controller import ControllerConfig
+    from searching.nao.method import NAOWS, eval_points
+    from searching.oneshot.trainer import OneShotConfig, OneShotSearch
+
+    if args.epochs < 1 or args.batch_size < 1:
+        raise UserError("--epochs and --batch_size must be at least 1")
+    eval_points(args.epochs, args.iterations)
+    if args.seed < 0 and args.resume:
+        args.seed = saved_seed(args.save)
+    if args.seed < 0:
+        args.seed = random.randint(1, 100000)
+        print(f"seed: {args.seed}")
+    controller = ControllerConfig(lr=args.controller_lr, batch_size=args.controller_batch_size,
+                                  trade_off=args.controller_trade_off)
+    method = NAOWS(args.seed_arch, args.new_arch, args.random_arch, args.iterations,
+                   args.controller_epochs, args.top_archs, args.max_step, args.eval_batch_size,
+                   args.aux_weight, not args.no_symmetry, args.lr_T_0, args.lr_T_mul,
+                   controller, seed=args.seed, out_dir=args.save, progress=not args.quiet)
+    config = OneShotConfig(
+        space="enas-micro", dataset=args.dataset, data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
+        lr=args.learning_rate, lr_min=args.learning_rate_min, momentum=args.momentum,
+        nesterov=True, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+        supernet=supernet_kwargs(args))
+    search = OneShotSearch(args.save, config, method, resolve_device(args.device),
+                           progress=not args.quiet, plots=not args.no_plots, args=vars(args),
+                           checkpoint_seconds=60.0 * args.checkpoint_minutes)
+    arch = search.run(resume=args.resume, force=args.force)
+    print(f"searched architecture: {arch.text}")
+    return arch
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    return nao_search(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])
