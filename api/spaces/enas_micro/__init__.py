@@ -94,6 +94,17 @@ class EnasMicroSpace(_MicroSpace):
 
         return get_space("darts").build_network(self.to_genotype(arch), dataset, **kwargs)
 
+    def supernet(self, dataset: str = "cifar10", num_classes: Optional[int] = None,
+                 **kwargs: Any):
+        """ENAS's micro weight-sharing child network
+        (:class:`api.spaces.enas_micro.supernet.EnasMicroSupernet`; keyword arguments as
+        its constructor: ``C``, ``layers``, ``auxiliary``, ``keep_prob``, ...)."""
+        from api.spaces.enas_micro.supernet import EnasMicroSupernet
+
+        shape, classes = dataset_info(dataset)
+        return EnasMicroSupernet(num_classes=int(num_classes or classes),
+                                 input_size=shape[1], in_channels=shape[0], **kwargs)
+
 
 #: (C, N) defaults of NAO's networks: CIFAR N=6 (20 cells), C=36 (NAO_V1 ``train_cifar.py``);
 #: ImageNet N=4 (14 cells), C=48 (``train_imagenet.py``).
