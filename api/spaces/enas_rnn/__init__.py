@@ -189,6 +189,13 @@ class EnasRNNSpace(SearchSpace):
                              dropouti=dropouti, dropoute=dropoute, decoder_bias=decoder_bias,
                              embedding=embedding)
 
+    def supernet(self, ntokens: int, **kwargs: Any):
+        """ENAS's shared-weight LM (:class:`api.spaces.enas_rnn.supernet.EnasRNNSupernet`),
+        by default at carpedm20/ENAS-pytorch's search sizes and dropouts."""
+        from api.spaces.enas_rnn.supernet import EnasRNNSupernet
+
+        return EnasRNNSupernet(ntokens, **kwargs)
+
     def count(self, arch: Any, dataset: str = "ptb", ntokens: Optional[int] = None,
               emsize: int = ENAS_FINAL["emsize"], nhid: Optional[int] = None,
               decoder_bias: bool = ENAS_FINAL["decoder_bias"], **unused: Any) -> Tuple[int, int]:

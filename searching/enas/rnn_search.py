@@ -1,0 +1,197 @@
+"""ENAS RNN cell search on a PTB-format text corpus (``main.py --network_type rnn``).
+
+The trainer is the one weight-sharing trainer's text variant
+(:class:`searching.oneshot.text.TextOneShotSearch`: checkpoints, exact resume after kill -9,
+history, plots); this module adds what ENAS does differently:
+
+- :class:`EnasTextFeed`: carpedm20's fixed windows (always ``bptt``; DARTS's variable ones are
+  not ENAS's) from the start of the training split each epoch, and at most
+  ``--shared_max_step`` of them per epoch (the epoch also ends when the split does);
+- :class:`EnasTextSearch`: ``--train_size N`` (the first N training words), the controller's
+  curves (``controller.png``) and its figures in ``summary.json``;
+- :func:`run`: main.py's namespace -> settings (RNN defaults of SPEC §19 filled in) -> search.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from typing import Any, Dict, List
+
+from api.errors import UserError
+from searching.oneshot.text import TextData, TextFeed, TextOneShotSearch
+
+#: SPEC §19 / carpedm20 config.py (ema_baseline_decay: 0.95 as the SPEC and paper; see
+#: searching/enas/rnn_method.py for every choice).
+RNN_DEFAULTS: Dict[str, Any] = dict(
+    max_epoch=150, batch_size=64, num_blocks=12, controller_hid=100, controller_optim="adam",
+    controller_lr=3.5e-4, controller_max_step=2000, shared_max_step=400, shared_lr=20.0,
+    shared_grad_clip=0.25, shared_l2_reg=1e-7, shared_decay=0.96, shared_decay_after=15.0,
+    tanh_c=2.5, softmax_temperature=5.0, entropy_coeff=1e-4, ema_baseline_decay=0.95,
+    reward_c=80.0, shared_embed=1000, shared_hid=1000, shared_dropout=0.4,
+    shared_dropoute=0.1, shared_dropouti=0.65, shared_wdrop=0.5, shared_rnn_max_length=35,
+    derive_num_sample=100, controller_lr_max=0.05, controller_lr_min=1e-4,
+    controller_grad_clip=0.0)
+
+
+class EnasTextFeed(TextFeed):
+    """Fixed ``bptt`` windows from the split's start, at most ``max_steps`` per epoch."""
+
+    def __init__(self, search: "EnasTextSearch", data: TextData, max_steps: int) -> None:
+        super().__init__(search, data)
+        self.max_steps = int(max_steps)
+
+    def steps(self, state) -> int:
+        return min(self.max_steps, math.ceil((self.data.train.size(0) - 2) / self.bptt))
+
+    def done(self, state, step: int) -> bool:
+        return step >= self.max_steps or state["pos"] >= self.data.train.size(0) - 2
+
+    def batch(self, state, step: int):
+        from api.rnn.data import get_batch
+
+        i = int(state["pos"])
+        x, y = get_batch(self.data.train, i, self.bptt)
+        state["pos"] = i + self.bptt
+        return (x, y), None, y.numel(), 0
+
+    def epoch_end(self, net, means: Dict[str, float]) -> Dict[str, Any]:
+        out = super().epoch_end(net, means)
+        ppl = getattr(self.search.method, "derive_ppl", None)
+        return {**out, "derived_valid_batch_ppl": ppl}
+
+
+class EnasTextSearch(TextOneShotSearch):
+    def __init__(self, *args: Any, shared_max_step: int = 400, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared_max_step = int(shared_max_step)
+
+    def load_data(self) -> TextData:
+        data = super().load_data()
+        n = int(self.config.train_size)
+        if n > 0:
+            from api.rnn.data import Corpus, batchify
+
+            corpus = Corpus(self.config.data)
+            if n > corpus.train.numel():
+                raise UserError(f"--train_size {n} is more than the {corpus.train.numel()} "
+                                f"training words of {self.config.data}")
+            data.train = batchify(corpus.train[:n], self.config.batch_size, self.device)
+            data.fingerprint = {**data.fingerprint, "train_size": n}
+        return data
+
+    def make_feed(self, data: TextData) -> EnasTextFeed:
+        return EnasTextFeed(self, data, self.shared_max_step)
+
+    def summary_extra(self, history: List[Dict[str, Any]]) -> Dict[str, Any]:
+        last = history[-1]
+        return {**super().summary_extra(history),
+                **{f"final_{k}": last.get(k) for k in ("reward", "entropy", "baseline",
+                                                       "reward_ppl",
+                                                       "derived_valid_batch_ppl")},
+                "controller_steps": last.get("controller_steps")}
+
+    def write_outputs(self, net, history, seconds, benchmark, final) -> None:
+        super().write_outputs(net, history, seconds, benchmark, final)
+        if self.plots and history:
+            write_controller_plot(self.root, history)
+
+
+def write_controller_plot(root, history: List[Dict[str, Any]]) -> None:
+    """controller.png: the controller's mean reward, entropy and baseline, and the reward
+    windows' perplexity, per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from api.atomic_io import atomic_write_bytes
+    from searching.oneshot.trainer import _png
+
+    epochs = [r["epoch"] for r in history]
+    panels = (("reward", ("reward", "baseline")), ("entropy", ("entropy",)),
+              ("validation-window perplexity", ("reward_ppl", "derived_valid_batch_ppl")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            ys = [r.get(key) for r in history]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, ys, marker="o", ms=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write_bytes(root / "controller.png", _png(fig))
+
+
+def resolve_rnn_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the flags left at None with the RNN defaults and check them."""
+    for key, value in RNN_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    for name in ("max_epoch", "batch_size", "shared_max_step", "shared_embed", "num_blocks",
+                 "controller_hid", "derive_num_sample", "shared_rnn_max_length"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.controller_max_step < 0:
+        raise UserError("--controller_max_step must be at least 0")
+    if str(args.shared_optim).lower() != "sgd":
+        raise UserError(f"--shared_optim {args.shared_optim!r}: the ENAS RNN search trains "
+                        "the shared weights with sgd (carpedm20's and the paper's)")
+    if args.shared_hid != args.shared_embed:
+        raise UserError(f"the decoder is tied to the embedding: --shared_hid "
+                        f"({args.shared_hid}) must equal --shared_embed ({args.shared_embed})")
+    if args.softmax_temperature <= 0:
+        raise UserError("--softmax_temperature must be positive")
+    return args
+
+
+def run(args: argparse.Namespace):
+    """The search ``args`` (main.py's namespace, ``args.data`` = the corpus folder) asks for;
+    returns the found :class:`~api.spaces.arch_io.Arch`."""
+    from api.distributed import resolve_device
+    from searching.enas.rnn_method import EnasRNN, EnasRNNSettings
+    from searching.oneshot.cli import saved_seed
+    from searching.oneshot.trainer import OneShotConfig
+
+    args = resolve_rnn_args(args)
+    if args.seed < 0 and args.resume:
+        args.seed = saved_seed(args.save)
+    if args.seed < 0:
+        args.seed = random.randint(1, 100000)
+        print(f"seed: {args.seed}")
+    settings = EnasRNNSettings(
+        num_blocks=args.num_blocks, controller_hid=args.controller_hid,
+        softmax_temperature=args.softmax_temperature, tanh_c=args.tanh_c,
+        controller_optim=str(args.controller_optim).lower(), controller_lr=args.controller_lr,
+        controller_lr_cosine=bool(args.controller_lr_cosine),
+        controller_lr_max=args.controller_lr_max, controller_lr_min=args.controller_lr_min,
+        controller_grad_clip=args.controller_grad_clip,
+        controller_max_step=args.controller_max_step, entropy_coeff=args.entropy_coeff,
+        ema_baseline_decay=args.ema_baseline_decay, reward_c=float(args.reward_c),
+        derive_num_sample=args.derive_num_sample, max_epoch=args.max_epoch,
+        shared_decay=args.shared_decay, shared_decay_after=args.shared_decay_after,
+        bptt=args.shared_rnn_max_length)
+    supernet = dict(emsize=args.shared_embed, nhid=args.shared_hid,
+                    dropout=args.shared_dropout, dropoute=args.shared_dropoute,
+                    dropouti=args.shared_dropouti, wdrop=args.shared_wdrop,
+                    num_nodes=args.num_blocks)
+    config = OneShotConfig(space="enas-rnn", dataset=args.dataset, data=args.data,
+                           epochs=args.max_epoch, batch_size=args.batch_size, seed=args.seed,
+                           train_size=args.train_size, lr=args.shared_lr,
+                           lr_min=args.shared_lr, momentum=0.0, nesterov=False,
+                           weight_decay=args.shared_l2_reg, grad_clip=args.shared_grad_clip,
+                           crop_padding=0, flip=False, supernet=supernet)
+    method = EnasRNN(settings, args.seed, progress=not args.quiet)
+    search = EnasTextSearch(args.save, config, method, resolve_device(args.device),
+                            progress=not args.quiet, plots=not args.no_plots, args=vars(args),
+                            checkpoint_seconds=60.0 * args.checkpoint_minutes,
+                            bptt=args.shared_rnn_max_length,
+                            shared_max_step=args.shared_max_step)
+    arch = search.run(resume=args.resume, force=args.force)
+    print(f"searched architecture: {arch.text}")
+    return arch
+
+
+__all__ = ["EnasTextFeed", "EnasTextSearch", "RNN_DEFAULTS", "resolve_rnn_args", "run"]
