@@ -48,7 +48,7 @@ def test_param_count_matches_the_official_variables():
     assert net.pool_layers == [2, 5] and net.aux_index == 6 and len(net.cells) == 8
 
 
-def test_shapes_and_space_hook():
+def test_shapes_and_space_hook(one_thread):
     torch.manual_seed(0)
     net = get_space("enas-micro").supernet("cifar10", C=4, layers=3)
     assert isinstance(net, EnasMicroSupernet)
@@ -62,7 +62,7 @@ def test_shapes_and_space_hook():
     assert small(x, ARCH).shape == (3, 100)
 
 
-def test_only_sampled_ops_get_gradients():
+def test_only_sampled_ops_get_gradients(one_thread):
     torch.manual_seed(0)
     net = EnasMicroSupernet(num_classes=10, C=4, layers=1, auxiliary=False, keep_prob=1.0)
     out = net(torch.randn(4, 3, 16, 16), ARCH)
@@ -87,7 +87,7 @@ def test_only_sampled_ops_get_gradients():
             assert (rows[i] > 0) == (i not in used)
 
 
-def test_same_seed_same_network_and_drop_path():
+def test_same_seed_same_network_and_drop_path(one_thread):
     def build():
         torch.manual_seed(3)
         return EnasMicroSupernet(num_classes=10, C=4, layers=1, auxiliary=False,
