@@ -139,10 +139,15 @@ class OneShotConfig:
     crop_padding: int = 4
     flip: bool = True
     supernet: Dict[str, Any] = field(default_factory=dict)  # the space's supernet kwargs
+    #: Share of the drawn images in the architecture half (ENAS: 5k of 50k = 0.1); 0.5 is
+    #: DARTS's/GDAS's halves (and is then left out of the settings, as before it existed).
+    arch_fraction: float = 0.5
 
     def settings(self) -> Dict[str, Any]:
         out = asdict(self)
         out.pop("data")  # where the data lies does not change results
+        if out["arch_fraction"] == 0.5:
+            out.pop("arch_fraction")
         return json.loads(json.dumps(out))
 
 
@@ -192,7 +197,9 @@ def load_search_data(config: OneShotConfig, device: torch.device) -> SearchData:
                         f"{config.data}")
     chosen = balanced_indices(y, total, rng) if total < len(y) else np.arange(len(y))
     x, y = x[chosen], y[chosen]
-    half = balanced_indices(y, total // 2, rng)          # weights half
+    n_weights = total // 2 if config.arch_fraction == 0.5 else \
+        min(total - 1, max(1, total - int(round(total * config.arch_fraction))))
+    half = balanced_indices(y, n_weights, rng)           # weights half
     rest = np.setdiff1d(np.arange(total), half)          # architecture half
     xf = x.astype(np.float64) / 255.0
     mean, std = xf.mean(axis=(0, 2, 3)), xf.std(axis=(0, 2, 3)) + 1e-8
