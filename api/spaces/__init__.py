@@ -19,6 +19,7 @@ SPACE_CLASSES: Dict[str, str] = {
     "autoshrink-rnn": "api.spaces.autoshrink:AutoShrinkRNNSpace",
     "darts": "api.spaces.darts.space:DartsSpace",
     "darts-rnn": "api.spaces.darts_rnn:DartsRNNSpace",
+    "enas-macro": "api.spaces.enas_macro:EnasMacroSpace",
     "enas-micro": "api.spaces.enas_micro:EnasMicroSpace",
     "enas-rnn": "api.spaces.enas_rnn:EnasRNNSpace",
     "nas-bench-201": "api.spaces.nasbench201:NASBench201Space",
