@@ -1,0 +1,211 @@
+"""ENAS's CNN search (macro or micro) as a method of the one weight-sharing trainer.
+
+Per epoch, as melodyguan/enas ``src/cifar10/main.py`` with ``controller_train_every=1``:
+
+1. child phase (:meth:`EnasCNN.step`, one per training minibatch): the controller samples a
+   fresh architecture (no gradient), the shared network trains on it: cross-entropy (+ 0.4 x
+   the auxiliary head's, micro), gradient norm clipped, SGD Nesterov with cosine restarts
+   (:func:`sgdr_lr`: per epoch, ``T_0``, ``T_mul``);
+2. controller phase (:meth:`EnasCNN.epoch_end`): ``controller_max_step`` steps, each averaging
+   the REINFORCE gradients of ``num_aggregate`` samples (ENAS's ``SyncReplicasOptimizer`` with
+   ``num_aggregate``); a sample's reward is its accuracy on one validation minibatch (the
+   trainer's persistent architecture-half iterator, unaugmented) plus ``entropy_coeff`` x its
+   entropy; the EMA baseline takes each reward; loss ``-(R - b) log p`` (+ ``skip_weight`` x
+   the skip penalty, macro). The reward's forward runs as ENAS's: micro in training mode
+   (ENAS forces ``is_training=True`` in its micro search network: batch statistics, dropout),
+   macro in inference mode (BN running statistics, no dropout);
+3. derivation: ``derive_num_sample`` samples (ENAS's main.py prints 10 after each epoch), each
+   scored on one validation minibatch; the best is the epoch's architecture.
+
+Choices where the official code and the paper/SPEC differ (recorded in the README too):
+ENAS's child "norm" clipping is a no-op in its code (``clipped.append(g)``), SPEC says clip 5:
+we clip the global norm at ``--child_grad_bound`` (5). ENAS adds ``l2 * sum(w^2)`` to the
+loss, so the SGD weight decay is ``2 * --child_l2_reg``. ENAS's baseline starts at 0 and is
+updated before the advantage is taken; the shared :class:`~searching.enas.reinforce.
+EMABaseline` starts at the first reward (ENAS-RNN's choice; the same after a few steps).
+ENAS's micro search network applies no drop-path (only its fixed network does), so
+``--child_drop_path_keep_prob`` is not used by the search.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from searching.enas.reinforce import EMABaseline, controller_lr, make_controller_optimizer, \
+    policy_loss
+from searching.oneshot.trainer import OneShotConfig, OneShotMethod
+
+
+def sgdr_lr(epoch: int, lr_max: float, lr_min: float, t0: int, t_mul: int) -> float:
+    """ENAS's ``lr_cosine``: cosine from ``lr_max`` to ``lr_min`` over periods of ``t0``,
+    ``t0 * t_mul``, ... epochs, restarting at ``lr_max`` (150 epochs = 10 + 20 + 40 + 80)."""
+    start, period = 0, max(1, int(t0))
+    while epoch - start >= period:
+        start += period
+        period *= max(1, int(t_mul))
+    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * (epoch - start) / period))
+
+
+class EnasCNN(OneShotMethod):
+    """ENAS on the macro or micro space (see the module doc)."""
+
+    def __init__(self, controller: nn.Module, space: str, *, child_lr_max: float,
+                 child_lr_min: float, child_t0: int, child_t_mul: int, aux_weight: float,
+                 controller_optim: str, controller_lr: float, controller_lr_cosine: bool,
+                 controller_lr_max: Optional[float], controller_lr_min: float,
+                 controller_steps: int, num_aggregate: int, entropy_coeff: float,
+                 baseline_decay: float, skip_weight: float, controller_grad_clip: float,
+                 derive_num_sample: int, seed: int) -> None:
+        self.name = f"enas-{space}"
+        self.space = space
+        self.controller = controller
+        self.hp = dict(child_lr_max=child_lr_max, child_lr_min=child_lr_min,
+                       child_t0=child_t0, child_t_mul=child_t_mul, aux_weight=aux_weight,
+                       controller_optim=str(controller_optim).lower(),
+                       controller_lr=controller_lr, controller_lr_cosine=bool(controller_lr_cosine),
+                       controller_lr_max=controller_lr_max, controller_lr_min=controller_lr_min,
+                       controller_steps=int(controller_steps), num_aggregate=int(num_aggregate),
+                       entropy_coeff=float(entropy_coeff), baseline_decay=float(baseline_decay),
+                       skip_weight=float(skip_weight),
+                       controller_grad_clip=float(controller_grad_clip),
+                       derive_num_sample=int(derive_num_sample))
+        self.seed = int(seed)
+        self.baseline = EMABaseline(baseline_decay)
+        self.controller_step = 0
+        self.derived = None
+
+    def settings(self) -> Dict[str, Any]:
+        return dict(self.hp, controller=type(self.controller).__name__,
+                    controller_params=sum(p.numel() for p in self.controller.parameters()))
+
+    def bind(self, net: nn.Module, w_optimizer: torch.optim.Optimizer,
+             config: OneShotConfig) -> None:
+        super().bind(net, w_optimizer, config)
+        device = next(net.parameters()).device
+        self.controller.to(device)
+        self.c_optimizer = make_controller_optimizer(self.controller.parameters(),
+                                                     self.hp["controller_optim"],
+                                                     self.hp["controller_lr"])
+        self.generator = torch.Generator().manual_seed(self.seed + 5)
+
+    # ------------------------------------------------------------------ schedule
+    def epoch_lr(self, epoch: int, default: float) -> float:
+        hp = self.hp
+        return sgdr_lr(epoch, hp["child_lr_max"], hp["child_lr_min"], hp["child_t0"],
+                       hp["child_t_mul"])
+
+    def _controller_lr(self) -> float:
+        hp = self.hp
+        total = max(1, self.config.epochs * hp["controller_steps"])
+        return controller_lr(self.controller_step, total, hp["controller_lr"],
+                             hp["controller_lr_cosine"], hp["controller_lr_max"],
+                             hp["controller_lr_min"])
+
+    # ------------------------------------------------------------------ child phase
+    def step(self, net: nn.Module, train_batch, val_batch, epoch: int, step: int
+             ) -> Dict[str, Any]:
+        x, y = train_batch
+        with torch.no_grad():
+            arch = self.controller.sample(self.generator).arch
+        net.train()
+        out = net(x, arch)
+        logits, aux = out if isinstance(out, tuple) else (out, None)
+        loss = F.cross_entropy(logits, y)
+        total = loss if aux is None else loss + self.hp["aux_weight"] * F.cross_entropy(aux, y)
+        self.w_optimizer.zero_grad()
+        total.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(net.parameters(), self.config.grad_clip)
+        self.w_optimizer.step()
+        with torch.no_grad():
+            return {"train_loss": loss.detach(),
+                    "train_acc": (logits.argmax(1) == y).float().mean()}
+
+    # ------------------------------------------------------------------ controller phase
+    def _accuracy(self, net: nn.Module, arch, batch) -> float:
+        x, y = batch
+        net.train(self.space == "micro")  # ENAS: micro forces training mode, macro infers
+        with torch.no_grad():
+            out = net(x, arch)
+        logits = out[0] if isinstance(out, tuple) else out
+        return float((logits.argmax(1) == y).float().mean())
+
+    def epoch_end(self, net: nn.Module, feed, epoch: int) -> Dict[str, Any]:
+        hp = self.hp
+        rewards, accs, ents, skips, losses = [], [], [], [], []
+        lr = self._controller_lr()
+        self.controller.train()
+        for _ in range(hp["controller_steps"]):
+            lr = self._controller_lr()
+            for group in self.c_optimizer.param_groups:
+                group["lr"] = lr
+            self.c_optimizer.zero_grad()
+            for _ in range(hp["num_aggregate"]):
+                sample = self.controller.sample(self.generator)
+                acc = self._accuracy(net, sample.arch, feed.val_iter.next())
+                reward = acc + hp["entropy_coeff"] * sample.entropy
+                adv = self.baseline.advantage(reward)
+                loss = policy_loss(sample.log_prob, adv)
+                if sample.skip_penalty is not None and hp["skip_weight"] > 0:
+                    loss = loss + hp["skip_weight"] * sample.skip_penalty
+                (loss / hp["num_aggregate"]).backward()
+                rewards.append(reward)
+                accs.append(acc)
+                ents.append(sample.entropy)
+                losses.append(float(loss.detach()))
+                if self.space == "macro":
+                    skips.append(sample.skip_count)
+            if hp["controller_grad_clip"] > 0:
+                nn.utils.clip_grad_norm_(self.controller.parameters(), hp["controller_grad_clip"])
+            self.c_optimizer.step()
+            self.controller_step += 1
+        record: Dict[str, Any] = {"controller_lr": lr,
+                                  "controller_steps": hp["controller_steps"]}
+        if rewards:
+            n = len(rewards)
+            record.update(reward=sum(rewards) / n, val_acc=sum(accs) / n,
+                          entropy=sum(ents) / n, baseline=self.baseline.value,
+                          controller_loss=sum(losses) / n)
+            if skips:
+                layers = getattr(self.controller, "num_layers", 2)
+                pairs = layers * (layers - 1) / 2
+                record["skip_rate"] = sum(skips) / n / max(1.0, pairs)
+        record.update(self._derive(net, feed))
+        return record
+
+    def _derive(self, net: nn.Module, feed) -> Dict[str, Any]:
+        best, best_acc = None, -1.0
+        self.controller.eval()
+        with torch.no_grad():
+            for _ in range(max(1, self.hp["derive_num_sample"])):
+                arch = self.controller.sample(self.generator).arch
+                acc = self._accuracy(net, arch, feed.val_iter.next())
+                if acc > best_acc:
+                    best, best_acc = arch, acc
+        self.derived = best
+        return {"derive_acc": best_acc}
+
+    def derive(self, net: nn.Module):
+        if self.derived is None:
+            with torch.no_grad():
+                self.derived = self.controller.sample(self.generator).arch
+        return self.derived
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> Dict[str, Any]:
+        return {"controller": self.controller.state_dict(),
+                "c_optimizer": self.c_optimizer.state_dict(),
+                "generator": self.generator.get_state(),
+                "baseline": self.baseline.state_dict(),
+                "controller_step": self.controller_step}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.controller.load_state_dict(state["controller"])
+        self.c_optimizer.load_state_dict(state["c_optimizer"])
+        self.generator.set_state(state["generator"])
+        self.baseline.load_state_dict(state["baseline"])
+        self.controller_step = int(state["controller_step"])
