@@ -240,11 +240,13 @@ def die_at_every_kind_of_point(main, args, root: Path, capsys, monkeypatch) -> N
 
 
 def oneshot_history(root: Path, drop=("seconds",)) -> list:
-    """A one-shot search's history.jsonl without the fields that legitimately vary (seconds)."""
+    """A one-shot search's history.jsonl without the fields that legitimately vary (seconds,
+    and per-phase timings named ``*_seconds``)."""
     import json
 
     rows = [json.loads(line) for line in (root / "history.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+    return [{k: v for k, v in r.items() if k not in drop and not k.endswith("_seconds")}
+            for r in rows]
 
 
 def assert_same_oneshot_search(cut: Path, whole: Path) -> dict:
