@@ -89,6 +89,7 @@ class EnasRNN(OneShotMethod):
         self.controller_steps = 0
         self.last_sample = None
         self.derive_ppl: Optional[float] = None
+        self.derive_seconds: Optional[float] = None
         self.valid_source: Optional[torch.Tensor] = None
 
     def settings(self) -> Dict[str, Any]:
@@ -151,8 +152,11 @@ class EnasRNN(OneShotMethod):
 
     def epoch_end(self, net: nn.Module, feed, epoch: int) -> Dict[str, Any]:
         """The controller's steps (see the module doc); per-epoch means for the history."""
+        import time
+
         from tqdm.auto import tqdm
 
+        start = time.perf_counter()
         s, source = self.s, feed.data.search
         total_steps = s.max_epoch * s.controller_max_step
         was_training = net.training
@@ -199,11 +203,15 @@ class EnasRNN(OneShotMethod):
         return {**{k: v / n for k, v in sums.items()}, "baseline": self.baseline.value,
                 "controller_lr": lr,
                 "controller_steps": self.controller_steps,
+                "controller_seconds": time.perf_counter() - start,
                 "last_sample": " ".join(map(str, self.last_sample or ()))}
 
     @torch.no_grad()
     def derive(self, net: nn.Module):
         """Sample ``derive_num_sample`` cells, keep the best on the first validation window."""
+        import time
+
+        start = time.perf_counter()
         source = self.valid_source
         was_training = net.training
         net.eval()
@@ -218,6 +226,7 @@ class EnasRNN(OneShotMethod):
         net.set_arc(best)
         net.train(was_training)
         self.derive_ppl = math.exp(min(best_loss, 700.0))
+        self.derive_seconds = time.perf_counter() - start
         return best
 
     def edge_weights(self, net: nn.Module) -> Dict[str, torch.Tensor]:

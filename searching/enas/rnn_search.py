@@ -57,8 +57,9 @@ class EnasTextFeed(TextFeed):
 
     def epoch_end(self, net, means: Dict[str, float]) -> Dict[str, Any]:
         out = super().epoch_end(net, means)
-        ppl = getattr(self.search.method, "derive_ppl", None)
-        return {**out, "derived_valid_batch_ppl": ppl}
+        method = self.search.method
+        return {**out, "derived_valid_batch_ppl": getattr(method, "derive_ppl", None),
+                "derive_seconds": getattr(method, "derive_seconds", None)}
 
 
 class EnasTextSearch(TextOneShotSearch):
