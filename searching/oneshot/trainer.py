@@ -593,6 +593,8 @@ def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
         panels.append(("accuracy", ("train_acc", "val_acc")))
     if "tau" in history[-1]:
         panels.append(("tau", ("tau",)))
+    if "reward" in history[-1]:  # a controller-based method (ENAS): its REINFORCE figures
+        panels += [("controller reward", ("reward", "baseline")), ("entropy", ("entropy",))]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
     for ax, (title, keys) in zip(np.atleast_1d(axes), panels):
         for key in keys:
