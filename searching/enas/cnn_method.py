@@ -59,8 +59,9 @@ class EnasCNN(OneShotMethod):
                  controller_lr_max: Optional[float], controller_lr_min: float,
                  controller_steps: int, num_aggregate: int, entropy_coeff: float,
                  baseline_decay: float, skip_weight: float, controller_grad_clip: float,
-                 derive_num_sample: int, seed: int) -> None:
+                 derive_num_sample: int, seed: int, progress: bool = False) -> None:
         self.name = f"enas-{space}"
+        self.progress = bool(progress)
         self.space = space
         self.controller = controller
         self.hp = dict(child_lr_max=child_lr_max, child_lr_min=child_lr_min,
@@ -139,6 +140,11 @@ class EnasCNN(OneShotMethod):
         rewards, accs, ents, skips, losses = [], [], [], [], []
         lr = self._controller_lr()
         self.controller.train()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=hp["controller_steps"], desc=f"controller {epoch + 1}", unit="step",
+                   leave=False, disable=not self.progress or hp["controller_steps"] == 0,
+                   dynamic_ncols=True)
         for _ in range(hp["controller_steps"]):
             lr = self._controller_lr()
             for group in self.c_optimizer.param_groups:
@@ -163,6 +169,8 @@ class EnasCNN(OneShotMethod):
                 nn.utils.clip_grad_norm_(self.controller.parameters(), hp["controller_grad_clip"])
             self.c_optimizer.step()
             self.controller_step += 1
+            bar.update(1)
+        bar.close()
         record: Dict[str, Any] = {"controller_lr": lr,
                                   "controller_steps": hp["controller_steps"]}
         if rewards:

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace):
         baseline_decay=args.ema_baseline_decay,
         skip_weight=args.controller_skip_weight if space == "macro" else 0.0,
         controller_grad_clip=args.controller_grad_clip,
-        derive_num_sample=args.derive_num_sample, seed=args.seed)
+        derive_num_sample=args.derive_num_sample, seed=args.seed, progress=not args.quiet)
     search = OneShotSearch(args.save, config, method, resolve_device(args.device),
                            progress=not args.quiet, plots=not args.no_plots,
                            args=vars(args),
