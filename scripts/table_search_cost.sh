@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Search cost side by side (SPEC §22): every search at its paper settings for a measured
+# fraction, projected to the whole search, on the device at hand, in one run; hours per search
+# and the ratio to AutoShrink. QUICK=1: the smallest fractions (a few minutes on 2 CPU cores).
+# Env: OUT (JSON table, default search_cost.json), CIFAR, PTB (data folders), DEVICE,
+# THREADS (CPU threads per search), METHODS (comma-separated subset). See bench/search_cost.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ARGS=(--out "${OUT:-search_cost.json}" --cifar "${CIFAR:-../shared/data/cifar10-subset}"
+      --ptb "${PTB:-../shared/data/penn_proxy}" --device "${DEVICE:-auto}"
+      --threads "${THREADS:-0}")
+if [ "${QUICK:-0}" = "1" ]; then ARGS+=(--quick); fi
+if [ -n "${METHODS:-}" ]; then ARGS+=(--methods "$METHODS"); fi
+exec python bench/search_cost.py "${ARGS[@]}" "$@"
