@@ -134,6 +134,14 @@ def add_arch_args(parser: argparse.ArgumentParser, graph_alias: bool = True,
                         "zoo preset (darts-v2, gdas-v1, shrinkcnn-a, ...) or a space string "
                         "(a DARTS Genotype(...), a NAS-Bench-201 |op~0|+..., an AutoShrink "
                         "ops=...)")
+    g.add_argument("--fixed_arc",
+                   help="an ENAS/NAO micro architecture as its 40 integers (NAO's fixed_arc: "
+                        "normal then reduction cell, 5 nodes x idx1 op1 idx2 op2); ops 0..4 "
+                        "build the enas-micro space's network, any op 5..15 NAO's own (the nao "
+                        "space); instead of --arch")
+    g.add_argument("--keep_prob", type=float,
+                   help="nao-space networks: keep probability of the dropout before the "
+                        "classifier (NAO's keep_prob; default 1 = none)")
     g.add_argument("--C", "--init_channels", dest="C", type=int,
                    help="initial channels (DARTS family: 36 CIFAR / 48 ImageNet; "
                         "NAS-Bench-201: 16)")
@@ -165,6 +173,14 @@ def network_kwargs(space_name: str, args: argparse.Namespace, auxiliary: bool
     kwargs: Dict[str, Any] = {"auxiliary": bool(auxiliary)}
     if C is not None:
         kwargs["C"] = C
+    keep_prob = getattr(args, "keep_prob", None)
+    if keep_prob is not None:
+        if space_name != "nao":
+            raise UserError("--keep_prob is the nao network's dropout; this architecture "
+                            f"builds a {space_name} network (drop the flag)")
+        if not 0.0 < keep_prob <= 1.0:
+            raise UserError(f"--keep_prob must be in (0, 1], got {keep_prob}")
+        kwargs["keep_prob"] = float(keep_prob)
     if layers is not None:
         if space_name == "nao":  # NAO's networks count cells per stage
             if (layers - 2) % 3:
@@ -385,6 +401,10 @@ def arch_from_args(args: argparse.Namespace):
     record = getattr(args, "arch_record", None)
     if isinstance(record, dict) and "space" in record:
         arch = Arch(record["space"], get_space(record["space"]).from_json(record["arch"]))
+    elif getattr(args, "fixed_arc", None):
+        if getattr(args, "arch", None):
+            raise UserError("give --arch or --fixed_arc, not both")
+        arch = fixed_arc(args.fixed_arc)
     else:
         spec = getattr(args, "arch", None) or getattr(args, "graph_path", None)
         if not spec:
@@ -397,3 +417,19 @@ def arch_from_args(args: argparse.Namespace):
 def arch_record(arch) -> Dict[str, Any]:
     """The architecture as args.json and checkpoints record it: space, JSON and text."""
     return {"space": arch.space, "arch": arch.to_json()["arch"], "text": arch.text}
+
+
+def fixed_arc(text: str):
+    """NAO's ``fixed_arc`` (40 integers) -> an :class:`~api.spaces.arch_io.Arch` of the
+    ``enas-micro`` space (ops 0..4) or, when any op is 5..15, of the ``nao`` space; a wrong
+    length, an op or an input out of range is one :class:`UserError`."""
+    from api.spaces import get_space
+    from api.spaces.arch_io import Arch
+    from api.spaces.enas_micro.arch import ENAS_OPS, NAO_OPS, parse_arch
+
+    if not isinstance(text, str) or not text.split():
+        raise UserError("--fixed_arc is empty: give the 40 integers of an ENAS/NAO micro "
+                        "architecture, e.g. the first column of an arch_pool line")
+    wide = parse_arch(text, len(NAO_OPS), "--fixed_arc")
+    space = "enas-micro" if max(wide.ops_used()) < len(ENAS_OPS) else "nao"
+    return Arch(space, get_space(space).validate(wide))

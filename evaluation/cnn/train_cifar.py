@@ -49,7 +49,7 @@ from api.augment import CifarAugment
 from api.checkpoint import LAST, load_checkpoint
 from api.complexity import complexity
 from api.datasets import DeviceBatches, load_cifar
-from api.distributed import DistEnv, resolve_device
+from api.distributed import cleanup, init_distributed
 from api.drop_path import DropPath
 from api.ema import ModelEma
 from api.errors import UserError, run_cli
@@ -123,9 +123,35 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--auxiliary_weight must not be negative, got {args.auxiliary_weight}")
 
 
+class RankSlice:
+    """Under torchrun: each rank trains on its share (``x[rank::world]``) of every global
+    batch of ``source`` (the same order and augmentation on every rank), so ``--batch_size``
+    is the global batch, as NAO's multi-GPU scripts (DataParallel) mean it."""
+
+    def __init__(self, source: DeviceSource, rank: int, world: int) -> None:
+        self.source, self.rank, self.world = source, rank, world
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batches(self, epoch: int):
+        for x, y in self.source.batches(epoch):
+            yield x[self.rank::self.world], y[self.rank::self.world]
+
+
 def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dict[str, Any]:
     """Train as ``args`` say; ``given``: the flags on the command line (what --resume checks
-    against the run's; None: none)."""
+    against the run's; None: none). Under torchrun (``WORLD_SIZE`` > 1) it trains with DDP
+    (gloo on CPU, NCCL on CUDA): ``--batch_size`` is split over the processes, the test split
+    is evaluated in shards, rank 0 writes."""
+    env = init_distributed(args.device)
+    try:
+        return _train_cifar(args, given, env)
+    finally:
+        cleanup()
+
+
+def _train_cifar(args: argparse.Namespace, given: Optional[Set[str]], env) -> Dict[str, Any]:
     given = given or set()
     output = Path(args.output)
     check_output(output, args.resume)
@@ -138,9 +164,11 @@ def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> D
     at.apply_recipe(args, at.CIFAR_RECIPES, at.DEFAULT_RECIPE["cifar"][family])
     at.check_family_flags(args, family, NETWORK_FLAGS, given)
     check_args(args)
-    for change in forced:
+    for change in forced if env.is_main else ():
         print(f"warning: --force: continuing with {change}", flush=True)
-    env = DistEnv(device=resolve_device(args.device))
+    if args.batch_size % env.world_size:
+        raise UserError(f"--batch_size {args.batch_size} does not split over "
+                        f"{env.world_size} processes")
     cuda = env.device.type == "cuda"
     torch.manual_seed(args.seed)
 
@@ -180,9 +208,12 @@ def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> D
     x = data.train_x.astype("float64") / 255.0
     mean, std = x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))
     train = DeviceBatches(data.train_x, data.train_y, mean, std, env.device)
-    test = DeviceBatches(data.val_x, data.val_y, mean, std, env.device)
+    shard = slice(env.rank, None, env.world_size)  # this rank's test images
+    test = DeviceBatches(data.val_x[shard], data.val_y[shard], mean, std, env.device)
     source = DeviceSource(train, args.batch_size, args.seed,
                           CifarAugment(args.padding, args.cutout))
+    if env.distributed:
+        source = RankSlice(source, env.rank, env.world_size)
 
     opt = at.sgd(model, args, args.lr)
     steps = len(source)
@@ -192,11 +223,13 @@ def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> D
     extra = {**network, "args": vars(args), "complexity": cost,
              "data": {"kind": args.dataset, "classes": list(data.classes),
                       "mean": mean.tolist(), "std": std.tolist(), "image_size": image_size}}
-    print(f"{headline} on {env.device} | recipe {args.recipe} | {len(train)} train / "
-          f"{len(test)} test images", flush=True)
+    if env.is_main:
+        print(f"{headline} on {env.device} x {env.world_size} | recipe {args.recipe} | "
+              f"{len(train)} train / {len(data.val_y)} test images", flush=True)
     output.mkdir(parents=True, exist_ok=True)
     if resumed is None:  # a resumed run keeps its original flags there
-        atomic_write_json(output / "args.json", vars(args))
+        if env.is_main:
+            atomic_write_json(output / "args.json", vars(args))
     elif family != "autoshrink" and resumed.get("arch_network") != record:
         raise UserError(f"{output / LAST} was trained with another architecture or network; "
                         "give the same --arch and network flags, or a new --output")
@@ -210,9 +243,10 @@ def train_cifar(args: argparse.Namespace, given: Optional[Set[str]] = None) -> D
         env=env, ema=ema, checkpoint_extra=extra, epoch_hooks=hooks)
     final = trainer.fit(resume=args.resume, state=resumed)
     ema = f", EMA {final['ema_top1']:.2f}" if "ema_top1" in final else ""
-    print(f"done: final test top-1 {final['top1']:.2f} (top-5 {final['top5']:.2f}{ema}) after "
-          f"epoch {final['epoch']}; params {cost['params'] / 1e6:.6f}M; wrote "
-          f"{output / 'final_metrics.json'}", flush=True)
+    if env.is_main:
+        print(f"done: final test top-1 {final['top1']:.2f} (top-5 {final['top5']:.2f}{ema}) after "
+              f"epoch {final['epoch']}; params {cost['params'] / 1e6:.6f}M; wrote "
+              f"{output / 'final_metrics.json'}", flush=True)
     return final
 
 
