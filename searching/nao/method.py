@@ -135,6 +135,8 @@ class NAOWS(OneShotMethod):
     def step(self, net: nn.Module, train_batch, val_batch, epoch: int, step: int
              ) -> Dict[str, Any]:
         x, y = train_batch
+        if hasattr(net, "step_ratio"):  # drop-path grows with progress (ENAS/NAO), per epoch
+            net.step_ratio = epoch / self.config.epochs
         arch = self.pool[int(torch.randint(len(self.pool), (1,), generator=self.generator))]
         self.w_optimizer.zero_grad()
         out = net(x, arch)
@@ -182,7 +184,8 @@ class NAOWS(OneShotMethod):
         if epoch + 1 not in self.points:
             return {}
         measured = self._evaluate_pool(net, feed)
-        out: Dict[str, Any] = {"pool_size": len(self.pool), "pool_best": max(measured),
+        out: Dict[str, Any] = {"val_acc": max(measured), "pool_size": len(self.pool),
+                               "pool_best": max(measured),
                                "pool_mean": sum(measured) / len(measured)}
         if self.controller_trained:
             _, lo, hi = self._last_range

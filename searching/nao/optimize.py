@@ -7,7 +7,10 @@ cut into batches of 100, and with symmetry augmentation every sequence has one n
 with its two branches swapped (NAO_pytorch's ``NAODataset(swap=True)``, drawn anew each epoch);
 Adam, gradient norm clipped to 5. Generation starts from the top 100 of the pool with step size
 1 and adds 1 per round, keeping the decoded architectures never seen before, until
-``n_new`` are found or the step passes ``max_step`` (TF: 100).
+``n_new`` are found or the step passes ``max_step`` (TF: 100). "Seen" is up to branch order
+(:func:`searching.nao.pool.canonical`): NAO compares token sequences, so it can re-add a pool
+cell with a node's branches swapped, the same network under another name (observed here on a
+tiny search: the best cell came back swapped); we do not spend pool slots on those.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from typing import Dict, List, Sequence, Set, Tuple
 import torch
 
 from searching.nao.controller import NAOController, controller_lr
-from searching.nao.pool import arch_to_seq, pairwise_accuracy, seq_to_arch, swap_branches
+from searching.nao.pool import (arch_to_seq, canonical, pairwise_accuracy, seq_to_arch,
+                                swap_branches)
 from api.spaces.enas_micro import MicroArch
 from api.spaces.enas_micro.arch import NODES
 
@@ -95,14 +99,14 @@ def generate_archs(model: NAOController, top: Sequence[MicroArch], n_new: int,
     device = next(model.parameters()).device
     x = torch.tensor([arch_to_seq(a) for a in top], dtype=torch.long, device=device)
     new: List[MicroArch] = []
-    found = set(seen)
+    found = {canonical(a) for a in seen}
     lam = 0
     while len(new) < n_new and lam < max_step and len(top):
         lam += 1
         for seq in model.generate(x, float(lam)).tolist():
             arch = seq_to_arch(seq)
-            if arch not in found:
-                found.add(arch)
+            if canonical(arch) not in found:
+                found.add(canonical(arch))
                 new.append(arch)
                 if len(new) >= n_new:
                     break

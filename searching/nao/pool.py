@@ -67,16 +67,28 @@ def random_arch(generator: torch.Generator) -> MicroArch:
     return make_arch(values)
 
 
+def canonical(arch: MicroArch) -> MicroArch:
+    """``arch`` with each node's two branches in ascending ``(idx, op)`` order: one name for
+    the cells that differ only by swapped branches (the same network)."""
+    values = arch.to_list()
+    for k in range(0, ARCH_LEN, 4):
+        a, b = values[k:k + 2], values[k + 2:k + 4]
+        if b < a:
+            values[k:k + 4] = b + a
+    return make_arch(values)
+
+
 def random_archs(n: int, generator: torch.Generator, exclude: Iterable[MicroArch] = ()
                  ) -> List[MicroArch]:
-    """``n`` distinct random architectures not in ``exclude`` (NAO draws with repeats; a pool
-    of distinct cells wastes no evaluations)."""
-    seen = set(exclude)
+    """``n`` random architectures, distinct and not in ``exclude`` up to branch order
+    (:func:`canonical`; NAO draws with repeats, but a pool of distinct cells wastes no
+    evaluations)."""
+    seen = {canonical(a) for a in exclude}
     out: List[MicroArch] = []
     while len(out) < n:
         arch = random_arch(generator)
-        if arch not in seen:
-            seen.add(arch)
+        if canonical(arch) not in seen:
+            seen.add(canonical(arch))
             out.append(arch)
     return out
 

@@ -5,7 +5,8 @@
 Defaults are the TF release's NAO-WS (renqianluo/NAO ``NAO-WS/cnn/train_search.sh``): the
 ENAS micro supernet (20 filters, 6 normal + 2 reduction cells, auxiliary head, keep 0.9,
 drop-path keep 0.6) trained 150 epochs, batch 160, SGD Nesterov 0.9 with cosine restarts 0.05
--> 0.0005 (T0 10, Tmul 2), l2 1e-4, clip 5, on architectures drawn uniformly from the pool;
+-> 0.0005 (T0 10, Tmul 2), l2 1e-4, clip 5, on architectures drawn uniformly from the pool
+(45k / 5k split of the training images: --valid_fraction 0.1);
 1,000 random seed architectures; every 30 epochs (``--iterations 4`` updates + the final
 evaluation) the pool is scored on validation batches of 500, the encoder-predictor-decoder
 (emb 48, LSTM 96, MLP 3 x 100 dropout 0.1, decoder 96 with attention, 0.8 MSE + 0.2 NLL,
@@ -58,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_batch_size", type=int, default=500,
                    help="validation images per pool architecture")
     p.add_argument("--train_size", type=int, default=0,
-                   help="use N training images in all (class-balanced, seeded; halved into "
-                        "weights / validation halves); 0: the whole training split")
+                   help="use N training images in all (class-balanced, seeded; split into "
+                        "weights / validation parts); 0: the whole training split")
+    p.add_argument("--valid_fraction", type=float, default=0.1,
+                   help="share of the training images held out to score the pool (TF NAO-WS "
+                        "and ENAS: 5k of 50k)")
     p.add_argument("--init_channels", type=int, default=20, help="supernet filters")
     p.add_argument("--layers", type=int, default=6, help="supernet normal cells")
     p.add_argument("--learning_rate", type=float, default=0.05, help="cosine restarts top")
@@ -94,6 +98,8 @@ def nao_search(args: argparse.Namespace):
 
     if args.epochs < 1 or args.batch_size < 1:
         raise UserError("--epochs and --batch_size must be at least 1")
+    if not 0.0 < args.valid_fraction < 1.0:
+        raise UserError(f"--valid_fraction must be in (0, 1), got {args.valid_fraction}")
     eval_points(args.epochs, args.iterations)
     if args.seed < 0 and args.resume:
         args.seed = saved_seed(args.save)
@@ -111,7 +117,7 @@ def nao_search(args: argparse.Namespace):
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
         lr=args.learning_rate, lr_min=args.learning_rate_min, momentum=args.momentum,
         nesterov=True, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        supernet=supernet_kwargs(args))
+        supernet=supernet_kwargs(args), arch_fraction=args.valid_fraction)
     search = OneShotSearch(args.save, config, method, resolve_device(args.device),
                            progress=not args.quiet, plots=not args.no_plots, args=vars(args),
                            checkpoint_seconds=60.0 * args.checkpoint_minutes)
