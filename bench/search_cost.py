@@ -243,10 +243,13 @@ def enas_rnn(r: Runner, q: bool, device: str) -> Row:
         str(r.work / "enas-rnn"), "--max_epoch", "1", "--shared_max_step", str(s),
         "--controller_max_step", str(c), "--derive_num_sample", str(d), "--seed", "0",
         "--device", a.device, "--quiet", "--no_plots"], a.timeout)
-    hours, frac = project_enas_rnn(_history(out)[0], s, c, d)
+    rec = _history(out)[0]
+    hours, frac = project_enas_rnn(rec, s, c, d)
+    ctrl, der = rec["controller_seconds"], rec["derive_seconds"]
     return Row("enas", "rnn", hours, _device_of(out, device), frac,
                f"1 epoch with {s} shared / {c} controller steps / {d} derive samples at "
-               "SPEC 19 sizes, to 150 x (400 / 2000 / 100)")
+               f"SPEC 19 sizes ({(rec['seconds'] - ctrl - der) / s:.2f} / {ctrl / c:.2f} / "
+               f"{der / d:.2f} s each), to 150 x (400 / 2000 / 100)")
 
 
 def _image_oneshot(r: Runner, name: str, method: str, argv: List[str], epochs: int,
