@@ -16,10 +16,11 @@ projected to the whole search:
 - ENAS RNN (``searching/enas/main.py --network_type rnn``, SPEC §19 sizes): one epoch with S
   shared steps, C controller steps and D derive samples; its history gives each phase's
   seconds; hours = 150 x (400 t_shared + 2000 t_controller + 100 t_derive).
-- ENAS CNN micro, DARTS-V1, GDAS (image one-shot searches): one epoch on ``--train_size`` N
-  images, projected to the paper's data (x 50,000 / N) and epochs (ENAS micro 150, DARTS 50,
-  GDAS 250). Where the history splits off the controller's seconds they are not scaled with
-  the data; otherwise the whole epoch is (an upper bound for ENAS's controller phase).
+- ENAS CNN micro: the ENAS CNN search's own probe, ``searching/enas/cnn_cost.py`` (child and
+  controller steps of its code at the official sizes, projected to 150 epochs).
+- DARTS-V1, GDAS (image one-shot searches, DARTS/NASNet space): one epoch on
+  ``--train_size`` N images, projected to the paper's data (x 50,000 / N) and epochs (DARTS
+  50, GDAS 250).
 - DARTS-V1 RNN (``searching/darts/train_search_rnn.py``): one epoch on the PTB proxy, scaled
   by PTB's 929,589 training words over the proxy's, x 50 epochs.
 
@@ -268,9 +269,22 @@ def _image_oneshot(r: Runner, name: str, method: str, argv: List[str], epochs: i
 
 
 def enas_micro(r: Runner, q: bool, device: str) -> Row:
-    return _image_oneshot(r, "enas-micro", "enas-micro", [
-        "searching/enas/main.py", "--network_type", "cnn", "--cnn_space", "micro",
-        "--dataset", "cifar", "--max_epoch", "1"], 150, q, device, "ENAS micro, 150 epochs")
+    """ENAS micro through the ENAS CNN search's own cost probe (searching/enas/cnn_cost.py:
+    child and controller steps of the search's code at the official sizes, warm-up excluded,
+    projected to 150 epochs of 282 child steps and the controller's steps)."""
+    a = r.args
+    child, ctrl = (1, 1) if q else (5, 2)
+    out = r.work / "enas-micro.json"
+    r.run("enas-micro", ["searching/enas/cnn_cost.py", "--cnn_space", "micro",
+                         "--child_steps", str(child), "--controller_steps", str(ctrl),
+                         "--device", a.device, "--out", str(out)], a.timeout)
+    m = json.loads(out.read_text())
+    return Row("enas-micro", "cnn", float(m["hours"]), m.get("device", device),
+               float(m["measured_fraction"]),
+               f"{child} child step(s) ({m['seconds_per_child_step']:.2f} s) and {ctrl} "
+               f"controller step(s) ({m['seconds_per_controller_step']:.2f} s) at the official "
+               f"sizes, to {m['epochs']} x ({m['child_steps_per_epoch']} + "
+               f"{m['controller_steps_per_epoch']}) (searching/enas/cnn_cost.py)")
 
 
 def darts_cnn(r: Runner, q: bool, device: str) -> Row:
