@@ -186,3 +186,28 @@ def test_macro_space_formats_and_networks(tmp_path):
             space.parse(bad)
     with pytest.raises(UserError, match="6 layers"):
         space.build_network(arch.value, layers=12)
+
+
+def test_image_folder_dataset(tmp_path, capsys):
+    """The seed's "your own dataset": train/<class>/ and valid/<class>/ images, any size."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("valid", 3)):
+        for c in ("cat", "dog"):
+            folder = tmp_path / "mine" / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+                    folder / f"{i}.png")
+    root = tmp_path / "out"
+    code, out, err = run_cli_inprocess(enas_main(), [
+        "--network_type", "cnn", "--dataset", "mine", "--data", tmp_path / "mine", "--save",
+        root, "--max_epoch", "1", "--seed", "1", "--child_num_layers", "3", *TINY,
+        "--batch_size", "8", "--train_size", "0"], capsys)
+    assert code == 0, err
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["dataset"] == "imagefolder" and summary["space"] == "enas-macro"
+    state = torch.load(root / "checkpoint.pt", weights_only=True)
+    assert state["net"]["classifier.weight"].shape[0] == 2
