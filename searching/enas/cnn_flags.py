@@ -37,13 +37,15 @@ def add_cnn_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="first cosine period in epochs (SGDR T0)")
     g.add_argument("--child_lr_T_mul", type=int, default=2, help="period multiplier (Tmul)")
     g.add_argument("--child_l2_reg", type=float, default=None,
-                   help="child weight decay (default 2.5e-4 macro, 1e-4 micro)")
+                   help="child l2 (default 2.5e-4 macro, 1e-4 micro); ENAS adds l2 * sum(w^2) to "
+                        "the loss, i.e. SGD weight decay 2 * l2")
     g.add_argument("--child_grad_bound", type=float, default=5.0,
                    help="clip the child's gradient norm")
     g.add_argument("--child_keep_prob", type=float, default=0.9,
                    help="dropout keep probability before the classifier")
     g.add_argument("--child_drop_path_keep_prob", type=float, default=0.6,
-                   help="micro: drop-path keep probability (scaled by depth and progress)")
+                   help="accepted for the official scripts' sake: ENAS's micro *search* network "
+                        "applies no drop-path (only its fixed network does), nor do we")
     g.add_argument("--child_use_aux_heads", type=int, choices=(0, 1), default=1,
                    help="micro: auxiliary head (weight 0.4) during the search")
     g.add_argument("--controller_num_aggregate", type=int, default=None,
@@ -52,11 +54,12 @@ def add_cnn_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--controller_skip_target", type=float, default=0.4,
                    help="macro: target skip-connection density (KL penalty)")
     g.add_argument("--controller_skip_weight", type=float, default=0.8,
-                   help="macro: weight of the skip penalty in the reward")
+                   help="macro: weight of the skip penalty in the controller's loss")
     g.add_argument("--controller_op_tanh_reduce", type=float, default=2.5,
-                   help="op logits use tanh constant tanh_c / this")
+                   help="micro: op logits use tanh constant tanh_c / this (ENAS's macro "
+                        "controller has no such reduction)")
     g.add_argument("--controller_valid_batches", type=int, default=1,
-                   help="validation minibatches per reward")
+                   help="validation minibatches per reward (ENAS: 1)")
     g.add_argument("--valid_fraction", type=float, default=0.1,
                    help="share of the training images held out for the controller's reward "
                         "(official: 5k of 50k)")

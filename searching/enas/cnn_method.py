@@ -59,7 +59,8 @@ class EnasCNN(OneShotMethod):
                  controller_lr_max: Optional[float], controller_lr_min: float,
                  controller_steps: int, num_aggregate: int, entropy_coeff: float,
                  baseline_decay: float, skip_weight: float, controller_grad_clip: float,
-                 derive_num_sample: int, seed: int, progress: bool = False) -> None:
+                 derive_num_sample: int, seed: int, progress: bool = False,
+                 reward_batches: int = 1) -> None:
         self.name = f"enas-{space}"
         self.progress = bool(progress)
         self.space = space
@@ -73,7 +74,8 @@ class EnasCNN(OneShotMethod):
                        entropy_coeff=float(entropy_coeff), baseline_decay=float(baseline_decay),
                        skip_weight=float(skip_weight),
                        controller_grad_clip=float(controller_grad_clip),
-                       derive_num_sample=int(derive_num_sample))
+                       derive_num_sample=int(derive_num_sample),
+                       reward_batches=max(1, int(reward_batches)))
         self.seed = int(seed)
         self.baseline = EMABaseline(baseline_decay)
         self.controller_step = 0
@@ -152,7 +154,8 @@ class EnasCNN(OneShotMethod):
             self.c_optimizer.zero_grad()
             for _ in range(hp["num_aggregate"]):
                 sample = self.controller.sample(self.generator)
-                acc = self._accuracy(net, sample.arch, feed.val_iter.next())
+                acc = sum(self._accuracy(net, sample.arch, feed.val_iter.next())
+                          for _ in range(hp["reward_batches"])) / hp["reward_batches"]
                 reward = acc + hp["entropy_coeff"] * sample.entropy
                 adv = self.baseline.advantage(reward)
                 loss = policy_loss(sample.log_prob, adv)

@@ -45,7 +45,7 @@ DEFAULTS: Dict[str, Dict[str, Any]] = {
                   tanh_c=1.10),
 }
 COMMON = dict(controller_hid=64, entropy_coeff=1e-4, ema_baseline_decay=0.99,
-              controller_lr_min=0.0, controller_grad_clip=0.0, derive_num_sample=10)
+              controller_lr_min=1e-4, controller_grad_clip=0.0, derive_num_sample=10)
 
 
 def check_space(args: argparse.Namespace) -> str:
@@ -72,7 +72,8 @@ def resolve_cnn_args(args: argparse.Namespace) -> argparse.Namespace:
         raise UserError("--child_out_filters must be even and at least 2 (factorized "
                         "reductions halve it)")
     for key in ("max_epoch", "batch_size", "child_num_layers", "child_out_filters",
-                "controller_num_aggregate", "controller_hid", "derive_num_sample"):
+                "controller_num_aggregate", "controller_hid", "derive_num_sample",
+                "controller_valid_batches"):
         if int(getattr(args, key)) < 1:
             raise UserError(f"--{key} must be at least 1")
     if args.controller_max_step < 0:
@@ -164,7 +165,8 @@ def run(args: argparse.Namespace):
         baseline_decay=args.ema_baseline_decay,
         skip_weight=args.controller_skip_weight if space == "macro" else 0.0,
         controller_grad_clip=args.controller_grad_clip,
-        derive_num_sample=args.derive_num_sample, seed=args.seed, progress=not args.quiet)
+        derive_num_sample=args.derive_num_sample, seed=args.seed, progress=not args.quiet,
+        reward_batches=args.controller_valid_batches)
     search = OneShotSearch(args.save, config, method, resolve_device(args.device),
                            progress=not args.quiet, plots=not args.no_plots,
                            args=vars(args),
