@@ -211,3 +211,17 @@ def test_image_folder_dataset(tmp_path, capsys):
     assert summary["dataset"] == "imagefolder" and summary["space"] == "enas-macro"
     state = torch.load(root / "checkpoint.pt", weights_only=True)
     assert state["net"]["classifier.weight"].shape[0] == 2
+
+
+def test_cost_probe_projects_the_measured_steps():
+    from searching.enas.cnn_cost import measure
+
+    m = measure("micro", 1, 1, "cpu", train_images=320,
+                overrides=dict(batch_size=4, child_out_filters=4, child_num_layers=1,
+                               controller_num_aggregate=2, controller_max_step=3, max_epoch=5))
+    assert (m["batch_size"], m["filters"], m["child_steps_per_epoch"],
+            m["samples_per_controller_step"]) == (4, 4, 80, 2)
+    epoch = 80 * m["seconds_per_child_step"] + 3 * m["seconds_per_controller_step"] \
+        + 10 * m["seconds_per_controller_step"] / 2
+    assert m["seconds_per_epoch"] == pytest.approx(epoch)
+    assert m["hours"] == pytest.approx(5 * epoch / 3600) and 0 < m["measured_fraction"] < 1

@@ -9,7 +9,7 @@ EnasCNN` on the space's supernet and controller, official sizes: micro batch 160
 8 cells; macro batch 128, 36 filters, 12 layers) on random images of CIFAR's shape (speed does
 not depend on the pixels): ``--child_steps`` child steps (sample, forward, backward, SGD) and
 ``--controller_steps`` controller steps (``num_aggregate`` samples, each rewarded on one
-validation batch), after one warm-up of each. The projection is ``epochs x (steps_per_epoch x
+validation batch), after a warm-up (one child step; one rewarded sample). The projection is ``epochs x (steps_per_epoch x
 child + controller_max_step x controller + derive)`` with the official 45k/5k split (282
 child steps of 160 per micro epoch, 352 of 128 per macro epoch) and 10 derive forwards, each
 costed as a tenth of a controller step.
@@ -28,9 +28,11 @@ from api.errors import run_cli
 
 
 def measure(space: str = "micro", child_steps: int = 3, controller_steps: int = 1,
-            device: str = "auto", train_images: int = 45000) -> Dict[str, Any]:
-    """Seconds per child step and per controller step at the paper settings, and the
-    projected hours of the whole search."""
+            device: str = "auto", train_images: int = 45000,
+            overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Seconds per child step and per controller step at the paper settings (``overrides``:
+    other values of the CNN flags, e.g. ``batch_size``, for tests), and the projected hours
+    of the whole search."""
     import torch
 
     from api.distributed import resolve_device
@@ -48,6 +50,8 @@ def measure(space: str = "micro", child_steps: int = 3, controller_steps: int = 
                 "controller_lr_max", "controller_grad_clip", "derive_num_sample"):
         setattr(args, key, None)
     args.controller_lr_cosine, args.seed, args.resume = False, 1, False
+    for key, value in (overrides or {}).items():
+        setattr(args, key, value)
     resolve_cnn_args(args)
     dev = resolve_device(device)
     torch.manual_seed(0)
@@ -80,8 +84,8 @@ def measure(space: str = "micro", child_steps: int = 3, controller_steps: int = 
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    def timed(fn, n: int) -> float:
-        fn()  # warm-up
+    def timed(fn, n: int, warm=None) -> float:
+        (warm or fn)()
         sync()
         t0 = time.perf_counter()
         for _ in range(n):
@@ -91,7 +95,13 @@ def measure(space: str = "micro", child_steps: int = 3, controller_steps: int = 
 
     child = timed(lambda: method.step(net, (x, y), None, 0, 0), child_steps)
     method.hp["derive_num_sample"] = 0
-    ctrl = timed(lambda: method.epoch_end(net, feed, 0), controller_steps)
+
+    def one_sample() -> None:  # the controller phase's warm-up: one sample, not all
+        method.hp["num_aggregate"] = 1
+        method.epoch_end(net, feed, 0)
+        method.hp["num_aggregate"] = args.controller_num_aggregate
+
+    ctrl = timed(lambda: method.epoch_end(net, feed, 0), controller_steps, one_sample)
     steps_per_epoch = math.ceil(train_images / bs)
     epoch = (steps_per_epoch * child + args.controller_max_step * ctrl
              + args.derive_num_sample * ctrl / args.controller_num_aggregate)
