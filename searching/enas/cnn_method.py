@@ -82,8 +82,13 @@ class EnasCNN(OneShotMethod):
         self.derived = None
 
     def settings(self) -> Dict[str, Any]:
-        return dict(self.hp, controller=type(self.controller).__name__,
-                    controller_params=sum(p.numel() for p in self.controller.parameters()))
+        c = self.controller
+        skip = getattr(c, "skip_targets", None)
+        return dict(self.hp, controller=type(c).__name__, lstm_size=c.H, tanh_c=c.tanh_c,
+                    temperature=c.temperature,
+                    op_tanh_reduce=getattr(c, "op_tanh_reduce", None),
+                    skip_target=None if skip is None else round(float(skip[1]), 6),
+                    controller_params=sum(p.numel() for p in c.parameters()))
 
     def bind(self, net: nn.Module, w_optimizer: torch.optim.Optimizer,
              config: OneShotConfig) -> None:
