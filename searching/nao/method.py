@@ -167,6 +167,10 @@ class NAOWS(OneShotMethod):
             m.train()
             m.momentum = 0.0
         accs = []
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(self.pool), desc="pool evaluation", unit="arch", leave=False,
+                   disable=not self.progress, dynamic_ncols=True)
         try:
             with torch.no_grad():
                 for arch in self.pool:
@@ -174,7 +178,9 @@ class NAOWS(OneShotMethod):
                     out = net(x, arch)
                     logits = out[0] if isinstance(out, (tuple, list)) else out
                     accs.append(float((logits.argmax(1) == y).double().mean()))
+                    bar.update(1)
         finally:
+            bar.close()
             for m, mom in zip(norms, saved):
                 m.momentum = mom
             net.train()
