@@ -121,6 +121,7 @@ class NAOWS(OneShotMethod):
                                             weight_decay=cfg.weight_decay)
         self.controller_step = 0
         self.controller_trained = False
+        self.target_range = (0.0, 1.0)
         self.pool: List[MicroArch] = random_archs(self.seed_arch, self.generator)
         self.seen = set(self.pool)
         self.entries: List[PoolEntry] = []
@@ -194,7 +195,7 @@ class NAOWS(OneShotMethod):
                                "pool_best": max(measured),
                                "pool_mean": sum(measured) / len(measured)}
         if self.controller_trained:
-            _, lo, hi = self._last_range
+            lo, hi = self.target_range
             pred = [lo + p * (hi - lo) for p in predict(self.controller, self.pool)]
             out["pool_predicted_pairwise_acc"] = pairwise_accuracy(measured, pred)
         else:
@@ -211,7 +212,7 @@ class NAOWS(OneShotMethod):
     def _next_pool(self) -> Dict[str, Any]:
         archs = [e.arch for e in self.entries]
         targets, lo, hi = normalise([e.measured for e in self.entries])
-        self._last_range = (None, lo, hi)
+        self.target_range = (lo, hi)  # maps the next predictions back to accuracies
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -247,7 +248,7 @@ class NAOWS(OneShotMethod):
                 "c_optimizer": self.c_optimizer.state_dict(),
                 "controller_step": self.controller_step,
                 "controller_trained": self.controller_trained,
-                "last_range": list(getattr(self, "_last_range", (None, 0.0, 0.0)))[1:],
+                "target_range": list(self.target_range),
                 "generator": self.generator.get_state(),
                 "eval_iter": None if self.eval_iter is None else self.eval_iter.state_dict()}
 
@@ -260,8 +261,8 @@ class NAOWS(OneShotMethod):
         self.c_optimizer.load_state_dict(state["c_optimizer"])
         self.controller_step = int(state["controller_step"])
         self.controller_trained = bool(state["controller_trained"])
-        lo, hi = state["last_range"]
-        self._last_range = (None, float(lo), float(hi))
+        lo, hi = state["target_range"]
+        self.target_range = (float(lo), float(hi))
         self.generator.set_state(state["generator"])
         self._eval_state = state["eval_iter"]
         if self.eval_iter is not None and self._eval_state is not None:
