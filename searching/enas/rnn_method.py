@@ -189,7 +189,7 @@ class EnasRNN(OneShotMethod):
             self.c_optimizer.step()
             self.controller_steps += 1
             for key, v in (("reward", reward), ("entropy", float(entropy.detach().sum())),
-                           ("reward_ppl", ppl), ("controller_loss", float(loss)),
+                           ("reward_ppl", ppl), ("controller_loss", float(loss.detach())),
                            ("advantage", adv)):
                 sums[key] += v
             self.last_sample = arcs[0]
