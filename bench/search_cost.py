@@ -105,6 +105,30 @@ def project_epoch(record: Dict[str, Any], epochs: int, data_scale: float) -> tup
     return epochs * epoch / 3600.0, 1.0 / (epochs * data_scale)
 
 
+def project_nao_ws(records: List[Dict[str, Any]], train_size: int, seed_arch: int,
+                   controller_epochs: int, eval_batch: int,
+                   epochs: int = 150, iterations: int = 4, pool: int = 1000,
+                   paper_controller_epochs: int = 1000, new_arch: int = 500,
+                   paper_eval_batch: int = 500) -> tuple:
+    """(hours, fraction) of NAO-WS from a 2-epoch, 1-iteration run on ``train_size`` images
+    with a pool of ``seed_arch``: supernet epochs scaled to CIFAR-10's 50,000 images, pool
+    evaluations per architecture (one batch each, scaled to 500 images) x pool x
+    (iterations + 1), controller training per (epoch x architecture) x 1,000 epochs x pool x
+    iterations, generation per new architecture x 500 x iterations (the TF release's sizes)."""
+    first = records[0]
+    phases = sum(float(first.get(k) or 0.0) for k in
+                 ("pool_eval_seconds", "controller_seconds", "generate_seconds"))
+    child_epoch = (float(first["seconds"]) - phases) * CIFAR_TRAIN / train_size
+    evals = [float(r["pool_eval_seconds"]) for r in records if r.get("pool_eval_seconds")]
+    per_arch = (sum(evals) / (len(evals) * seed_arch)) * paper_eval_batch / eval_batch
+    ctrl = float(first["controller_seconds"]) / (controller_epochs * seed_arch)
+    gen = float(first["generate_seconds"]) / max(int(first.get("new_archs") or 1), 1)
+    total = (epochs * child_epoch + (iterations + 1) * pool * per_arch
+             + iterations * (paper_controller_epochs * pool * ctrl + new_arch * gen))
+    measured = sum(float(r["seconds"]) for r in records)
+    return total / 3600.0, measured / total  # the measured share of the projected time
+
+
 def ratios(rows: List[Row]) -> Dict[str, Dict[str, float]]:
     """Per task: each method's hours over AutoShrink's."""
     out: Dict[str, Dict[str, float]] = {}
@@ -312,9 +336,29 @@ def darts_rnn(r: Runner, q: bool, device: str) -> Row:
                "PTB, x50 epochs")
 
 
+def nao_ws(r: Runner, q: bool, device: str) -> Row:
+    """NAO-WS (searching/nao/train_search.py, the TF release's sizes) from 2 supernet epochs
+    and one pool round on a small pool, each phase timed and projected."""
+    a = r.args
+    n, seed_arch, new_arch, ctrl_epochs = (500, 10, 5, 5) if q else (5000, 40, 20, 20)
+    out = r.run("nao-ws", [
+        "searching/nao/train_search.py", "--dataset", "cifar10", "--data", a.cifar,
+        "--save", str(r.work / "nao-ws"), "--epochs", "2", "--iterations", "1",
+        "--seed_arch", str(seed_arch), "--new_arch", str(new_arch), "--controller_epochs",
+        str(ctrl_epochs), "--train_size", str(n), "--seed", "0", "--device", a.device,
+        "--quiet", "--no_plots"], a.timeout)
+    recs = _history(out)
+    eval_batch = min(500, int(round(n * 0.1)))  # NAO-WS's 45k/5k split
+    hours, frac = project_nao_ws(recs, n, seed_arch, ctrl_epochs, eval_batch)
+    return Row("nao-ws", "cnn", hours, _device_of(out, device), frac,
+               f"2 epochs on {n} images (x{CIFAR_TRAIN / n:g}), pool {seed_arch}, "
+               f"{ctrl_epochs} controller epochs, {new_arch} new: to 150 epochs, 5 evaluations "
+               "of 1,000 archs, 4 x (1,000 controller epochs on 1,000 archs + 500 new)")
+
+
 METHODS = {"autoshrink-cnn": autoshrink_cnn, "autoshrink-rnn": autoshrink_rnn,
            "enas-rnn": enas_rnn, "enas-micro": enas_micro, "darts-v1": darts_cnn,
-           "gdas": gdas_cnn, "darts-v1-rnn": darts_rnn}
+           "gdas": gdas_cnn, "darts-v1-rnn": darts_rnn, "nao-ws": nao_ws}
 #: Left out of --quick unless named (keeps QUICK=1 to a few minutes on 2 CPU cores).
 NOT_QUICK = ("darts-v1-rnn",)
 

@@ -48,6 +48,22 @@ def test_enas_rnn_projection(sc):
     assert frac == pytest.approx(11 / (150 * 2500))
 
 
+def test_nao_ws_projection(sc):
+    """Each phase timed in the history scales by its own count: supernet epochs by images,
+    pool evaluations per architecture (and batch size), the controller per epoch x arch."""
+    first = {"seconds": 10.0 + 2.0 + 3.0 + 1.0, "pool_eval_seconds": 2.0,
+             "controller_seconds": 3.0, "generate_seconds": 1.0, "new_archs": 5}
+    last = {"seconds": 10.0 + 2.0, "pool_eval_seconds": 2.0}
+    hours, frac = sc.project_nao_ws([first, last], train_size=500, seed_arch=10,
+                                    controller_epochs=5, eval_batch=50)
+    child = 10.0 * 100                 # 500 -> 50,000 images
+    per_arch = 2.0 / 10 * 500 / 50     # per arch, batch 50 -> 500
+    ctrl = 3.0 / (5 * 10)              # per controller epoch and pool arch
+    total = 150 * child + 5 * 1000 * per_arch + 4 * (1000 * 1000 * ctrl + 500 * 1.0 / 5)
+    assert hours == pytest.approx(total / 3600)
+    assert frac == pytest.approx(28.0 / total)
+
+
 def test_epoch_projection_scales_data_but_not_the_controller(sc):
     hours, frac = sc.project_epoch({"seconds": 10.0}, epochs=50, data_scale=100.0)
     assert hours == pytest.approx(50 * 1000.0 / 3600) and frac == pytest.approx(1 / 5000)

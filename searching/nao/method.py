@@ -26,6 +26,7 @@ weight-sharing accuracy, as here).
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -190,8 +191,10 @@ class NAOWS(OneShotMethod):
     def epoch_end(self, net: nn.Module, feed, epoch: int) -> Dict[str, Any]:
         if epoch + 1 not in self.points:
             return {}
+        t0 = time.perf_counter()
         measured = self._evaluate_pool(net, feed)
-        out: Dict[str, Any] = {"val_acc": max(measured), "pool_size": len(self.pool),
+        out: Dict[str, Any] = {"pool_eval_seconds": time.perf_counter() - t0,
+                               "val_acc": max(measured), "pool_size": len(self.pool),
                                "pool_best": max(measured),
                                "pool_mean": sum(measured) / len(measured)}
         if self.controller_trained:
@@ -219,9 +222,11 @@ class NAOWS(OneShotMethod):
 
             bar = tqdm(total=self.controller_epochs, desc="controller", unit="epoch",
                        leave=False, dynamic_ncols=True)
+        t0 = time.perf_counter()  # phase timings: the search-cost projection's inputs
         figures = train_controller(self.controller, self.c_optimizer, archs, targets,
                                    self.controller_epochs, self.generator, self.controller_step,
                                    symmetry=self.symmetry, progress=bar)
+        t1 = time.perf_counter()
         if bar is not None:
             bar.close()
         self.controller_step = int(figures.pop("controller_step"))
@@ -234,7 +239,8 @@ class NAOWS(OneShotMethod):
         keep = len(archs) - len(new) - len(fresh)
         self.pool = archs[:keep] + new + fresh
         return {**figures, "new_archs": len(new), "step_size": lam,
-                "random_archs": len(fresh)}
+                "random_archs": len(fresh), "controller_seconds": t1 - t0,
+                "generate_seconds": time.perf_counter() - t1}
 
     def derive(self, net: nn.Module) -> MicroArch:
         return self.entries[0].arch if self.entries else self.pool[0]
