@@ -430,6 +430,6 @@ def fixed_arc(text: str):
     if not isinstance(text, str) or not text.split():
         raise UserError("--fixed_arc is empty: give the 40 integers of an ENAS/NAO micro "
                         "architecture, e.g. the first column of an arch_pool line")
-    wide = parse_arch(text, len(NAO_OPS), "--fixed_arc")
+    wide = parse_arch(text, len(NAO_OPS), "ENAS/NAO micro architecture (--fixed_arc)")
     space = "enas-micro" if max(wide.ops_used()) < len(ENAS_OPS) else "nao"
     return Arch(space, get_space(space).validate(wide))
