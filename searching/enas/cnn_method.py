@@ -32,12 +32,11 @@ import math
 from typing import Any, Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from searching.enas.reinforce import EMABaseline, controller_lr, make_controller_optimizer, \
     policy_loss
-from searching.oneshot.trainer import OneShotConfig, OneShotMethod
+from searching.oneshot.trainer import OneShotConfig, OneShotMethod, sampled_arch_step
 
 
 def sgdr_lr(epoch: int, lr_max: float, lr_min: float, t0: int, t_mul: int) -> float:
@@ -120,18 +119,8 @@ class EnasCNN(OneShotMethod):
         with torch.no_grad():
             arch = self.controller.sample(self.generator).arch
         net.train()
-        out = net(x, arch)
-        logits, aux = out if isinstance(out, tuple) else (out, None)
-        loss = F.cross_entropy(logits, y)
-        total = loss if aux is None else loss + self.hp["aux_weight"] * F.cross_entropy(aux, y)
-        self.w_optimizer.zero_grad()
-        total.backward()
-        if self.config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(net.parameters(), self.config.grad_clip)
-        self.w_optimizer.step()
-        with torch.no_grad():
-            return {"train_loss": loss.detach(),
-                    "train_acc": (logits.argmax(1) == y).float().mean()}
+        return sampled_arch_step(net, self.w_optimizer, x, y, arch, self.hp["aux_weight"],
+                                 self.config.grad_clip)
 
     # ------------------------------------------------------------------ controller phase
     def _accuracy(self, net: nn.Module, arch, batch) -> float:

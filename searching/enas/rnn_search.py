@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+from pathlib import Path
 from typing import Any, Dict, List
 
 from api.errors import UserError
@@ -101,29 +102,11 @@ class EnasTextSearch(TextOneShotSearch):
 def write_controller_plot(root, history: List[Dict[str, Any]]) -> None:
     """controller.png: the controller's mean reward, entropy and baseline, and the reward
     windows' perplexity, per epoch."""
-    import matplotlib
+    from searching.oneshot.trainer import write_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from api.atomic_io import atomic_write_bytes
-    from searching.oneshot.trainer import _png
-
-    epochs = [r["epoch"] for r in history]
     panels = (("reward", ("reward", "baseline")), ("entropy", ("entropy",)),
               ("validation-window perplexity", ("reward_ppl", "derived_valid_batch_ppl")))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            ys = [r.get(key) for r in history]
-            if any(y is not None for y in ys):
-                ax.plot(epochs, ys, marker="o", ms=3, label=key)
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write_bytes(root / "controller.png", _png(fig))
+    write_panels(Path(root) / "controller.png", history, panels)
 
 
 def resolve_rnn_args(args: argparse.Namespace) -> argparse.Namespace:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from api.errors import UserError
@@ -41,7 +40,8 @@ from searching.nao.controller import ControllerConfig, NAOController
 from searching.nao.optimize import generate_archs, normalise, predict, train_controller
 from searching.nao.pool import (PoolEntry, pairwise_accuracy, random_archs, sort_entries,
                                 write_pool)
-from searching.oneshot.trainer import OneShotConfig, OneShotMethod, PersistentIterator
+from searching.oneshot.trainer import (OneShotConfig, OneShotMethod, PersistentIterator,
+                                       sampled_arch_step)
 
 #: The TF NAO-WS script's supernet optimisation (= ENAS micro search): SGD Nesterov 0.9,
 #: cosine restarts 0.05 -> 0.0005, l2 1e-4, clip 5.
@@ -140,19 +140,8 @@ class NAOWS(OneShotMethod):
         if hasattr(net, "step_ratio"):  # drop-path grows with progress (ENAS/NAO), per epoch
             net.step_ratio = epoch / self.config.epochs
         arch = self.pool[int(torch.randint(len(self.pool), (1,), generator=self.generator))]
-        self.w_optimizer.zero_grad()
-        out = net(x, arch)
-        logits, aux = (out if isinstance(out, (tuple, list)) else (out, None))
-        loss = F.cross_entropy(logits, y)
-        total = loss + self.aux_weight * F.cross_entropy(aux, y) if aux is not None and \
-            self.aux_weight > 0 else loss
-        total.backward()
-        if self.config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(net.parameters(), self.config.grad_clip)
-        self.w_optimizer.step()
-        with torch.no_grad():
-            return {"train_loss": loss.detach(),
-                    "train_acc": (logits.argmax(1) == y).float().mean()}
+        return sampled_arch_step(net, self.w_optimizer, x, y, arch, self.aux_weight,
+                                 self.config.grad_clip)
 
     # ------------------------------------------------------------------ pool rounds
     def _evaluate_pool(self, net: nn.Module, feed) -> List[float]:

@@ -46,6 +46,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from api.atomic_io import atomic_torch_save, atomic_write_bytes, atomic_write_json, \
@@ -576,6 +577,49 @@ def _edge_names(space, n: int) -> List[str]:
     return [f"edge {k}" for k in range(n)]
 
 
+def write_panels(path: Path, history: List[Dict[str, Any]], panels) -> None:
+    """One PNG of per-epoch curves: ``panels`` = [(title, (history keys, ...)), ...]; a key
+    absent from every record is left out (curves.png, ENAS's controller.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
+    for ax, (title, keys) in zip(np.atleast_1d(axes), panels):
+        for key in keys:
+            ys = [r.get(key) for r in history]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, ys, marker="o", ms=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write_bytes(path, _png(fig))
+
+
+def sampled_arch_step(net: nn.Module, w_optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                      y: torch.Tensor, arch, aux_weight: float, grad_clip: float
+                      ) -> Dict[str, Any]:
+    """One weights step of a supernet on one discrete architecture (ENAS's child step,
+    NAO-WS's pool-sampled step): cross-entropy, plus ``aux_weight`` x the auxiliary head's
+    when the net returns ``(logits, aux)``, gradient-norm clip, SGD step."""
+    w_optimizer.zero_grad()
+    out = net(x, arch)
+    logits, aux = out if isinstance(out, (tuple, list)) else (out, None)
+    loss = F.cross_entropy(logits, y)
+    total = loss + aux_weight * F.cross_entropy(aux, y) if aux is not None and \
+        aux_weight > 0 else loss
+    total.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    w_optimizer.step()
+    with torch.no_grad():
+        return {"train_loss": loss.detach(), "train_acc": (logits.argmax(1) == y).float().mean()}
+
+
 def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
     """curves.png (losses, accuracies, tau), one ``alpha-heatmap-<cell>.png`` (softmax over
     ops per edge at the last epoch) and ``alpha-trajectory-<cell>.png`` (each op's weight per
@@ -595,18 +639,7 @@ def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
         panels.append(("tau", ("tau",)))
     if "reward" in history[-1]:  # a controller-based method (ENAS): its REINFORCE figures
         panels += [("controller reward", ("reward", "baseline")), ("entropy", ("entropy",))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
-    for ax, (title, keys) in zip(np.atleast_1d(axes), panels):
-        for key in keys:
-            ys = [r.get(key) for r in history]
-            if any(y is not None for y in ys):
-                ax.plot(epochs, ys, marker="o", ms=3, label=key)
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write_bytes(root / "curves.png", _png(fig))
+    write_panels(root / "curves.png", history, panels)
 
     ops = list(getattr(space, "ops", ()))
     for cell, weights in history[-1]["edge_weights"].items():
