@@ -46,6 +46,15 @@ STATE_VERSION = 1
 EVALUATOR_KEY = "evaluator"  # settings entry holding Evaluator.describe()
 
 
+def check_resumable(root: str, state_file: str = STATE_FILE) -> None:
+    """``--resume`` of a folder that holds no search: one line naming the fix."""
+    if not os.path.isdir(root):
+        raise UserError(f"--resume: {root} does not exist")
+    if not os.path.exists(os.path.join(root, state_file)):
+        raise UserError(f"--resume: {root} holds no search state ({state_file} missing); "
+                        "run without --resume to start a search")
+
+
 class SearchStalled(UserError):
     """Every candidate of a step failed; the state is kept for --resume."""
 
@@ -174,11 +183,7 @@ class CellSearch:
     @staticmethod
     def check_resumable(root: str) -> None:
         """Fail fast (before any data is loaded) when ``root`` holds no search to resume."""
-        if not os.path.isdir(root):
-            raise UserError(f"--resume: {root} does not exist")
-        if not os.path.exists(os.path.join(root, STATE_FILE)):
-            raise UserError(f"--resume: {root} holds no search state ({STATE_FILE} missing); "
-                            "run without --resume to start a search")
+        check_resumable(root)
 
     def resume(self, force: bool = False) -> None:
         """Load the state of the search in ``root``; refuse different settings unless forced."""

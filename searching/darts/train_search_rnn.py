@@ -20,7 +20,7 @@ import sys
 from typing import Optional, Sequence
 
 from api.errors import UserError, run_cli
-from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, saved_seed
+from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, resolve_seed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def darts_rnn_search(args: argparse.Namespace):
-    import random
-
     from api.distributed import resolve_device
     from searching.darts.method_rnn import DARTSRNN
     from searching.oneshot.text import TextOneShotSearch
@@ -71,11 +69,7 @@ def darts_rnn_search(args: argparse.Namespace):
     if args.nhid != args.emsize:
         raise UserError(f"the decoder is tied to the embedding: --nhid ({args.nhid}) must "
                         f"equal --emsize ({args.emsize})")
-    if args.seed < 0 and args.resume:
-        args.seed = saved_seed(args.save)
-    if args.seed < 0:
-        args.seed = random.randint(1, 100000)
-        print(f"seed: {args.seed}")
+    resolve_seed(args)
     supernet = dict(emsize=args.emsize, nhid=args.nhid, dropout=args.dropout,
                     dropouth=args.dropouth, dropoutx=args.dropoutx, dropouti=args.dropouti,
                     dropoute=args.dropoute)

@@ -26,7 +26,6 @@ auxiliary head (0.4).
 from __future__ import annotations
 
 import argparse
-import random
 from pathlib import Path
 from typing import Any, Dict
 
@@ -87,13 +86,9 @@ def resolve_cnn_args(args: argparse.Namespace) -> argparse.Namespace:
     if str(args.controller_optim).lower() not in CONTROLLER_OPTIMS:
         raise UserError(f"--controller_optim {args.controller_optim!r} is not one of "
                         f"{', '.join(CONTROLLER_OPTIMS)}")
-    if args.seed < 0 and args.resume:
-        from searching.oneshot.cli import saved_seed
+    from searching.oneshot.cli import resolve_seed
 
-        args.seed = saved_seed(args.save)
-    if args.seed < 0:
-        args.seed = random.randint(1, 100000)
-        print(f"seed: {args.seed}")
+    resolve_seed(args)
     return args
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -136,15 +135,11 @@ def run(args: argparse.Namespace):
     returns the found :class:`~api.spaces.arch_io.Arch`."""
     from api.distributed import resolve_device
     from searching.enas.rnn_method import EnasRNN, EnasRNNSettings
-    from searching.oneshot.cli import saved_seed
+    from searching.oneshot.cli import resolve_seed
     from searching.oneshot.trainer import OneShotConfig
 
     args = resolve_rnn_args(args)
-    if args.seed < 0 and args.resume:
-        args.seed = saved_seed(args.save)
-    if args.seed < 0:
-        args.seed = random.randint(1, 100000)
-        print(f"seed: {args.seed}")
+    resolve_seed(args)
     settings = EnasRNNSettings(
         num_blocks=args.num_blocks, controller_hid=args.controller_hid,
         softmax_temperature=args.softmax_temperature, tanh_c=args.tanh_c,

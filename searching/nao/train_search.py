@@ -23,7 +23,7 @@ import sys
 from typing import Optional, Sequence
 
 from api.errors import UserError, run_cli
-from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, saved_seed
+from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, resolve_seed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,8 +89,6 @@ def supernet_kwargs(args: argparse.Namespace):
 
 
 def nao_search(args: argparse.Namespace):
-    import random
-
     from api.distributed import resolve_device
     from searching.nao.controller import ControllerConfig
     from searching.nao.method import NAOWS, eval_points
@@ -101,11 +99,7 @@ def nao_search(args: argparse.Namespace):
     if not 0.0 < args.valid_fraction < 1.0:
         raise UserError(f"--valid_fraction must be in (0, 1), got {args.valid_fraction}")
     eval_points(args.epochs, args.iterations)
-    if args.seed < 0 and args.resume:
-        args.seed = saved_seed(args.save)
-    if args.seed < 0:
-        args.seed = random.randint(1, 100000)
-        print(f"seed: {args.seed}")
+    resolve_seed(args)
     controller = ControllerConfig(lr=args.controller_lr, batch_size=args.controller_batch_size,
                                   trade_off=args.controller_trade_off)
     method = NAOWS(args.seed_arch, args.new_arch, args.random_arch, args.iterations,

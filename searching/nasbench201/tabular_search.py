@@ -36,6 +36,7 @@ from api.search.tabular import TabularEvaluator
 from api.spaces.arch_io import Arch, save_arch
 from api.spaces.nasbench201.cell import arch_at
 from searching.nasbench201.methods import check_budget, check_settings, run_method
+from searching.search import check_resumable
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -92,11 +93,7 @@ class TabularSearch:
 
     @staticmethod
     def check_resumable(root: str) -> None:
-        if not os.path.isdir(root):
-            raise UserError(f"--resume: {root} does not exist")
-        if not os.path.exists(os.path.join(root, STATE_FILE)):
-            raise UserError(f"--resume: {root} holds no search state ({STATE_FILE} missing); "
-                            "run without --resume to start a search")
+        check_resumable(root, STATE_FILE)  # the shrink searches' rule and message
 
     def resume(self, force: bool = False) -> List[Dict[str, Any]]:
         """Check the saved search; return the journal's records to replay."""

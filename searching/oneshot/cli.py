@@ -102,6 +102,12 @@ def resolve_search_args(args: argparse.Namespace, method: str,
             setattr(args, key, value)
     if args.epochs < 1 or args.batch_size < 1:
         raise UserError("--epochs and --batch_size must be at least 1")
+    return resolve_seed(args)
+
+
+def resolve_seed(args: argparse.Namespace) -> argparse.Namespace:
+    """``--seed -1``: the resumed search's own seed, else a random one, printed (the GDAS
+    seed scripts' convention)."""
     if args.seed < 0 and args.resume:
         args.seed = saved_seed(args.save)
     if args.seed < 0:
