@@ -29,7 +29,8 @@ from searching.shrink import ShrinkConfig, ShrinkSearch
 
 # Flags that do not change results: excluded from the --resume settings check.
 RUNTIME_FLAGS = SEARCH_RUNTIME_FLAGS | {"model_root", "data", "proxy_file", "cuda_bf16",
-                                        "cuda_channels_last", "no_cudnn_benchmark"}
+                                        "cuda_channels_last", "no_cudnn_benchmark",
+                                        "cuda_graphs"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels_last on CUDA (likewise slower there; CPU uses it where safe)")
     g.add_argument("--no_cudnn_benchmark", action="store_true",
                    help="skip cuDNN autotuning (saves its warm-up per worker process)")
+    g.add_argument("--cuda_graphs", action="store_true",
+                   help="capture each candidate's training step as CUDA graphs and validate in "
+                        "large batches (GPU speed unmeasured; elsewhere the steps run eagerly "
+                        "and one line says so)")
     add_runtime_flags(p, g)
     return p
 
@@ -135,7 +140,8 @@ def build_components(args: argparse.Namespace) -> SearchComponents:
                                  bn_recal_batches=args.bn_recal_batches,
                                  cuda_bf16=args.cuda_bf16,
                                  cuda_channels_last=args.cuda_channels_last,
-                                 cudnn_benchmark=not args.no_cudnn_benchmark, device=args.device)
+                                 cudnn_benchmark=not args.no_cudnn_benchmark,
+                                 cuda_graphs=args.cuda_graphs, device=args.device)
     evaluator = CNNProxyEvaluator(data, spec, train_cfg)
     saved = CellSearch.saved_settings(args.model_root) if args.resume else {}
     args.threads = evaluator.threads = resolve_threads(args.threads, args.workers,

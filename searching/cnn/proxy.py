@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from api.complexity import count_macs, count_params
+from api.cuda_graph import GraphedStep
 from api.datasets import DeviceBatches, ProxyData
 from api.distributed import resolve_device
 from api.fingerprint import content_fingerprint
@@ -61,9 +62,14 @@ class ProxyTrainConfig:
     cuda_channels_last: bool = False
     cuda_bf16: bool = False          # bf16 autocast on CUDA
     cudnn_benchmark: bool = True
+    # CUDA-graph capture of the training step (api/cuda_graph.py) and validation in batches of
+    # GRAPH_VAL_BATCH with one host sync; off by default, GPU speed unmeasured. Anywhere
+    # capture is impossible (CPU included) the steps run eagerly, exactly as without it.
+    cuda_graphs: bool = False
     device: str = "cpu"
 
-    RUNTIME = ("device", "channels_last", "cuda_channels_last", "cuda_bf16", "cudnn_benchmark")
+    RUNTIME = ("device", "channels_last", "cuda_channels_last", "cuda_bf16", "cudnn_benchmark",
+               "cuda_graphs")
 
     def use_channels_last(self, device: torch.device) -> bool:
         return self.cuda_channels_last if device.type == "cuda" else self.channels_last
@@ -125,6 +131,38 @@ def recalibrate_bn(model: torch.nn.Module, batches, max_batches: int) -> int:
             m.momentum = momentum
         model.train(was_training)
     return used
+
+
+GRAPH_VAL_BATCH = 1000  # validation batch with --cuda_graphs (eval mode: per-image results)
+
+
+class TrainStep:
+    """One proxy training step (forward, backward, Adam), with the epoch's summed loss and
+    correct count accumulated on the device, in place: nothing in it reads a value back, so
+    it can be captured as a CUDA graph (:class:`api.cuda_graph.GraphedStep`)."""
+
+    def __init__(self, model, opt, amp: bool, device: torch.device,
+                 amp_cache: bool = True) -> None:
+        self.model, self.opt, self.amp, self.amp_cache = model, opt, amp, amp_cache
+        self.total_loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+
+    def reset(self) -> None:
+        self.total_loss.zero_()
+        self.correct.zero_()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        # autocast's cast cache cannot live across a graph capture: off when graphed
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp,
+                            cache_enabled=self.amp_cache):
+            logits = self.model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        n = len(y)
+        self.total_loss += loss.detach() * n
+        self.correct += (logits.argmax(1) == y).sum()
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float):
@@ -194,12 +232,17 @@ class CNNProxyEvaluator(Evaluator):
         gen = torch.Generator().manual_seed(seed)
         # BN recalibration draws its batches from its own stream: training order is unchanged.
         recal_gen = torch.Generator().manual_seed(seed + 1)
+        step = TrainStep(model, opt, amp, device, amp_cache=not cfg.cuda_graphs)
+        if cfg.cuda_graphs:
+            step = GraphedStep(step, opt, device)
+        batched_val = cfg.cuda_graphs and step.graphed
         best_acc, best_epoch, epochs, curve = 0.0, 0, 0, []
         for epoch in range(1, cfg.epochs + 1):
             epochs = epoch
-            train_loss = self._train_epoch(model, opt, train, gen, amp, fmt)
+            train_loss = self._train_epoch(model, opt, train, gen, amp, fmt, step)
             self._recalibrate(model, train, recal_gen, amp, fmt)
-            val_loss, val_acc = self._validate(model, val, amp, fmt)
+            val_loss, val_acc = (self._validate_batched if batched_val else self._validate)(
+                model, val, amp, fmt)
             curve.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                           "val_acc": val_acc, "seconds": time.perf_counter() - start})
             self.report_epoch(curve[-1])
@@ -212,30 +255,27 @@ class CNNProxyEvaluator(Evaluator):
         return Result(status="ok", metrics={"accuracy": best_acc}, macs=macs, params=params,
                       seconds=time.perf_counter() - start, epochs=epochs, curve=curve)
 
-    def _train_epoch(self, model, opt, data: DeviceBatches, gen, amp: bool, fmt) -> float:
+    def _train_epoch(self, model, opt, data: DeviceBatches, gen, amp: bool, fmt,
+                     step=None) -> float:
+        """One epoch of ``step``: a :class:`TrainStep` of ``model`` and ``opt`` (a new one when
+        None), or a :class:`GraphedStep` around one."""
         cfg = self.config
+        if step is None:
+            step = TrainStep(model, opt, amp, data.y.device)
+        sums = step.step if isinstance(step, GraphedStep) else step
         model.train()
-        total_loss = torch.zeros((), device=data.y.device)
-        correct = torch.zeros((), device=data.y.device, dtype=torch.long)
+        sums.reset()
         seen, check_at = 0, 0
         for x, y in data.batches(cfg.batch_size, gen):
             x = x.contiguous(memory_format=fmt)  # no-op unless the layout was unsafe
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            n = len(y)
-            total_loss += loss.detach() * n
-            correct += (logits.argmax(1) == y).sum()
-            seen += n
+            step(x, y)
+            seen += len(y)
             if seen >= check_at:  # reading `correct` is a host sync on CUDA: only when needed
-                count = int(correct.item())
+                count = int(sums.correct.item())
                 if count > cfg.train_acc_stop * seen:
                     break
                 check_at = next_accuracy_check(seen, count, cfg.train_acc_stop)
-        mean_loss = (total_loss / max(seen, 1)).item()
+        mean_loss = (sums.total_loss / max(seen, 1)).item()
         if not math.isfinite(mean_loss):
             raise Diverged(f"training loss is {mean_loss}")
         return mean_loss
@@ -258,6 +298,24 @@ class CNNProxyEvaluator(Evaluator):
             correct += int((logits.argmax(1) == y).sum())
         n = len(data)
         return total_loss / n, correct / n
+
+    @torch.no_grad()
+    def _validate_batched(self, model, data: DeviceBatches, amp: bool, fmt):
+        """:meth:`_validate` in batches of at least GRAPH_VAL_BATCH, summed on the device and
+        read back once (with --cuda_graphs, where per-batch reads would dominate)."""
+        model.eval()
+        device = data.y.device
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for x, y in data.batches(max(self.config.val_batch_size, GRAPH_VAL_BATCH)):
+            x = x.contiguous(memory_format=fmt)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                logits = model(x).float()
+            total_loss += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        loss_sum, count = torch.stack([total_loss.double(), correct.double()]).tolist()
+        n = len(data)
+        return loss_sum / n, int(count) / n
 
 
 def proxy_spec_from_args(args: Any, num_classes: int, image_size: int = 32,

@@ -1,0 +1,149 @@
+"""CUDA-graph capture of a training step (forward, backward, optimizer), with an eager fallback.
+
+Small proxy networks are launch-bound on a GPU: one step of the 8-node CNN candidate launches
+about 440 kernels (16.6 ms on an H100), so the host's launch overhead, not the arithmetic, sets
+the speed. A CUDA graph records the step's kernels once and replays them with one launch.
+
+:class:`GraphedStep` wraps a step function ``step(x, y)`` that updates the model, the optimizer
+and any accumulators *in place* (it returns nothing: reading a value would be a host sync
+inside the graph). Per input shape it
+
+1. runs ``warmup`` eager steps on a side stream (real training steps: lazy optimizer state,
+   cuDNN autotuning and the autograd stream state are set up outside the capture),
+2. then captures the step with :class:`torch.cuda.graph` into static ``x``/``y`` buffers,
+3. and from then on copies each batch into those buffers (``copy_``, on the device) and replays.
+
+The short last batch of an epoch has its own shape and therefore its own graph (its own memory
+pool: the two graphs never share memory). The optimizer is switched to ``capturable=True``
+where it has that option (Adam, AdamW, ...: the step counter lives on the device); SGD has no
+counter and is captured as it is; any other optimizer is not captured.
+
+Where capture is impossible -- not a CUDA device, an optimizer it cannot capture, or an error
+during capture -- every step runs eagerly through the same function, and one line on stderr
+says so (once per process, not once per candidate). On CPU the fallback therefore gives
+exactly the eager results. On CUDA, graphed and eager agree within float tolerance, not
+bit-for-bit: ``capturable`` Adam computes its bias correction on the device.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+
+_NOTED = False
+_CAPTURE_LOCK = threading.Lock()  # one capture at a time in a process (a CUDA graph rule)
+
+
+def note_fallback(reason: str) -> bool:
+    """Print the one-line fallback note, the first time only; True when it was printed."""
+    global _NOTED
+    if _NOTED:
+        return False
+    _NOTED = True
+    print(f"CUDA graphs: {reason}; training steps run eagerly", file=sys.stderr, flush=True)
+    return True
+
+
+def reset_fallback_note() -> None:
+    """Let the next fallback print its note again (for tests)."""
+    global _NOTED
+    _NOTED = False
+
+
+def unsupported_reason(optimizer: torch.optim.Optimizer, device: torch.device) -> Optional[str]:
+    """Why a step with ``optimizer`` on ``device`` cannot be captured (None: it can)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"not available on {device.type}"
+    if not torch.cuda.is_available():
+        return "CUDA is not available"
+    if "capturable" in optimizer.defaults or isinstance(optimizer, torch.optim.SGD):
+        return None
+    return f"{type(optimizer).__name__} cannot be captured (no capturable option)"
+
+
+def make_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """Switch ``optimizer`` to ``capturable=True`` where it has the option; a step counter it
+    already has moves to its parameter's device (capturable steps read it there)."""
+    if "capturable" not in optimizer.defaults:
+        return
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            step = state.get("step")
+            if torch.is_tensor(step) and step.device != p.device:
+                state["step"] = step.to(p.device, torch.float32)
+
+
+StepFn = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+class GraphedStep:
+    """``step(x, y)`` replayed as a CUDA graph per input shape, or run eagerly (see module)."""
+
+    def __init__(self, step: StepFn, optimizer: torch.optim.Optimizer, device,
+                 warmup: int = 3) -> None:
+        self.step = step
+        self.optimizer = optimizer
+        self.warmup = max(int(warmup), 1)
+        self.graphs: Dict[tuple, Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self.eager_steps: Counter = Counter()  # warm-up steps run so far, per shape
+        self.reason = unsupported_reason(optimizer, device)
+        self.side_stream = None
+        if self.reason is None:
+            make_capturable(optimizer)
+            self.side_stream = torch.cuda.Stream(device=torch.device(device))
+        else:
+            note_fallback(self.reason)
+
+    @property
+    def graphed(self) -> bool:
+        """Whether steps are (or will be, after warm-up) replayed from graphs."""
+        return self.reason is None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if self.reason is not None:
+            self.step(x, y)
+            return
+        key = (tuple(x.shape), x.stride(), x.dtype, tuple(y.shape), y.dtype)
+        entry = self.graphs.get(key)
+        if entry is None:
+            if self.eager_steps[key] < self.warmup:
+                self.eager_steps[key] += 1
+                self._side_stream_step(x, y)
+                return
+            try:
+                entry = self._capture(x, y)
+            except Exception as e:  # noqa: BLE001 -- any capture failure means: run eagerly
+                self.reason = f"capture failed ({type(e).__name__}: {str(e).splitlines()[0]})"
+                self.graphs.clear()
+                note_fallback(self.reason)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step(x, y)  # the capture ran nothing: this batch still trains
+                return
+            self.graphs[key] = entry
+        graph, static_x, static_y = entry
+        static_x.copy_(x)
+        static_y.copy_(y)
+        graph.replay()
+
+    def _side_stream_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        current = torch.cuda.current_stream()
+        self.side_stream.wait_stream(current)
+        with torch.cuda.stream(self.side_stream):
+            self.step(x, y)
+        current.wait_stream(self.side_stream)
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor):
+        static_x, static_y = x.clone(), y.clone()  # same shape, strides (layout) and dtype
+        graph = torch.cuda.CUDAGraph()
+        with _CAPTURE_LOCK:
+            # gradients allocated inside the capture, from the graph's private pool
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(graph):
+                self.step(static_x, static_y)
+        return graph, static_x, static_y

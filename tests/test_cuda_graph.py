@@ -1,0 +1,160 @@
+"""CUDA-graph capture of the CNN proxy step (api/cuda_graph.py, --cuda_graphs): where capture is
+impossible the eager step runs, exactly, with one line saying so; on CUDA, graphed == eager
+within tolerance (skipped without a GPU)."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from api.cuda_graph import GraphedStep, make_capturable, reset_fallback_note, unsupported_reason
+from api.datasets import DeviceBatches
+from api.graph import CellGraph
+from searching.cnn.proxy import (CNNProxyEvaluator, ProxyTrainConfig, TrainStep, _param_groups)
+from tests.test_proxy_bn import SPEC, toy_proxy
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+GRAPH = CellGraph.complete(3, ["input", "Conv1x1", "SepConv3x3"])
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def fresh_note():
+    reset_fallback_note()
+    yield
+    reset_fallback_note()
+
+
+def _train(device, graphs: bool, steps_per_epoch=None, epochs=3, seed=0):
+    """Per-epoch (loss sum, correct) and final weights of a tiny proxy net trained eagerly or
+    through GraphedStep, on the toy data with a short last batch (100 = 3 x 32 + 4)."""
+    data = toy_proxy(n_train=100, n_val=8)
+    mean, std = data.stats()
+    train = DeviceBatches(data.train_x, data.train_y, mean, std, device)
+    ev = CNNProxyEvaluator(data, SPEC, ProxyTrainConfig())
+    torch.manual_seed(seed)
+    model = ev.build(GRAPH).to(device)
+    opt = torch.optim.Adam(_param_groups(model, 1e-5), lr=1e-2)
+    step = TrainStep(model, opt, False, device, amp_cache=not graphs)
+    run = GraphedStep(step, opt, device, warmup=2) if graphs else step
+    gen = torch.Generator().manual_seed(seed)
+    sums = []
+    model.train()
+    for _ in range(epochs):
+        step.reset()
+        for x, y in train.batches(32, gen):
+            run(x, y)
+        sums.append((float(step.total_loss), int(step.correct)))
+    return sums, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, run
+
+
+def test_fallback_on_cpu_is_exactly_the_eager_step(capsys):
+    eager_sums, eager_w, _ = _train(torch.device("cpu"), graphs=False)
+    graph_sums, graph_w, run = _train(torch.device("cpu"), graphs=True)
+    assert not run.graphed and "cpu" in run.reason
+    assert graph_sums == eager_sums
+    assert eager_w.keys() == graph_w.keys()
+    for k in eager_w:
+        assert torch.equal(eager_w[k], graph_w[k]), k
+    err = capsys.readouterr().err
+    assert err.count("CUDA graphs:") == 1 and "eagerly" in err
+
+
+def test_fallback_is_said_once_per_process(capsys):
+    model = torch.nn.Linear(2, 2)
+    for _ in range(3):  # three candidates, one line
+        GraphedStep(lambda x, y: None, torch.optim.Adam(model.parameters()), "cpu")
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("CUDA graphs: not available on cpu")
+
+
+def test_unsupported_optimizers_and_capturable_switch():
+    p = torch.nn.Parameter(torch.zeros(2))
+    assert unsupported_reason(torch.optim.Adam([p]), "cpu") == "not available on cpu"
+    if torch.cuda.is_available():
+        q = torch.nn.Parameter(torch.zeros(2, device="cuda"))
+        assert unsupported_reason(torch.optim.Adam([q]), "cuda") is None
+        assert unsupported_reason(torch.optim.SGD([q], lr=0.1), "cuda") is None
+        assert "LBFGS" in unsupported_reason(torch.optim.LBFGS([q]), "cuda")
+    opt = torch.optim.Adam([p], lr=0.1)
+    p.grad = torch.ones(2)
+    opt.step()  # a counter exists already: stays on the (here: CPU) parameter's device
+    make_capturable(opt)
+    assert opt.param_groups[0]["capturable"] and opt.state[p]["step"].device == p.device
+    sgd = torch.optim.SGD([p], lr=0.1)
+    make_capturable(sgd)  # no such option: untouched
+    assert "capturable" not in sgd.param_groups[0]
+
+
+def test_proxy_flag_on_cpu_gives_the_same_result_and_one_line(capsys):
+    data = toy_proxy(n_train=100, n_val=40)
+    kw = dict(epochs=2, batch_size=32, val_batch_size=20, lr=1e-2, patience=9,
+              min_acc_epoch=0, overfit_ratio=float("inf"))
+    results = [CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(cuda_graphs=g, **kw)
+                                 ).evaluate(GRAPH, 1) for g in (False, True, True)]
+    curves = [[{k: v for k, v in c.items() if k != "seconds"} for c in r.curve]
+              for r in results]
+    assert curves[0] == curves[1] == curves[2]
+    assert results[0].metrics == results[1].metrics
+    assert capsys.readouterr().err.count("CUDA graphs:") == 1
+    ident = [CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(cuda_graphs=g)).describe()
+             for g in (False, True)]
+    assert ident[0] == ident[1]  # a speed setting: not part of the evaluator's identity
+
+
+def test_batched_validation_matches_the_per_batch_one():
+    data = toy_proxy(n_train=8, n_val=50)
+    ev = CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(val_batch_size=20))
+    torch.manual_seed(0)
+    model = ev.build(GRAPH)
+    _, val = ev._device_data(torch.device("cpu"))
+    loss, acc = ev._validate(model, val, False, torch.contiguous_format)
+    loss_b, acc_b = ev._validate_batched(model, val, False, torch.contiguous_format)
+    assert acc_b == acc
+    assert loss_b == pytest.approx(loss, rel=1e-5)
+
+
+def test_cli_flag_reaches_the_proxy_and_is_a_runtime_flag():
+    from searching.cnn.autoshrink_cnn import RUNTIME_FLAGS, build_parser
+
+    assert "cuda_graphs" in RUNTIME_FLAGS and "cuda_graphs" in ProxyTrainConfig.RUNTIME
+    assert not build_parser().parse_args([]).cuda_graphs
+    assert build_parser().parse_args(["--cuda_graphs"]).cuda_graphs
+    assert not ProxyTrainConfig().cuda_graphs
+
+
+@CUDA
+def test_graphed_matches_eager_on_cuda():
+    """Warm-up (2 steps per shape), capture of the full and of the short last batch, replays:
+    per-epoch sums and final weights agree with the eager step within float tolerance
+    (capturable Adam computes its bias correction on the device, so not bit for bit)."""
+    device = torch.device("cuda")
+    torch.backends.cudnn.deterministic = True
+    try:
+        eager_sums, eager_w, _ = _train(device, graphs=False, epochs=4)
+        graph_sums, graph_w, run = _train(device, graphs=True, epochs=4)
+    finally:
+        torch.backends.cudnn.deterministic = False
+    assert run.graphed, run.reason
+    assert len(run.graphs) == 2  # the full batch and the short last one
+    for (le, ce), (lg, cg) in zip(eager_sums, graph_sums):
+        assert lg == pytest.approx(le, rel=1e-3, abs=1e-3)
+        assert abs(cg - ce) <= 2
+    for k in eager_w:
+        if eager_w[k].is_floating_point():
+            torch.testing.assert_close(graph_w[k], eager_w[k], rtol=1e-3, atol=1e-3)
+        else:
+            assert torch.equal(graph_w[k], eager_w[k]), k  # num_batches_tracked: every step
+
+
+@CUDA
+def test_proxy_with_graphs_on_cuda_trains_like_eager():
+    data = toy_proxy(n_train=100, n_val=40)
+    kw = dict(epochs=4, batch_size=32, val_batch_size=20, lr=1e-2, patience=9,
+              min_acc_epoch=0, overfit_ratio=float("inf"), device="cuda")
+    eager, graphed = [CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(cuda_graphs=g, **kw)
+                                        ).evaluate(GRAPH, 1) for g in (False, True)]
+    assert len(graphed.curve) == len(eager.curve)
+    for e, g in zip(eager.curve, graphed.curve):
+        assert g["train_loss"] == pytest.approx(e["train_loss"], rel=1e-2, abs=1e-2)
+        assert g["val_loss"] == pytest.approx(e["val_loss"], rel=1e-2, abs=1e-2)
