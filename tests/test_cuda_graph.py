@@ -1,7 +1,7 @@
 """CUDA-graph capture of the CNN proxy step (api/cuda_graph.py, --cuda_graphs): where capture is
 impossible the eager step runs, exactly, with one line saying so; on CUDA, graphed == eager
 within tolerance (skipped without a GPU)."""
-import copy
+import contextlib
 
 import numpy as np
 import pytest
@@ -25,7 +25,7 @@ def fresh_note():
     reset_fallback_note()
 
 
-def _train(device, graphs: bool, steps_per_epoch=None, epochs=3, seed=0):
+def _train(device, graphs: bool, epochs=3, seed=0, wrap=lambda step: step):
     """Per-epoch (loss sum, correct) and final weights of a tiny proxy net trained eagerly or
     through GraphedStep, on the toy data with a short last batch (100 = 3 x 32 + 4)."""
     data = toy_proxy(n_train=100, n_val=8)
@@ -36,7 +36,7 @@ def _train(device, graphs: bool, steps_per_epoch=None, epochs=3, seed=0):
     model = ev.build(GRAPH).to(device)
     opt = torch.optim.Adam(_param_groups(model, 1e-5), lr=1e-2)
     step = TrainStep(model, opt, False, device, amp_cache=not graphs)
-    run = GraphedStep(step, opt, device, warmup=2) if graphs else step
+    run = GraphedStep(wrap(step), opt, device, warmup=2) if graphs else step
     gen = torch.Generator().manual_seed(seed)
     sums = []
     model.train()
@@ -66,6 +66,89 @@ def test_fallback_is_said_once_per_process(capsys):
         GraphedStep(lambda x, y: None, torch.optim.Adam(model.parameters()), "cpu")
     lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("CUDA graphs: not available on cpu")
+
+
+class FakeGraph:
+    """Stands in for torch.cuda.CUDAGraph on CPU: a 'capture' records the step on the static
+    buffers without running it, a replay runs it on whatever the buffers then hold."""
+    capturing = None
+    fail = False
+
+    def __init__(self):
+        self.fn, self.replays = None, 0
+
+    def replay(self):
+        self.replays += 1
+        self.fn()
+
+
+@contextlib.contextmanager
+def fake_capture(graph, **_):
+    if FakeGraph.fail:
+        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+    FakeGraph.capturing = graph
+    try:
+        yield
+    finally:
+        FakeGraph.capturing = None
+
+
+def recording(step):
+    def run(x, y):
+        if FakeGraph.capturing is not None:
+            FakeGraph.capturing.fn = lambda: step(x, y)
+        else:
+            step(x, y)
+    return run
+
+
+class FakeStream:
+    def wait_stream(self, other):
+        pass
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """The CUDA side of GraphedStep replaced by CPU stand-ins, to test its control flow."""
+    import api.cuda_graph as cg
+
+    monkeypatch.setattr(cg, "unsupported_reason", lambda opt, device: None)
+    monkeypatch.setattr(cg, "make_capturable", lambda opt: None)  # CPU Adam cannot be
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: FakeStream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", fake_capture)
+    FakeGraph.fail = False
+    yield
+    FakeGraph.fail = False
+
+
+def test_warmup_capture_per_shape_and_replay_from_static_buffers(fake_cuda, capsys):
+    """Control flow on CPU stand-ins: per shape, 2 warm-up steps, then a capture that runs
+    nothing and a replay of the batch copied into the static buffers; the short last batch
+    gets its own graph. Training is then exactly the eager one."""
+    eager_sums, eager_w, _ = _train(torch.device("cpu"), graphs=False)
+    sums, w, run = _train(torch.device("cpu"), graphs=True, wrap=recording)
+    assert run.graphed and len(run.graphs) == 2
+    replays = sorted((key[0][0], g.replays) for key, (g, _, _) in run.graphs.items())
+    assert replays == [(4, 1), (32, 7)]  # 3 epochs of 3 + 1: epochs 1-2 warm the short one
+    assert sums == eager_sums
+    for k in eager_w:
+        assert torch.equal(eager_w[k], w[k]), k
+    assert "CUDA graphs" not in capsys.readouterr().err
+
+
+def test_capture_failure_falls_back_once_and_loses_no_step(fake_cuda, capsys):
+    FakeGraph.fail = True
+    eager_sums, eager_w, _ = _train(torch.device("cpu"), graphs=False)
+    sums, w, run = _train(torch.device("cpu"), graphs=True, wrap=recording)
+    assert not run.graphed and run.reason.startswith("capture failed (RuntimeError: operation")
+    assert sums == eager_sums
+    for k in eager_w:
+        assert torch.equal(eager_w[k], w[k]), k
+    err = capsys.readouterr().err
+    assert err.count("CUDA graphs: capture failed") == 1 and "more" not in err
 
 
 def test_unsupported_optimizers_and_capturable_switch():
