@@ -1,0 +1,221 @@
+"""The CNN proxy training of k candidates as one fused model (SPEC §23; issue 17). Off by default.
+
+:func:`train_fused` gives each candidate of one AutoShrink step the result that
+``CNNProxyEvaluator.evaluate(graph, seed)`` gives it alone -- same initialisation (its own seed),
+same data order (its own generator), same Adam, same epoch-ending train-accuracy check, same BN
+recalibration (its own ``seed + 1`` generator), same validation and early stops -- but runs the k
+networks as one :class:`api.fused.FusedCandidates`. Members advance in lock-step batch by batch:
+
+* a member whose epoch has ended (running train accuracy past the threshold) or whose training
+  has stopped is *inactive*: it is left out of the loss, :class:`MemberAdam` does not update its
+  weights, moments or step count, and its BN running statistics are restored after every
+  train-mode forward, so its state is exactly what it was when it went inactive;
+* each member has its own Adam step count (``torch.optim.Adam`` keeps one per tensor, which the
+  members would share), so a member that sat out batches resumes with its own bias correction;
+* validation runs when every active member has ended its epoch, on the shared validation batches.
+
+Equal to separate training up to floating-point rounding (grouped convolutions sum in another
+order); ``tests/test_fused_proxy.py`` checks it in float64 on CPU. In float32 the early-stop
+decisions and accuracies may then differ where a separate run sits on a knife edge, so a fused
+search is comparable to, not bit-identical with, an unfused one. Not wired into the search CLI yet
+(no ``--fused`` flag); CPU only here (no channels_last, no autocast, no CUDA graphs), and its GPU
+speed is unmeasured. Steps :func:`api.fused.unsupported` rejects must be trained separately.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import List, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from api.complexity import count_macs, count_params
+from api.fused import FusedCandidates
+from api.graph import CellGraph
+from api.search.evaluator import Result
+from searching.cnn.proxy import (CNNProxyEvaluator, next_accuracy_check, recalibrate_bn,
+                                 stop_reason)
+
+
+class MemberAdam:
+    """Adam (``torch.optim.Adam``'s update, L2 weight decay) with a step count per member,
+    updating only the members it is told are active. Every parameter's leading dimension is
+    a multiple of M, member m owning the m-th block."""
+
+    def __init__(self, param_groups, members: int, lr: float,
+                 betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+        self.groups = [(list(g["params"]), g["weight_decay"]) for g in param_groups]
+        self.members, self.lr, self.betas, self.eps = members, lr, betas, eps
+        self.steps = [0] * members
+        self.state = {p: (torch.zeros_like(p), torch.zeros_like(p))
+                      for ps, _ in self.groups for p in ps}
+
+    def zero_grad(self) -> None:
+        for ps, _ in self.groups:
+            for p in ps:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: Sequence[int]) -> None:
+        b1, b2 = self.betas
+        for m in active:
+            self.steps[m] += 1
+        for ps, wd in self.groups:
+            for p in ps:
+                if p.grad is None:
+                    continue
+                pv, gv = p.view(self.members, -1), p.grad.view(self.members, -1)
+                ea, es = (s.view(self.members, -1) for s in self.state[p])
+                for m in active:
+                    step = self.steps[m]
+                    g = gv[m] if wd == 0 else gv[m].add(pv[m], alpha=wd)
+                    ea[m].lerp_(g, 1 - b1)
+                    es[m].mul_(b2).addcmul_(g, g, value=1 - b2)
+                    bc1, bc2 = 1 - b1 ** step, 1 - b2 ** step
+                    denom = (es[m].sqrt() / math.sqrt(bc2)).add_(self.eps)
+                    pv[m].addcdiv_(ea[m], denom, value=-self.lr / bc1)
+
+
+class _BNKeeper:
+    """Snapshots members' BN running statistics and writes them back."""
+
+    def __init__(self, model: FusedCandidates) -> None:
+        self.members = model.members
+        self.buffers = [b for n, b in model.named_buffers()
+                        if n.endswith(("running_mean", "running_var"))]
+
+    def save(self, members: Sequence[int]):
+        return {m: [b.view(self.members, -1)[m].clone() for b in self.buffers] for m in members}
+
+    @torch.no_grad()
+    def restore(self, saved) -> None:
+        for m, values in saved.items():
+            for b, v in zip(self.buffers, values):
+                b.view(self.members, -1)[m].copy_(v)
+
+
+def train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequence[CellGraph],
+                seeds: Sequence[int]) -> List[Result]:
+    """Each graph's proxy result, as ``evaluator.evaluate(graph, seed)`` would give it."""
+    cfg, spec = evaluator.config, evaluator.spec
+    start = time.perf_counter()
+    device = torch.device("cpu")
+    fused, nets = FusedCandidates.from_members(parent, graphs, spec, seeds)
+    size = (spec.in_channels, spec.image_size, spec.image_size)
+    costs = [(count_macs(n, size), count_params(n)) for n in nets]
+    del nets
+    M = len(graphs)
+    train, val = evaluator._device_data(device)
+    dtype = next(fused.parameters()).dtype
+    opt = MemberAdam(fused.param_groups(cfg.weight_decay), M, cfg.lr)
+    bn = _BNKeeper(fused)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    recal_gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
+    running = list(range(M))           # members still training
+    best = [(0.0, 0)] * M              # (best val accuracy, its epoch)
+    epochs, curves = [0] * M, [[] for _ in range(M)]
+    failed = {}
+    for epoch in range(1, cfg.epochs + 1):
+        if not running:
+            break
+        # ---- one epoch, members in lock-step; a member whose epoch ended sits out
+        iters = {m: iter(train.batches(cfg.batch_size, gens[m])) for m in running}
+        in_epoch = list(running)
+        seen = {m: 0 for m in running}
+        check_at = {m: 0 for m in running}
+        total = {m: torch.zeros((), dtype=torch.float64) for m in running}
+        correct = {m: 0 for m in running}
+        fused.train()
+        while in_epoch:
+            batch = {}
+            for m in list(in_epoch):
+                nxt = next(iters[m], None)
+                if nxt is None:
+                    in_epoch.remove(m)
+                else:
+                    batch[m] = nxt
+            if not in_epoch:
+                break
+            filler = batch[in_epoch[0]]
+            x = torch.stack([batch.get(m, filler)[0] for m in range(M)]).to(dtype)
+            y = torch.stack([batch.get(m, filler)[1] for m in range(M)])
+            keep = bn.save([m for m in range(M) if m not in in_epoch])
+            logits = fused(x)
+            loss = fused.loss(logits, y, in_epoch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step(in_epoch)
+            bn.restore(keep)
+            with torch.no_grad():
+                for m in list(in_epoch):
+                    n = len(y[m])
+                    total[m] += F.cross_entropy(logits[m], y[m]).double() * n
+                    correct[m] += int((logits[m].argmax(1) == y[m]).sum())
+                    seen[m] += n
+                    if seen[m] >= check_at[m]:
+                        if correct[m] > cfg.train_acc_stop * seen[m]:
+                            in_epoch.remove(m)
+                            continue
+                        check_at[m] = next_accuracy_check(seen[m], correct[m],
+                                                          cfg.train_acc_stop)
+        train_loss = {m: float(total[m] / max(seen[m], 1)) for m in running}
+        for m in list(running):
+            if not math.isfinite(train_loss[m]):
+                failed[m] = f"training loss is {train_loss[m]}"
+                running.remove(m)
+        if not running:
+            break
+        # ---- BN recalibration, each member on its own batches; the others' statistics kept
+        keep = bn.save([m for m in range(M) if m not in running])
+        if cfg.bn_recal_batches > 0:
+            its = {m: iter(train.batches(cfg.batch_size, recal_gens[m])) for m in running}
+
+            def recal_batches():
+                while True:
+                    xs = {m: next(its[m], None) for m in running}
+                    if any(v is None for v in xs.values()):
+                        return
+                    first = xs[running[0]][0]
+                    yield torch.stack([xs[m][0] if m in xs else first for m in range(M)]).to(dtype)
+            recalibrate_bn(fused, recal_batches(), cfg.bn_recal_batches)
+        bn.restore(keep)
+        # ---- validation on the shared batches
+        fused.eval()
+        vloss = {m: 0.0 for m in running}
+        vcorrect = {m: 0 for m in running}
+        with torch.no_grad():
+            for x, y in val.batches(cfg.val_batch_size):
+                logits = fused(x.to(dtype))
+                for m in running:
+                    vloss[m] += F.cross_entropy(logits[m], y, reduction="sum").item()
+                    vcorrect[m] += int((logits[m].argmax(1) == y).sum())
+        for m in list(running):
+            epochs[m] = epoch
+            val_loss, val_acc = vloss[m] / len(val), vcorrect[m] / len(val)
+            curves[m].append({"epoch": epoch, "train_loss": train_loss[m], "val_loss": val_loss,
+                              "val_acc": val_acc, "seconds": time.perf_counter() - start})
+            if not math.isfinite(val_loss):
+                failed[m] = f"validation loss is {val_loss} at epoch {epoch}"
+                running.remove(m)
+                continue
+            if val_acc > best[m][0]:
+                best[m] = (val_acc, epoch)
+            if stop_reason(cfg, epoch, best[m][1], best[m][0], train_loss[m], val_loss):
+                running.remove(m)
+    seconds = time.perf_counter() - start
+    results = []
+    for m in range(M):
+        macs, params = costs[m]
+        if m in failed:
+            results.append(Result(status="failed", error=f"Diverged: {failed[m]}", macs=macs,
+                                  params=params, seconds=seconds, epochs=epochs[m],
+                                  curve=curves[m]))
+        else:
+            results.append(Result(status="ok", metrics={"accuracy": best[m][0]}, macs=macs,
+                                  params=params, seconds=seconds, epochs=epochs[m],
+                                  curve=curves[m]))
+    return results
+
+
+__all__ = ["MemberAdam", "train_fused"]

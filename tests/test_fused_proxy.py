@@ -1,0 +1,76 @@
+"""Fused proxy training (searching/cnn/fused_proxy.py): each candidate's result equals its own
+``CNNProxyEvaluator.evaluate`` (float64, CPU), epoch-ending accuracy checks and early stops
+included, with members that stop at different batches and epochs."""
+import numpy as np
+import pytest
+import torch
+
+from api.datasets import ProxyData
+from api.graph import CellGraph
+from api.network import NetworkSpec
+from searching.cnn.fused_proxy import train_fused
+from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def toy(n_train=40, n_val=24, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        y = rng.integers(0, 4, n)
+        x = rng.integers(0, 100, (n, 3, size, size)).astype(np.uint8)
+        h = size // 2
+        for i, c in enumerate(y):
+            r, col = divmod(int(c), 2)
+            x[i, :, r * h:(r + 1) * h, col * h:(col + 1) * h] += 120
+        return x, y
+
+    return ProxyData(*split(n_train), *split(n_val), 4, "toy")
+
+
+class F64Evaluator(CNNProxyEvaluator):
+    def _device_data(self, device):
+        tr, va = super()._device_data(device)
+        tr.x, va.x = tr.x.double(), va.x.double()
+        return tr, va
+
+
+PARENT = CellGraph.complete(4, ["input", "SepConv3x3", "Conv1x1", "Conv3x3"])
+EDGES = [(0, 1), (2, 3), (1, 3)]
+
+
+@pytest.mark.parametrize("recal", [2, 0])
+def test_fused_results_equal_separate_evaluations(recal, monkeypatch):
+    import searching.cnn.fused_proxy as fp
+    actives = []
+    step = fp.MemberAdam.step
+    monkeypatch.setattr(fp.MemberAdam, "step",
+                        lambda self, active: (actives.append(list(active)), step(self, active)))
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec = NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
+                           stem_channels=8, num_classes=4, image_size=16)
+        cfg = ProxyTrainConfig(epochs=6, lr=1e-2, batch_size=16, val_batch_size=16,
+                               train_acc_stop=0.6, patience=2, min_acc_epoch=0,
+                               bn_recal_batches=recal, channels_last=False)
+        ev = F64Evaluator(toy(), spec, cfg)
+        graphs = [PARENT.remove_edge(i, j) for i, j in EDGES]
+        seeds = [5, 6, 7]
+        fused = train_fused(ev, PARENT, graphs, seeds)
+        # the test exercises both: members that sit out the rest of an epoch (train accuracy
+        # past the threshold) while others train, and members stopped epochs before others
+        assert any(len(a) < len(graphs) for a in actives)
+        assert len({r.epochs for r in fused}) > 1
+        for g, s, r in zip(graphs, seeds, fused):
+            alone = ev.evaluate(g, s)
+            assert r.ok and alone.ok
+            assert (r.epochs, r.macs, r.params) == (alone.epochs, alone.macs, alone.params)
+            assert r.metrics["accuracy"] == alone.metrics["accuracy"]
+            for a, b in zip(r.curve, alone.curve):
+                assert a["val_acc"] == b["val_acc"]
+                assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+                assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
+
+    finally:
+        torch.set_default_dtype(torch.float32)
