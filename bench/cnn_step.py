@@ -1,6 +1,6 @@
 """Milliseconds per training step of a CNN proxy candidate, by precision and memory layout.
 
-    python bench/cnn_step.py [--nodes 8] [--batch_size 128] [--device auto]
+    python bench/cnn_step.py [--nodes 8] [--batch_size 128] [--device auto] [--no_graphed]
 
 The network is the reference search's first candidate (the complete 8-node v3 cell minus
 edge 0->7 in the paper's proxy skeleton) on random 32x32 inputs, trained with Adam as the
@@ -9,6 +9,12 @@ cudnn.benchmark, the autotuning of every convolution shape), runs warm-up steps,
 the median of timed steps (synchronised on CUDA); on CUDA it runs every variant with and
 without cudnn.benchmark and counts the kernels one step launches, which tells a launch-bound
 step (many small kernels) from a compute-bound one.
+
+The ``graphed`` variants (CUDA only; skipped with a note elsewhere) replay the step as a CUDA
+graph (api/cuda_graph.py, the proxy's ``--cuda_graphs``): the batch is copied into static
+buffers and the whole forward, backward and capturable-Adam step is one graph launch. Their
+"first step" is an eager warm-up step; the capture happens within the warm-up steps. Their
+kernel count is what the profiler attributes to one replay.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from api.cuda_graph import GraphedStep
 from api.distributed import resolve_device
 from api.graph import CellGraph
 from api.network import NetworkSpec, build_network
@@ -34,6 +41,20 @@ def make_step(model, opt, x, y, bf16: bool):
         loss.backward()
         opt.step()
     return step
+
+
+def make_graphed_step(model, opt, x, y, bf16: bool):
+    """The step above replayed as a CUDA graph once warmed up (CUDA only)."""
+    def step_on(xs, ys):
+        with torch.autocast(xs.device.type, dtype=torch.bfloat16, enabled=bf16,
+                            cache_enabled=False):
+            loss = F.cross_entropy(model(xs).float(), ys)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    graphed = GraphedStep(step_on, opt, x.device)
+    return lambda: graphed(x, y)
 
 
 def time_step(step, device: torch.device, warmup: int, repeats: int):
@@ -71,6 +92,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--no_graphed", action="store_true", help="skip the CUDA-graph variants")
     args = p.parse_args()
     device = resolve_device(args.device)
     graph = CellGraph.complete(args.nodes, draw_ops("v3", args.nodes, np.random.default_rng(0)))
@@ -82,6 +104,12 @@ def main() -> None:
         variants = [(n, b, c, bench) for bench in (False, True) for n, b, c, _ in
                     variants + [("bf16", True, False, False), ("bf16 channels_last", True, True,
                                                                 False)]]
+    graphed = device.type == "cuda" and not args.no_graphed
+    if graphed:
+        variants += [("graphed " + n, b, c, True) for n, b, c in
+                     (("fp32", False, False), ("bf16", True, False))]
+    elif not args.no_graphed:
+        print(f"graphed variants: skipped (CUDA only; device is {device.type})")
     for name, bf16, cl, bench in variants:
         torch.backends.cudnn.benchmark = bench
         name += " +cudnn.benchmark" if bench else ""
@@ -89,7 +117,8 @@ def main() -> None:
         fmt = torch.channels_last if cl else torch.contiguous_format
         model = build_network(graph, NetworkSpec()).to(device, memory_format=fmt)
         opt = torch.optim.Adam(model.parameters(), lr=4e-3)
-        step = make_step(model, opt, x.contiguous(memory_format=fmt), y, bf16)
+        make = make_graphed_step if name.startswith("graphed") else make_step
+        step = make(model, opt, x.contiguous(memory_format=fmt), y, bf16)
         first, ms = time_step(step, device, args.warmup, args.repeats)
         extra = f", {count_kernels(step)} kernels/step" if device.type == "cuda" else ""
         print(f"{name:36s} {ms:8.1f} ms/step ({args.batch_size * 1000 / ms:6.0f} img/s), "
