@@ -92,11 +92,12 @@ class GraphedStep:
         self.warmup = max(int(warmup), 1)
         self.graphs: Dict[tuple, Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self.eager_steps: Counter = Counter()  # warm-up steps run so far, per shape
-        self.reason = unsupported_reason(optimizer, device)
+        self.device = torch.device(device)
+        self.reason = unsupported_reason(optimizer, self.device)
         self.side_stream = None
         if self.reason is None:
             make_capturable(optimizer)
-            self.side_stream = torch.cuda.Stream(device=torch.device(device))
+            self.side_stream = torch.cuda.Stream(device=self.device)
         else:
             note_fallback(self.reason)
 
@@ -109,6 +110,10 @@ class GraphedStep:
         if self.reason is not None:
             self.step(x, y)
             return
+        with torch.cuda.device(self.device):  # streams and graphs of the step's device
+            self._graphed(x, y)
+
+    def _graphed(self, x: torch.Tensor, y: torch.Tensor) -> None:
         key = (tuple(x.shape), x.stride(), x.dtype, tuple(y.shape), y.dtype)
         entry = self.graphs.get(key)
         if entry is None:
@@ -119,7 +124,8 @@ class GraphedStep:
             try:
                 entry = self._capture(x, y)
             except Exception as e:  # noqa: BLE001 -- any capture failure means: run eagerly
-                self.reason = f"capture failed ({type(e).__name__}: {str(e).splitlines()[0]})"
+                first_line = (str(e).splitlines() or [""])[0]
+                self.reason = f"capture failed ({type(e).__name__}: {first_line})"
                 self.graphs.clear()
                 note_fallback(self.reason)
                 self.optimizer.zero_grad(set_to_none=True)
