@@ -3,14 +3,13 @@ impossible the eager step runs, exactly, with one line saying so; on CUDA, graph
 within tolerance (skipped without a GPU)."""
 import contextlib
 
-import numpy as np
 import pytest
 import torch
 
 from api.cuda_graph import GraphedStep, make_capturable, reset_fallback_note, unsupported_reason
 from api.datasets import DeviceBatches
 from api.graph import CellGraph
-from searching.cnn.proxy import (CNNProxyEvaluator, ProxyTrainConfig, TrainStep, _param_groups)
+from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, TrainStep, _param_groups
 from tests.test_proxy_bn import SPEC, toy_proxy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
