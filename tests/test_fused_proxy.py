@@ -74,3 +74,96 @@ def test_fused_results_equal_separate_evaluations(recal, monkeypatch):
 
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+# ---------------------------------------------------------------- in a search (FusedExecutor)
+from api.search.objectives import CNNObjective  # noqa: E402
+from api.atomic_io import read_jsonl  # noqa: E402
+from searching.cnn.fused_proxy import FusedExecutor  # noqa: E402
+from searching.shrink import ShrinkConfig, ShrinkSearch  # noqa: E402
+
+
+class KilledMidStep(FusedExecutor):
+    """Dies (SystemExit, as a kill) in the given call after yielding one result."""
+
+    def __init__(self, die_in_call):
+        super().__init__()
+        self.calls, self.die_in_call = 0, die_in_call
+
+    def run(self, evaluator, tasks):
+        self.calls += 1
+        for n, pair in enumerate(super().run(evaluator, tasks)):
+            if self.calls == self.die_in_call and n == 1:
+                raise SystemExit("killed")
+            yield pair
+
+
+def _search(root, executor, resume=False):
+    spec = NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
+                       stem_channels=8, num_classes=4, image_size=16)
+    cfg = ProxyTrainConfig(epochs=3, lr=1e-2, batch_size=16, val_batch_size=16,
+                           min_acc_epoch=0, bn_recal_batches=2, channels_last=False)
+    search = ShrinkSearch(str(root), F64Evaluator(toy(), spec, cfg), CNNObjective(),
+                          ShrinkConfig(k=3, keep_fraction=0.67, seed=0), plots=False,
+                          progress=False, executor=executor)
+    if resume:
+        search.resume()
+    else:
+        search.start(lambda rng: PARENT)
+    return search.run()
+
+
+def _journal(root):
+    return [{k: v for k, v in r.items() if k != "seconds"}
+            for r in read_jsonl(root / "candidates.jsonl")]
+
+
+def _same(a, b):
+    assert [r["key"] for r in a] == [r["key"] for r in b]
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            if isinstance(ra[k], float):
+                assert ra[k] == pytest.approx(rb[k], rel=1e-6), k
+            else:
+                assert ra[k] == rb[k], k
+
+
+def test_search_with_fused_executor_matches_and_resumes(tmp_path):
+    torch.set_default_dtype(torch.float64)
+    try:
+        plain = _search(tmp_path / "plain", None)
+        ex = FusedExecutor()
+        fused = _search(tmp_path / "fused", ex)
+        assert ex.groups == [3, 3]  # both steps trained fused
+        assert fused.same_structure(plain)
+        _same(_journal(tmp_path / "fused"), _journal(tmp_path / "plain"))
+        # killed in step 2 after one of its candidates was recorded, then resumed fused:
+        # the remaining two train as a group of two, with the same results
+        with pytest.raises(SystemExit):
+            _search(tmp_path / "killed", KilledMidStep(die_in_call=2))
+        ex = FusedExecutor()
+        resumed = _search(tmp_path / "killed", ex, resume=True)
+        assert ex.groups == [2]
+        assert resumed.same_structure(plain)
+        _same(_journal(tmp_path / "killed"), _journal(tmp_path / "plain"))
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_fused_executor_falls_back_and_says_so_once(capsys):
+    class Plain:
+        threads = 1
+
+        def evaluate(self, graph, seed):
+            from api.search.evaluator import Result
+            return Result(metrics={"accuracy": seed / 10})
+
+    from api.search.evaluator import Task
+    ex = FusedExecutor()
+    tasks = [Task(f"t{i}", PARENT.remove_edge(*e), i) for i, e in enumerate(EDGES)]
+    for _ in range(2):
+        out = list(ex.run(Plain(), tasks))
+        assert [r.metrics["accuracy"] for _, r in out] == [0.0, 0.1, 0.2]
+    assert ex.groups == []
+    assert capsys.readouterr().err.count("fused: training separately") == 1

@@ -17,25 +17,37 @@ networks as one :class:`api.fused.FusedCandidates`. Members advance in lock-step
 Equal to separate training up to floating-point rounding (grouped convolutions sum in another
 order); ``tests/test_fused_proxy.py`` checks it in float64 on CPU. In float32 the early-stop
 decisions and accuracies may then differ where a separate run sits on a knife edge, so a fused
-search is comparable to, not bit-identical with, an unfused one. Not wired into the search CLI yet
-(no ``--fused`` flag); CPU only here (no channels_last, no autocast, no CUDA graphs), and its GPU
-speed is unmeasured. Steps :func:`api.fused.unsupported` rejects must be trained separately.
+search is comparable to, not bit-identical with, an unfused one.
+
+:class:`FusedExecutor` runs a search step's candidates this way (``ShrinkSearch(...,
+executor=FusedExecutor())``) and falls back to separate training where it cannot fuse. Determinism
+and resume with it: a fused search with the same seed gives the same results on the same machine;
+a search killed mid-step and resumed retrains the step's remaining candidates as a smaller group,
+and since members do not interact their results equal the uninterrupted run's up to rounding
+(``tests/test_fused_proxy.py`` checks both in float64). Not wired into the search CLI yet (no
+``--fused`` flag); CPU only here (no channels_last, no autocast, no CUDA graphs), and its GPU speed
+is unmeasured. Steps :func:`api.fused.unsupported` rejects are trained separately.
 """
 from __future__ import annotations
 
 import math
+import sys
 import time
-from typing import List, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from api.complexity import count_macs, count_params
-from api.fused import FusedCandidates
+import numpy as np
+
+from api.fused import FusedCandidates, unsupported
 from api.graph import CellGraph
-from api.search.evaluator import Result
-from searching.cnn.proxy import (CNNProxyEvaluator, next_accuracy_check, recalibrate_bn,
-                                 stop_reason)
+from api.search.evaluator import Result, Task
+from api.scoped import torch_state, torch_threads
+from api.search.executors import Executor, InProcessExecutor, failure_result
+from searching.cnn.proxy import (CNNProxyEvaluator, Diverged, next_accuracy_check,
+                                 recalibrate_bn, stop_reason)
 
 
 class MemberAdam:
@@ -207,10 +219,10 @@ def train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequenc
     results = []
     for m in range(M):
         macs, params = costs[m]
-        if m in failed:
-            results.append(Result(status="failed", error=f"Diverged: {failed[m]}", macs=macs,
-                                  params=params, seconds=seconds, epochs=epochs[m],
-                                  curve=curves[m]))
+        if m in failed:  # as the separate run reports it (failure_result of Diverged)
+            result = failure_result(Diverged(failed[m]))
+            result.seconds = seconds
+            results.append(result)
         else:
             results.append(Result(status="ok", metrics={"accuracy": best[m][0]}, macs=macs,
                                   params=params, seconds=seconds, epochs=epochs[m],
@@ -218,4 +230,64 @@ def train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequenc
     return results
 
 
-__all__ = ["MemberAdam", "train_fused"]
+def supergraph(graphs: Sequence[CellGraph]) -> CellGraph:
+    """The union of the members' edges: a common parent of a step's candidates (the step's
+    parent itself unless every candidate lost some edge of it), built from the tasks alone."""
+    mask = np.zeros_like(graphs[0].mask)
+    for g in graphs:
+        mask |= g.mask
+    return graphs[0].with_mask(mask).optimize()
+
+
+class FusedExecutor(Executor):
+    """Trains the tasks of one call (a search step's candidates) as one fused model.
+
+    Falls back to ``fallback`` (one by one in this process by default) where fusing is not
+    possible -- another evaluator than the CNN proxy, fewer than two tasks, a device other than
+    the CPU (the fused trainer is CPU-only here), or what :func:`api.fused.unsupported` names --
+    and says so once per reason. Results come when the whole group is done, so a search killed
+    mid-step retrains that step's remaining candidates on resume (fused again: each member's
+    result does not depend on the others, up to floating-point rounding).
+    """
+
+    def __init__(self, fallback: Optional[Executor] = None) -> None:
+        self.fallback = fallback or InProcessExecutor()
+        self._said = set()
+        self.groups: List[int] = []  # the sizes of the groups trained fused, in order
+
+    def _why_not(self, evaluator, tasks: Sequence[Task]) -> Optional[str]:
+        if not isinstance(evaluator, CNNProxyEvaluator):
+            return "not the CNN proxy evaluator"
+        if len(tasks) < 2:
+            return "fewer than two candidates"
+        if evaluator.config.device != "cpu":
+            return f"device {evaluator.config.device!r} (fused training is CPU-only so far)"
+        graphs = [t.graph for t in tasks]
+        why = unsupported(supergraph(graphs), graphs, evaluator.spec)
+        return f"fused candidates do not support {why}" if why else None
+
+    def run(self, evaluator, tasks: Sequence[Task]) -> Iterator[Tuple[Task, Result]]:
+        why = self._why_not(evaluator, tasks)
+        if why:
+            if why not in self._said and len(tasks) > 1:
+                self._said.add(why)
+                print(f"fused: training separately ({why})", file=sys.stderr)
+            yield from self.fallback.run(evaluator, tasks)
+            return
+        graphs = [t.graph for t in tasks]
+        self.groups.append(len(tasks))
+        with torch_state(), torch_threads(evaluator.threads):
+            try:
+                results = train_fused(evaluator, supergraph(graphs), graphs,
+                                      [t.seed for t in tasks])
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a bug: fatal, as evaluate_safely
+                results = [failure_result(exc) for _ in tasks]
+        yield from zip(tasks, results)
+
+    def close(self) -> None:
+        self.fallback.close()
+
+
+__all__ = ["MemberAdam", "train_fused", "supergraph", "FusedExecutor"]
