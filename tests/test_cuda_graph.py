@@ -24,7 +24,7 @@ def fresh_note():
     reset_fallback_note()
 
 
-def _train(device, graphs: bool, epochs=3, seed=0, wrap=lambda step: step):
+def _train(device, graphs: bool, epochs=3, seed=0, wrap=lambda step: step, capturable=False):
     """Per-epoch (loss sum, correct) and final weights of a tiny proxy net trained eagerly or
     through GraphedStep, on the toy data with a short last batch (100 = 3 x 32 + 4)."""
     data = toy_proxy(n_train=100, n_val=8)
@@ -34,6 +34,8 @@ def _train(device, graphs: bool, epochs=3, seed=0, wrap=lambda step: step):
     torch.manual_seed(seed)
     model = ev.build(GRAPH).to(device)
     opt = torch.optim.Adam(_param_groups(model, 1e-5), lr=1e-2)
+    if capturable:  # the eager reference with the graphed step's Adam arithmetic
+        make_capturable(opt)
     step = TrainStep(model, opt, False, device, amp_cache=not graphs)
     run = GraphedStep(wrap(step), opt, device, warmup=2) if graphs else step
     gen = torch.Generator().manual_seed(seed)
@@ -210,11 +212,12 @@ def test_cli_flag_reaches_the_proxy_and_is_a_runtime_flag():
 def test_graphed_matches_eager_on_cuda():
     """Warm-up (2 steps per shape), capture of the full and of the short last batch, replays:
     per-epoch sums and final weights agree with the eager step within float tolerance
-    (capturable Adam computes its bias correction on the device, so not bit for bit)."""
+    (the same kernels; the eager reference uses capturable Adam too, so that near-zero
+    gradients normalised by Adam cannot amplify one-ulp differences of its arithmetic)."""
     device = torch.device("cuda")
     torch.backends.cudnn.deterministic = True
     try:
-        eager_sums, eager_w, _ = _train(device, graphs=False, epochs=4)
+        eager_sums, eager_w, _ = _train(device, graphs=False, epochs=4, capturable=True)
         graph_sums, graph_w, run = _train(device, graphs=True, epochs=4)
     finally:
         torch.backends.cudnn.deterministic = False
@@ -231,13 +234,25 @@ def test_graphed_matches_eager_on_cuda():
 
 
 @CUDA
-def test_proxy_with_graphs_on_cuda_trains_like_eager():
+def test_proxy_with_graphs_on_cuda_trains_like_eager(capsys):
+    """The whole proxy with --cuda_graphs (graphed steps, batched validation) against eager:
+    the same first epoch within float tolerance, the same course after it (the two Adams differ
+    by float rounding, which training may amplify), and no fallback."""
     data = toy_proxy(n_train=100, n_val=40)
     kw = dict(epochs=4, batch_size=32, val_batch_size=20, lr=1e-2, patience=9,
-              min_acc_epoch=0, overfit_ratio=float("inf"), device="cuda")
-    eager, graphed = [CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(cuda_graphs=g, **kw)
-                                        ).evaluate(GRAPH, 1) for g in (False, True)]
-    assert len(graphed.curve) == len(eager.curve)
+              min_acc_epoch=0, overfit_ratio=float("inf"), cudnn_benchmark=False,
+              device="cuda")
+    torch.backends.cudnn.deterministic = True
+    try:
+        eager, graphed = [CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(cuda_graphs=g, **kw)
+                                            ).evaluate(GRAPH, 1) for g in (False, True)]
+    finally:
+        torch.backends.cudnn.deterministic = False
+    assert "CUDA graphs" not in capsys.readouterr().err
+    assert len(graphed.curve) == len(eager.curve) == 4
+    first_e, first_g = eager.curve[0], graphed.curve[0]
+    assert first_g["train_loss"] == pytest.approx(first_e["train_loss"], rel=1e-3)
+    assert first_g["val_loss"] == pytest.approx(first_e["val_loss"], rel=1e-2)
     for e, g in zip(eager.curve, graphed.curve):
-        assert g["train_loss"] == pytest.approx(e["train_loss"], rel=1e-2, abs=1e-2)
-        assert g["val_loss"] == pytest.approx(e["val_loss"], rel=1e-2, abs=1e-2)
+        assert g["train_loss"] == pytest.approx(e["train_loss"], rel=0.1, abs=0.05)
+        assert abs(g["val_acc"] - e["val_acc"]) <= 0.15
