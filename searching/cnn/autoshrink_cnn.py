@@ -30,7 +30,7 @@ from searching.shrink import ShrinkConfig, ShrinkSearch
 # Flags that do not change results: excluded from the --resume settings check.
 RUNTIME_FLAGS = SEARCH_RUNTIME_FLAGS | {"model_root", "data", "proxy_file", "cuda_bf16",
                                         "cuda_channels_last", "no_cudnn_benchmark",
-                                        "cuda_graphs"}
+                                        "cuda_graphs", "fused"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="capture each candidate's training step as CUDA graphs and validate in "
                         "large batches (GPU speed unmeasured; elsewhere the steps run eagerly "
                         "and one line says so)")
+    g.add_argument("--fused", action="store_true",
+                   help="train each step's candidates as one fused model (searching/cnn/"
+                        "fused_proxy.py; CPU only so far, speed unmeasured; results equal the "
+                        "unfused ones up to float rounding; falls back, saying so, where it "
+                        "cannot fuse)")
     add_runtime_flags(p, g)
     return p
 
@@ -160,8 +165,12 @@ def build_components(args: argparse.Namespace) -> SearchComponents:
 def make_search(args: argparse.Namespace) -> ShrinkSearch:
     """The AutoShrink CNN search (started or resumed) from parsed flags."""
     config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
-    return open_search(ShrinkSearch, config, args, args.model_root,
-                       lambda: build_components(args))
+    search = open_search(ShrinkSearch, config, args, args.model_root,
+                         lambda: build_components(args))
+    if getattr(args, "fused", False):  # --fused: off by default (SPEC §23, issue 17)
+        from searching.cnn.fused_proxy import FusedExecutor
+        search.executor = FusedExecutor(search.executor)
+    return search
 
 
 def search_cnn(args: argparse.Namespace) -> CellGraph:

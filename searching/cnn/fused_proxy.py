@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from api.complexity import count_macs, count_params
 import numpy as np
 
+from api.distributed import resolve_device
 from api.fused import FusedCandidates, unsupported
 from api.graph import CellGraph
 from api.search.evaluator import Result, Task
@@ -260,8 +261,9 @@ class FusedExecutor(Executor):
             return "not the CNN proxy evaluator"
         if len(tasks) < 2:
             return "fewer than two candidates"
-        if evaluator.config.device != "cpu":
-            return f"device {evaluator.config.device!r} (fused training is CPU-only so far)"
+        device = resolve_device(evaluator.config.device)
+        if device.type != "cpu":
+            return f"device {device.type} (fused training is CPU-only so far)"
         graphs = [t.graph for t in tasks]
         why = unsupported(supergraph(graphs), graphs, evaluator.spec)
         return f"fused candidates do not support {why}" if why else None
