@@ -9,6 +9,8 @@ finds (CUDA if present). ``--max_epochs`` caps the measured epochs on slow machi
 figure is then projected from the measured seconds per epoch and says so. The projected
 search counts the candidate trainings of a reference search (N=8, k=10 CNN: sum over steps
 of min(k, edges) = 235; N=6, k=10, keep 0.25 RNN: 95), one worker, no cache hits.
+``--cuda_graphs`` trains the CNN candidate with the proxy's CUDA-graph step (eager, with a
+note, where capture is impossible).
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ def cnn_candidate(args) -> tuple:
     data = make_proxy(load_images("cifar10", args.cifar), 5000, 1000, 0)
     graph = CellGraph.complete(8, draw_ops("v3", 8, np.random.default_rng(0))).remove_edge(0, 7)
     epochs = min(20, args.max_epochs)
-    ev = CNNProxyEvaluator(data, NetworkSpec(), ProxyTrainConfig(epochs=epochs,
-                                                                 device=args.device))
+    ev = CNNProxyEvaluator(data, NetworkSpec(), ProxyTrainConfig(
+        epochs=epochs, device=args.device, cuda_graphs=args.cuda_graphs))
     start = time.perf_counter()
     result = ev.evaluate(graph, 0)
     seconds = time.perf_counter() - start
@@ -60,6 +62,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--max_epochs", type=int, default=20)
     p.add_argument("--skip_cnn", action="store_true")
+    p.add_argument("--cuda_graphs", action="store_true",
+                   help="CNN candidate with the CUDA-graph training step")
     args = p.parse_args()
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
         "cpu" if args.device == "auto" else args.device)
@@ -72,7 +76,8 @@ def main() -> None:
     if cnn_res is not None:
         print(f"CNN candidate: {cnn_res.epochs} epochs, val acc {cnn_res.metrics['accuracy']:.3f}, "
               f"{cnn_s:.1f}s{' (projected to 20 epochs)' if cnn_proj else ''}; "
-              f"reference search {n_cnn} candidates -> {n_cnn * cnn_s / 3600:.2f} h on one worker")
+              f"reference search {n_cnn} candidates -> {n_cnn * cnn_s / 3600:.2f} h on one worker"
+              f" ({3600 / cnn_s:.0f} candidates/h{', CUDA graphs' if args.cuda_graphs else ''})")
     if rnn_res is not None:
         print(f"RNN candidate: {rnn_res.epochs} epochs, val ppl "
               f"{rnn_res.metrics['perplexity']:.1f}, {rnn_s:.1f}s"
