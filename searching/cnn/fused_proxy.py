@@ -71,23 +71,32 @@ class MemberAdam:
 
     @torch.no_grad()
     def step(self, active: Sequence[int]) -> None:
+        """One Adam step for the ``active`` members, vectorised over members (a fixed number
+        of tensor ops per parameter, whatever k: no per-member loop on the device)."""
         b1, b2 = self.betas
         for m in active:
             self.steps[m] += 1
+        M = self.members
+        consts = {}
         for ps, wd in self.groups:
             for p in ps:
                 if p.grad is None:
                     continue
-                pv, gv = p.view(self.members, -1), p.grad.view(self.members, -1)
-                ea, es = (s.view(self.members, -1) for s in self.state[p])
-                for m in active:
-                    step = self.steps[m]
-                    g = gv[m] if wd == 0 else gv[m].add(pv[m], alpha=wd)
-                    ea[m].lerp_(g, 1 - b1)
-                    es[m].mul_(b2).addcmul_(g, g, value=1 - b2)
-                    bc1, bc2 = 1 - b1 ** step, 1 - b2 ** step
-                    denom = (es[m].sqrt() / math.sqrt(bc2)).add_(self.eps)
-                    pv[m].addcdiv_(ea[m], denom, value=-self.lr / bc1)
+                key = (p.dtype, p.device)
+                if key not in consts:
+                    on = torch.zeros(M, 1, dtype=torch.bool, device=p.device)
+                    on[list(active)] = True
+                    steps = torch.tensor(self.steps, dtype=p.dtype, device=p.device).view(M, 1)
+                    # inactive members' rows may divide by zero (step 0): torch.where drops them
+                    consts[key] = (on, self.lr / (1 - b1 ** steps), (1 - b2 ** steps).sqrt())
+                on, step_size, bc2_sqrt = consts[key]
+                pv, gv = p.view(M, -1), p.grad.view(M, -1)
+                ea, es = (s.view(M, -1) for s in self.state[p])
+                g = gv if wd == 0 else gv.add(pv, alpha=wd)
+                ea.copy_(torch.where(on, ea.lerp(g, 1 - b1), ea))
+                es.copy_(torch.where(on, es * b2 + (1 - b2) * g * g, es))
+                denom = es.sqrt() / bc2_sqrt + self.eps
+                pv.copy_(torch.where(on, pv - step_size * (ea / denom), pv))
 
 
 class _BNKeeper:
