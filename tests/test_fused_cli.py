@@ -38,3 +38,11 @@ def test_tiny_search_with_fused(tmp_path, cifar_root):
         assert a["accuracy"] == pytest.approx(b["accuracy"], abs=0.041)  # 2 of 50 images
     best = [json.loads((tmp_path / n / "graph-best.json").read_text())["mask"] for n in runs]
     assert best[0] == best[1]
+
+
+def test_random_search_refuses_fused(tmp_path):
+    from api.errors import UserError
+    from searching.random_search import parse, random_search
+    args, components, root_flag = parse(["cnn", "--model_root", str(tmp_path / "r"), "--fused"])
+    with pytest.raises(UserError, match="--fused"):
+        random_search(args, components, root_flag)
