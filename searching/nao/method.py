@@ -36,6 +36,7 @@ from torch import nn
 from api.errors import UserError
 from api.spaces.enas_micro import MicroArch
 from api.spaces.enas_micro.arch import make_arch
+from searching.enas.cnn_method import sgdr_lr  # ENAS's child_lr_cosine, as NAO-WS's
 from searching.nao.controller import ControllerConfig, NAOController
 from searching.nao.optimize import generate_archs, normalise, predict, train_controller
 from searching.nao.pool import (PoolEntry, pairwise_accuracy, random_archs, sort_entries,
@@ -59,15 +60,6 @@ def eval_points(epochs: int, iterations: int) -> List[int]:
         raise UserError(f"--epochs {epochs} cannot hold --iterations {iterations} pool updates "
                         f"and a final evaluation: give at least {iterations + 1} epochs")
     return [round(epochs * k / (iterations + 1)) for k in range(1, iterations + 2)]
-
-
-def sgdr_lr(epoch: int, lr_max: float, lr_min: float, t0: int, t_mul: int) -> float:
-    """Cosine annealing with warm restarts (ENAS's ``child_lr_cosine``), constant per epoch."""
-    t, start = t0, 0
-    while epoch >= start + t:
-        start += t
-        t *= t_mul
-    return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * (epoch - start) / t))
 
 
 class NAOWS(OneShotMethod):
