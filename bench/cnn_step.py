@@ -33,27 +33,24 @@ from api.network import NetworkSpec, build_network
 from api.ops import draw_ops
 
 
+def train_step(model, opt, x, y, bf16: bool, amp_cache: bool = True) -> None:
+    """One Adam step on (x, y); autocast's cast cache off where the step is captured."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16,
+                        cache_enabled=amp_cache):
+        loss = F.cross_entropy(model(x).float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def make_step(model, opt, x, y, bf16: bool):
-    def step():
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return lambda: train_step(model, opt, x, y, bf16)
 
 
 def make_graphed_step(model, opt, x, y, bf16: bool):
     """The step above replayed as a CUDA graph once warmed up (CUDA only)."""
-    def step_on(xs, ys):
-        with torch.autocast(xs.device.type, dtype=torch.bfloat16, enabled=bf16,
-                            cache_enabled=False):
-            loss = F.cross_entropy(model(xs).float(), ys)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    graphed = GraphedStep(step_on, opt, x.device)
+    graphed = GraphedStep(lambda xs, ys: train_step(model, opt, xs, ys, bf16, amp_cache=False),
+                          opt, x.device)
     return lambda: graphed(x, y)
 
 
