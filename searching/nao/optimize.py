@@ -14,11 +14,11 @@ tiny search: the best cell came back swapped); we do not spend pool slots on tho
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Dict, Iterator, List, Sequence, Set, Tuple
+from typing import Dict, List, Sequence, Set, Tuple
 
 import torch
 
+from api.scoped import torch_threads
 from searching.nao.controller import NAOController, controller_lr
 from searching.nao.pool import (arch_to_seq, canonical, pairwise_accuracy, seq_to_arch,
                                 swap_branches)
@@ -26,19 +26,11 @@ from api.spaces.enas_micro import MicroArch
 from api.spaces.enas_micro.arch import NODES
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the controller on one intra-op thread, whatever the process uses. It is tiny
-    (batches of 100 sequences of 20-40 steps, 96 units): measured on the shared 2-core
-    machine, a training step took 6.1 s on 2 threads against 0.089 s on 1 (the threads spin
-    waiting for each other). One thread also makes its floats independent of the thread
-    setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+#: The controller runs on one intra-op thread, whatever the process uses. It is tiny (batches
+#: of 100 sequences of 20-40 steps, 96 units): measured on the shared 2-core machine, a
+#: training step took 6.1 s on 2 threads against 0.089 s on 1 (the threads spin waiting for
+#: each other). One thread also makes its floats independent of the thread setting.
+CONTROLLER_THREADS = 1
 
 
 def normalise(values: Sequence[float]) -> Tuple[List[float], float, float]:
@@ -57,7 +49,7 @@ def train_controller(model: NAOController, optimizer: torch.optim.Optimizer,
     the controller's global step count (for the lr decay). Returns the last epoch's mean
     loss / MSE / NLL, the pairwise accuracy of the predictions on the pool afterwards, and
     the new step count."""
-    with one_thread():
+    with torch_threads(CONTROLLER_THREADS):
         return _train_controller(model, optimizer, archs, targets, epochs, generator, step,
                                  symmetry, progress)
 
@@ -105,7 +97,7 @@ def predict(model: NAOController, archs: Sequence[MicroArch]) -> List[float]:
     """The predictor's normalised accuracy of each architecture (dropout off)."""
     if not archs:
         return []
-    with one_thread():
+    with torch_threads(CONTROLLER_THREADS):
         return _predict(model, archs)
 
 
@@ -124,7 +116,7 @@ def generate_archs(model: NAOController, top: Sequence[MicroArch], n_new: int,
                    seen: Set[MicroArch], max_step: int = 100) -> Tuple[List[MicroArch], int]:
     """Up to ``n_new`` architectures not in ``seen``, by gradient ascent from ``top`` with a
     step growing by 1; returns them and the last step size used."""
-    with one_thread():
+    with torch_threads(CONTROLLER_THREADS):
         return _generate(model, top, n_new, seen, max_step)
 
 
