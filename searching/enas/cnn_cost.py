@@ -37,19 +37,13 @@ def measure(space: str = "micro", child_steps: int = 3, controller_steps: int = 
 
     from api.distributed import resolve_device
     from api.spaces import get_space
-    from searching.enas.cnn_flags import add_cnn_flags
     from searching.enas.cnn_method import EnasCNN
     from searching.enas.cnn_search import build_controller, resolve_cnn_args
+    from searching.enas.config import build_parser
     from searching.oneshot.trainer import OneShotConfig, device_name
 
-    p = add_cnn_flags(argparse.ArgumentParser())
-    args = p.parse_args(["--cnn_space", space])
-    for key in ("max_epoch", "batch_size", "controller_max_step", "controller_optim",
-                "controller_lr", "tanh_c", "softmax_temperature", "entropy_coeff",
-                "ema_baseline_decay", "controller_hid", "controller_lr_min",
-                "controller_lr_max", "controller_grad_clip", "derive_num_sample"):
-        setattr(args, key, None)
-    args.controller_lr_cosine, args.seed, args.resume = False, 1, False
+    args = build_parser().parse_args(["--network_type", "cnn", "--cnn_space", space])
+    args.seed = 1
     for key, value in (overrides or {}).items():
         setattr(args, key, value)
     resolve_cnn_args(args)
@@ -94,7 +88,6 @@ def measure(space: str = "micro", child_steps: int = 3, controller_steps: int = 
         return (time.perf_counter() - t0) / max(1, n)
 
     child = timed(lambda: method.step(net, (x, y), None, 0, 0), child_steps)
-    method.hp["derive_num_sample"] = 0
 
     def one_sample() -> None:  # the controller phase's warm-up: one sample, not all
         method.hp["num_aggregate"] = 1

@@ -63,8 +63,4 @@ def add_cnn_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--valid_fraction", type=float, default=0.1,
                    help="share of the training images held out for the controller's reward "
                         "(official: 5k of 50k)")
-    if "--checkpoint_minutes" not in p._option_string_actions:  # main.py may own it
-        g.add_argument("--checkpoint_minutes", type=float, default=10.0,
-                       help="also checkpoint mid-epoch after this many minutes (0: every "
-                            "step; -1: epochs only)")
     return p
