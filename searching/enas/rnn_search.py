@@ -71,13 +71,16 @@ class EnasTextSearch(TextOneShotSearch):
         data = super().load_data()
         n = int(self.config.train_size)
         if n > 0:
-            from api.rnn.data import Corpus, batchify
+            from api.rnn.data import batchify
 
-            corpus = Corpus(self.config.data)
-            if n > corpus.train.numel():
-                raise UserError(f"--train_size {n} is more than the {corpus.train.numel()} "
+            words = data.fingerprint["train_tokens"]
+            if n > words:
+                raise UserError(f"--train_size {n} is more than the {words} "
                                 f"training words of {self.config.data}")
-            data.train = batchify(corpus.train[:n], self.config.batch_size, self.device)
+            # the batchified split's columns, in order, are the corpus's first words (all but
+            # a tail shorter than a column, which batchify drops from any prefix too)
+            data.train = batchify(data.train.t().reshape(-1)[:n], self.config.batch_size,
+                                  self.device)
             data.fingerprint = {**data.fingerprint, "train_size": n}
         return data
 
