@@ -8,26 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Dict, Sequence, Tuple
 
-import numpy as np
-
 from api.benchmarks.nasbench201 import (REPORTED_COLUMNS, SIGNAL_COLUMNS, NB201Table,
                                         arch_strings)
-from api.spaces.nasbench201.cell import EDGES, OPS, all_cells
-
-_CODE_TO_INDEX: np.ndarray = np.empty(0, dtype=np.int64)
-_WEIGHTS = np.array([len(OPS) ** (len(EDGES) - 1 - e) for e in range(len(EDGES))])
+from api.spaces.nasbench201.cell import Cell, index_of
 
 
 def index_of_ops(ops: Sequence[int]) -> int:
     """API index of a cell given as 6 op indices (edges in string order, ops in
-    :data:`~api.spaces.nasbench201.cell.OPS` order): a base-5 code through one array."""
-    global _CODE_TO_INDEX
-    if not _CODE_TO_INDEX.size:
-        table = np.empty(len(OPS) ** len(EDGES), dtype=np.int64)
-        for i, cell in enumerate(all_cells()):
-            table[int(np.dot(cell.op_indices(), _WEIGHTS))] = i
-        _CODE_TO_INDEX = table
-    return int(_CODE_TO_INDEX[int(np.dot(ops, _WEIGHTS))])
+    :data:`~api.spaces.nasbench201.cell.OPS` order)."""
+    return index_of(Cell.from_op_indices(ops))
 
 
 class TabularEvaluator:
