@@ -50,7 +50,7 @@ from torch import nn
 
 from api.graph import CellGraph
 from api.network import CellNetwork, NetworkSpec, build_network
-from api.ops import ConvBNAct, SepConv
+from api.ops import ConvBNAct
 
 Slots = List[List[int]]  # per member: the union slot of each of the member's channels
 
@@ -143,7 +143,7 @@ class FusedConvBNAct(nn.Module):
             widx = w[out]
         else:
             widx = w[out][:, torch.tensor(self.cin.slots[m], dtype=torch.long)]
-        conv, bnm = member[0], member[1]
+        conv = member[0]
         assert tuple(widx.shape) == tuple(conv.weight.shape), (widx.shape, conv.weight.shape)
         res = [(prefix + "weight", mprefix + "0.weight", widx)]
         for name in ("weight", "bias", "running_mean", "running_var"):
