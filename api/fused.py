@@ -34,7 +34,9 @@ dimension on every weight and runs the k members side by side:
   optimizer. (Zeroing its gradients alone would not do: Adam keeps moving on its moments, and
   train-mode forwards update its BN statistics.) A stopped member is also left out of the loss.
   Adam's scalar ``step`` count is shared; it is only read for the members still training, which
-  all started together.
+  all started together. (The proxy trainer, :mod:`searching.cnn.fused_proxy`, uses
+  :class:`~searching.cnn.fused_proxy.MemberAdam` instead, with a step count per member, so a
+  member can also sit out batches mid-epoch; :class:`MemberFreezer` serves any other optimizer.)
 
 Not covered (``FusedCandidates.supported`` says why; callers fall back to separate training):
 MBConv ops (their expanded width depends on the member's input width), ``width > 1``,

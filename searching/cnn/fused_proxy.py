@@ -24,8 +24,8 @@ executor=FusedExecutor())``) and falls back to separate training where it cannot
 and resume with it: a fused search with the same seed gives the same results on the same machine;
 a search killed mid-step and resumed retrains the step's remaining candidates as a smaller group,
 and since members do not interact their results equal the uninterrupted run's up to rounding
-(``tests/test_fused_proxy.py`` checks both in float64). Not wired into the search CLI yet (no
-``--fused`` flag); CPU only here (no channels_last, no autocast, no CUDA graphs), and its GPU speed
+(``tests/test_fused_proxy.py`` checks both in float64). The CNN search uses it with ``--fused``
+(off by default); CPU only here (no channels_last, no autocast, no CUDA graphs), and its GPU speed
 is unmeasured. Steps :func:`api.fused.unsupported` rejects are trained separately.
 """
 from __future__ import annotations
