@@ -81,11 +81,9 @@ def resolve_cnn_args(args: argparse.Namespace) -> argparse.Namespace:
         raise UserError(f"--valid_fraction {args.valid_fraction} must lie in (0, 1)")
     if not 0.0 <= args.ema_baseline_decay < 1.0:
         raise UserError(f"--ema_baseline_decay {args.ema_baseline_decay} must lie in [0, 1)")
-    from searching.enas.reinforce import CONTROLLER_OPTIMS
+    from searching.enas.reinforce import check_controller_optim
 
-    if str(args.controller_optim).lower() not in CONTROLLER_OPTIMS:
-        raise UserError(f"--controller_optim {args.controller_optim!r} is not one of "
-                        f"{', '.join(CONTROLLER_OPTIMS)}")
+    check_controller_optim(args.controller_optim)
     from searching.oneshot.cli import resolve_seed
 
     resolve_seed(args)

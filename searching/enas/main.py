@@ -50,11 +50,9 @@ def main(argv: Optional[Sequence[str]] = None):
         raise UserError(f"--network_type {args.network_type!r} is not one of "
                         f"{', '.join(NETWORK_TYPES)}")
     if args.controller_optim is not None:
-        from searching.enas.reinforce import CONTROLLER_OPTIMS
+        from searching.enas.reinforce import check_controller_optim
 
-        if str(args.controller_optim).lower() not in CONTROLLER_OPTIMS:
-            raise UserError(f"--controller_optim {args.controller_optim!r} is not one of "
-                            f"{', '.join(CONTROLLER_OPTIMS)}")
+        check_controller_optim(args.controller_optim)
     if args.network_type == "cnn":
         from searching.enas import cnn_search
 

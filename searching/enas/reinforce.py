@@ -19,6 +19,12 @@ from api.errors import UserError
 CONTROLLER_OPTIMS = ("adam", "sgd", "momentum")
 
 
+def check_controller_optim(name: str) -> None:
+    """The ``--controller_optim`` flag's check (one ``error:`` line before any work)."""
+    if str(name).lower() not in CONTROLLER_OPTIMS:
+        raise UserError(f"--controller_optim {name!r} is not one of {', '.join(CONTROLLER_OPTIMS)}")
+
+
 def make_controller_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float,
                               momentum: float = 0.9) -> torch.optim.Optimizer:
     """``adam`` (ENAS's default), ``sgd``, or ``momentum`` (SGD with Nesterov-free momentum
