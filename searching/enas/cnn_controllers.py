@@ -25,14 +25,14 @@ Logits: divided by ``temperature`` when set, then ``tanh_c * tanh(.)`` when ``ta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from api.spaces.enas_macro.arch import MacroArch, make_macro
-from api.spaces.enas_micro.arch import MicroArch, make_arch
+from api.spaces.enas_macro.arch import make_macro
+from api.spaces.enas_micro.arch import make_arch
 
 
 @dataclass
