@@ -175,7 +175,8 @@ class EnasRNN(OneShotMethod):
             x, y = get_batch(source, pos, s.bptt)
             loss_value, hidden = self._valid_loss(net, x, y, hidden)
             ppl = math.exp(min(loss_value, 700.0))
-            reward = s.reward_c / ppl + s.entropy_coeff * float(entropy.detach().sum())
+            ent = float(entropy.detach().sum())
+            reward = s.reward_c / ppl + s.entropy_coeff * ent
             adv = self.baseline.advantage(reward)
             lr = controller_lr(self.controller_steps, total_steps, s.controller_lr,
                                s.controller_lr_cosine, s.controller_lr_max, s.controller_lr_min)
@@ -188,7 +189,7 @@ class EnasRNN(OneShotMethod):
                 nn.utils.clip_grad_norm_(self.controller.parameters(), s.controller_grad_clip)
             self.c_optimizer.step()
             self.controller_steps += 1
-            for key, v in (("reward", reward), ("entropy", float(entropy.detach().sum())),
+            for key, v in (("reward", reward), ("entropy", ent),
                            ("reward_ppl", ppl), ("controller_loss", float(loss.detach())),
                            ("advantage", adv)):
                 sums[key] += v
