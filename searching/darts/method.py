@@ -31,15 +31,6 @@ from torch import nn
 from searching.oneshot.architect import Architect
 from searching.oneshot.trainer import OneShotConfig, OneShotMethod
 
-#: The weights optimizer of quark0/darts cnn/train_search.py: SGD 0.025, cosine to 0.001,
-#: momentum 0.9 (no Nesterov), wd 3e-4; clip 5.
-DARTS_WEIGHTS = dict(lr=0.025, lr_min=0.001, momentum=0.9, nesterov=False, weight_decay=3e-4,
-                     grad_clip=5.0)
-#: AutoDL-Projects' NAS-Bench-201 DARTS-V1/V2 (configs/nas-benchmark/algos/DARTS.config):
-#: SGD 0.025, cosine to 0.001, Nesterov momentum 0.9, wd 5e-4; clip 5 (exps/algos/DARTS-V*.py).
-AUTODL_NB201_WEIGHTS = dict(lr=0.025, lr_min=0.001, momentum=0.9, nesterov=True,
-                            weight_decay=5e-4, grad_clip=5.0)
-
 
 def _loss_and_logits(model: nn.Module, batch: Tuple[torch.Tensor, torch.Tensor]):
     x, y = batch
@@ -49,8 +40,6 @@ def _loss_and_logits(model: nn.Module, batch: Tuple[torch.Tensor, torch.Tensor])
 
 class DARTS(OneShotMethod):
     """DARTS-V1 (``unrolled=False``) or DARTS-V2 (``unrolled=True``)."""
-
-    weight_defaults = DARTS_WEIGHTS
 
     def __init__(self, unrolled: bool = False, arch_lr: float = 3e-4,
                  arch_weight_decay: float = 1e-3) -> None:

@@ -30,10 +30,6 @@ from api.rnn.softmax_loss import linear_cross_entropy
 from searching.oneshot.architect import Architect
 from searching.oneshot.trainer import OneShotConfig, OneShotMethod
 
-#: quark0/darts rnn/train_search.py: SGD lr 20 (constant), no momentum, wd 5e-7, clip 0.25.
-DARTS_RNN_WEIGHTS = dict(lr=20.0, lr_min=20.0, momentum=0.0, nesterov=False,
-                         weight_decay=5e-7, grad_clip=0.25)
-
 
 def _lm_loss(model: nn.Module, batch):
     x, y, hidden = batch
@@ -42,8 +38,6 @@ def _lm_loss(model: nn.Module, batch):
 
 class DARTSRNN(OneShotMethod):
     """DARTS-V1 (``unrolled=False``) or DARTS-V2 (``unrolled=True``) on an RNN supernet."""
-
-    weight_defaults = DARTS_RNN_WEIGHTS
 
     def __init__(self, unrolled: bool = False, arch_lr: float = 3e-3,
                  arch_weight_decay: float = 1e-3, bptt: int = 35, beta: float = 1e-3) -> None:

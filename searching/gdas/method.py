@@ -28,12 +28,6 @@ from torch import nn
 
 from searching.oneshot.trainer import OneShotConfig, OneShotMethod
 
-#: The weights optimizer of AutoDL's GDAS configs (configs/nas-benchmark/algos/GDAS.config,
-#: configs/search-opts/GDAS-NASNet-CIFAR.config): SGD 0.025, cosine to 0.001, Nesterov
-#: momentum 0.9, wd 5e-4; clip 5 in GDAS.py.
-GDAS_WEIGHTS = dict(lr=0.025, lr_min=0.001, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                    grad_clip=5.0)
-
 
 def tau_at(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 0.1) -> float:
     """GDAS's temperature of ``epoch`` (0-based) of ``epochs``."""
@@ -44,7 +38,6 @@ def tau_at(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 0.1)
 
 class GDAS(OneShotMethod):
     name = "gdas"
-    weight_defaults = GDAS_WEIGHTS
 
     def __init__(self, tau_max: float = 10.0, tau_min: float = 0.1, arch_lr: float = 3e-4,
                  arch_weight_decay: float = 1e-3, seed: int = 0) -> None:

@@ -21,7 +21,6 @@ from api.errors import UserError, run_cli
 from searching.oneshot.cli import add_search_flags, resolve_search_args, run_search, \
     supernet_kwargs
 
-SPACES = ("nas-bench-201", "darts")
 #: Per space: (C, cells flag default, batch size, epochs, weights' SGD weight decay).
 DEFAULTS = {"nas-bench-201": dict(init_channels=16, layers=5, batch_size=64, epochs=250,
                                   weight_decay=5e-4),

@@ -44,11 +44,6 @@ from searching.nao.pool import (PoolEntry, pairwise_accuracy, random_archs, sort
 from searching.oneshot.trainer import (OneShotConfig, OneShotMethod, PersistentIterator,
                                        sampled_arch_step)
 
-#: The TF NAO-WS script's supernet optimisation (= ENAS micro search): SGD Nesterov 0.9,
-#: cosine restarts 0.05 -> 0.0005, l2 1e-4, clip 5.
-NAO_WEIGHTS = dict(lr=0.05, lr_min=0.0005, momentum=0.9, nesterov=True, weight_decay=1e-4,
-                   grad_clip=5.0)
-
 
 def eval_points(epochs: int, iterations: int) -> List[int]:
     """The epochs (1-based) after which the pool is evaluated: ``iterations + 1`` equal
@@ -64,7 +59,6 @@ def eval_points(epochs: int, iterations: int) -> List[int]:
 
 class NAOWS(OneShotMethod):
     name = "nao-ws"
-    weight_defaults = NAO_WEIGHTS
 
     def __init__(self, seed_arch: int = 1000, new_arch: int = 500,
                  random_arch: Optional[int] = None, iterations: int = 4,

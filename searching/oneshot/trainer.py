@@ -75,8 +75,6 @@ class OneShotMethod:
     """A weight-sharing method over the trainer (see the module doc)."""
 
     name = "method"
-    #: The weights optimizer's defaults of this method's paper (the CLI's defaults).
-    weight_defaults: Dict[str, Any] = {}
 
     def bind(self, net: nn.Module, w_optimizer: torch.optim.Optimizer,
              config: "OneShotConfig") -> None:
