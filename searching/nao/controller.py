@@ -11,8 +11,9 @@ script (renqianluo/NAO ``NAO-WS/cnn/train_search.sh``).
   forced in training, greedy when generating, restricted at each position to the tokens valid
   there (:func:`searching.nao.pool.allowed_tokens`), as NAO's decoder restricts them.
 - Loss: ``trade_off * MSE + (1 - trade_off) * NLL`` with trade_off 0.8.
-- Generation (:meth:`NAOController.generate`): one gradient-ascent step of size ``lam`` on the
-  encoder outputs along d(prediction)/d(outputs), renormalised, then decoded.
+- Generation (:meth:`NAOController.ascent`, then :meth:`NAOController.decode_moved`): one
+  gradient-ascent step of size ``lam`` on the encoder outputs along d(prediction)/d(outputs),
+  renormalised, then decoded.
 
 The TF encoder's dropout (0.1, an LSTM cell wrapper) is applied here to the encoder LSTM's
 outputs during training.
@@ -150,19 +151,23 @@ class NAOController(nn.Module):
         w = self.config.trade_off
         return w * mse + (1 - w) * nll, mse, nll
 
-    def generate(self, seqs: torch.Tensor, lam: float) -> torch.Tensor:
-        """New token sequences: each input's encoder outputs moved by ``lam`` times the
-        gradient of its predicted accuracy, renormalised, decoded greedily."""
+    def ascent(self, seqs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Each input's encoder outputs and the gradient of its predicted accuracy along
+        them (dropout off), the same for every step size of :meth:`decode_moved`."""
         was_training = self.training
         self.eval()
         with torch.enable_grad():
             outputs = self.encode(seqs).detach().requires_grad_(True)
             pred = self.predict_from(outputs)
             grad, = torch.autograd.grad(pred.sum(), outputs)
-        moved = F.normalize(outputs.detach() + lam * grad, 2, dim=-1)
-        new = self.decode_greedy(moved)
         self.train(was_training)
-        return new
+        return outputs.detach(), grad
+
+    def decode_moved(self, outputs: torch.Tensor, grad: torch.Tensor, lam: float
+                     ) -> torch.Tensor:
+        """``outputs`` moved by ``lam`` x ``grad`` (:meth:`ascent`), renormalised, decoded
+        greedily (the decoder has no dropout: the same in either mode)."""
+        return self.decode_greedy(F.normalize(outputs + lam * grad, 2, dim=-1))
 
     @torch.no_grad()
     def reconstruct(self, seqs: torch.Tensor) -> torch.Tensor:

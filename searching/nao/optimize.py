@@ -121,14 +121,17 @@ def generate_archs(model: NAOController, top: Sequence[MicroArch], n_new: int,
 
 
 def _generate(model, top, n_new, seen, max_step) -> Tuple[List[MicroArch], int]:
+    new: List[MicroArch] = []
+    if not len(top):
+        return new, 0
     device = next(model.parameters()).device
     x = torch.tensor([arch_to_seq(a) for a in top], dtype=torch.long, device=device)
-    new: List[MicroArch] = []
+    outputs, grad = model.ascent(x)  # one encoding and gradient for every step size
     found = {canonical(a) for a in seen}
     lam = 0
-    while len(new) < n_new and lam < max_step and len(top):
+    while len(new) < n_new and lam < max_step:
         lam += 1
-        for seq in model.generate(x, float(lam)).tolist():
+        for seq in model.decode_moved(outputs, grad, float(lam)).tolist():
             arch = seq_to_arch(seq)
             if canonical(arch) not in found:
                 found.add(canonical(arch))
