@@ -7,7 +7,7 @@ too; its language model is :class:`api.rnn.model.RNNModel`.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
