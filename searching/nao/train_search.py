@@ -98,6 +98,9 @@ def nao_search(args: argparse.Namespace):
         raise UserError("--epochs and --batch_size must be at least 1")
     if not 0.0 < args.valid_fraction < 1.0:
         raise UserError(f"--valid_fraction must be in (0, 1), got {args.valid_fraction}")
+    if args.lr_T_0 < 1 or args.lr_T_mul < 1:
+        raise UserError(f"--lr_T_0 and --lr_T_mul must be at least 1 (cosine restarts), got "
+                        f"{args.lr_T_0} and {args.lr_T_mul}")
     eval_points(args.epochs, args.iterations)
     resolve_seed(args)
     controller = ControllerConfig(lr=args.controller_lr, batch_size=args.controller_batch_size,
