@@ -1,0 +1,204 @@
+"""The RNN proxy training of k candidates as one fused model (SPEC §23; issue 17). Off by default.
+
+:func:`train_fused` gives each candidate of one AutoShrink RNN step the result that
+``RNNProxyEvaluator.evaluate(graph, seed)`` gives it alone -- same initialisation (its own
+seed), same sequence lengths (its own generator: bptt, or half of it with probability 0.05),
+same SGD with the lr scaled by its own sequence length, same clipping of its own gradient
+norm, same validation, lr drops and early stops -- but runs the members as one
+:class:`api.rnn.fused.FusedRNNCandidates`:
+
+* members advance through the training stream in lock-step batch by batch, each at its own
+  position with its own sequence length: a batch holds every member's window, padded to the
+  longest, and each member's loss and next hidden state are its own (see the model);
+* a member whose pass over the stream has ended waits for the others (it is not computed);
+  validation runs when all have ended theirs, on the shared validation windows;
+* a stopped member (patience, overfitting, divergence) is no longer computed at all.
+
+:func:`member_sgd_step` is ``clip_grad_norm_`` then ``torch.optim.SGD`` per member, vectorised
+over members (one op per parameter, whatever k). The training losses are read back once per
+epoch, not once per batch as the separate trainer does, so the host does not wait for the
+device at every step; a member whose loss became NaN or infinite keeps training (it cannot
+affect the others: members share no weight) and is reported diverged at the epoch's end, as
+the separate trainer reports it at once.
+
+Equal to separate training up to floating-point rounding; ``tests/test_fused_rnn.py`` checks
+it in float64. :class:`FusedRNNExecutor` runs a search step's candidates this way with
+``searching/rnn/train.py --fused`` (off by default).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from api.distributed import resolve_device
+from api.graph import CellGraph
+from api.rnn.fused import FusedRNNCandidates
+from api.rnn.model import cell_flops, count_params
+from api.search.evaluator import Result
+from api.search.executors import failure_result
+from searching.rnn.proxy import Diverged, RNNProxyEvaluator, original_eval_factor
+
+
+def unsupported(evaluator: RNNProxyEvaluator) -> str:
+    """Why this evaluator's candidates cannot be fused ('' when they can)."""
+    cfg = evaluator.config
+    drops = [n for n in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")
+             if getattr(cfg, n)]
+    return f"dropout ({', '.join('--' + n for n in drops)})" if drops else ""
+
+
+@torch.no_grad()
+def member_sgd_step(params: Sequence[torch.Tensor], members: torch.Tensor, lrs: torch.Tensor,
+                    clip: float, weight_decay: float) -> None:
+    """For each member in ``members`` (A,): clip its gradient's total norm to ``clip`` and
+    take an SGD step with its own lr (``lrs`` (A,)), as ``clip_grad_norm_`` and
+    ``torch.optim.SGD`` do for a model of its own. Every parameter's dimension 0 is the
+    member; the other members' rows are left alone."""
+    grads = [p.grad.index_select(0, members) for p in params]
+    sq = sum(g.reshape(len(members), -1).pow(2).sum(1) for g in grads)
+    coef = (clip / (sq.sqrt() + 1e-6)).clamp_max(1.0)
+    for p, g in zip(params, grads):
+        shape = (-1,) + (1,) * (p.dim() - 1)
+        d = g * coef.view(shape)
+        rows = p.index_select(0, members)
+        if weight_decay:
+            d = d + weight_decay * rows
+        p.index_copy_(0, members, rows - lrs.view(shape) * d)
+
+
+def train_fused(evaluator: RNNProxyEvaluator, parent: CellGraph, graphs: Sequence[CellGraph],
+                seeds: Sequence[int]) -> List[Result]:
+    """Each graph's proxy result, as ``evaluator.evaluate(graph, seed)`` would give it."""
+    cfg = evaluator.config
+    start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    model, nets = FusedRNNCandidates.from_members(parent, graphs, evaluator.build, seeds)
+    params_count = [count_params(n) for n in nets]
+    del nets
+    model.to(device)
+    params = list(model.parameters())
+    train, valid = evaluator._device_batches(device)
+    as_original = original_eval_factor(valid.size(0))
+    M = len(graphs)
+    rngs = [np.random.default_rng(s) for s in seeds]
+    base_lr = [cfg.lr] * M
+    running = list(range(M))
+    best = [(math.inf, -1)] * M  # (best val loss, its epoch)
+    curves: List[List[Dict]] = [[] for _ in range(M)]
+    failed: Dict[int, str] = {}
+    for epoch in range(cfg.epochs):
+        if not running:
+            break
+        train_loss = _train_epoch(model, params, cfg, train, running, rngs, base_lr)
+        for m in list(running):
+            if not math.isfinite(train_loss[m]):
+                failed[m] = f"training loss is {train_loss[m]:.4g} (diverged)"
+                running.remove(m)
+        if not running:
+            break
+        val_loss = _evaluate(model, valid, cfg.bptt, running)
+        seconds = time.perf_counter() - start
+        for m in list(running):
+            v = val_loss[m]
+            if not math.isfinite(v):
+                failed[m] = f"validation loss is {v:.4g} after epoch {epoch + 1}"
+                running.remove(m)
+                continue
+            curves[m].append({"epoch": epoch + 1, "lr": base_lr[m], "train_loss": train_loss[m],
+                              "val_loss": v, "val_ppl": math.exp(v),
+                              "val_ppl_original_eval": math.exp(v * as_original),
+                              "seconds": seconds})
+            if v < best[m][0]:
+                best[m] = (v, epoch)
+            if cfg.lr_drops_after(epoch):
+                base_lr[m] /= 10.0
+            if epoch - best[m][1] >= cfg.patience or v > cfg.overfit_ratio * train_loss[m]:
+                running.remove(m)
+    # each member is credited an equal share of the group's wall time (as the fused CNN)
+    seconds = (time.perf_counter() - start) / M
+    results = []
+    for m, g in enumerate(graphs):
+        b = best[m][0]
+        if m not in failed and b >= cfg.diverge_loss:
+            failed[m] = (f"best validation loss is {b:.4g} after {len(curves[m])} epochs "
+                         f"(diverged: >= {cfg.diverge_loss:g})")
+        if m in failed:  # as the separate run reports it (failure_result of Diverged)
+            result = failure_result(Diverged(failed[m]))
+            result.seconds = seconds
+        else:
+            result = Result(status="ok", metrics={
+                                "perplexity": math.exp(b), "val_loss": b,
+                                "perplexity_original_eval": math.exp(b * as_original)},
+                            macs=cell_flops(g, evaluator.nhid), params=params_count[m],
+                            seconds=seconds, epochs=len(curves[m]))
+            result.curve = curves[m]
+        results.append(result)
+    return results
+
+
+def _train_epoch(model: FusedRNNCandidates, params, cfg, train: torch.Tensor,
+                 running: Sequence[int], rngs, base_lr) -> Dict[int, float]:
+    """One pass of every running member over the training stream; their token-mean losses."""
+    model.train()
+    device, N, B = train.device, train.size(0), train.size(1)
+    hidden = params[0].new_zeros(model.members, B, model.nhid)
+    pos = {m: 0 for m in running}
+    total = torch.zeros(model.members, dtype=torch.float64, device=device)
+    count = {m: 0 for m in running}
+    while True:
+        members = [m for m in running if pos[m] < N - 2]
+        if not members:
+            break
+        starts, lens, lrs = [], [], []
+        for m in members:
+            bptt = cfg.bptt if rngs[m].random() >= cfg.short_prob else cfg.bptt / 2.0
+            seq_len = max(int(bptt), 1)
+            starts.append(pos[m])
+            lens.append(min(seq_len, N - 1 - pos[m]))  # the stream's last window is shorter
+            lrs.append(base_lr[m] * seq_len / cfg.bptt)
+            pos[m] += seq_len
+        T = max(lens)
+        inputs = train.new_zeros(len(members), T, B)  # padding: word 0, never in a loss
+        targets = train.new_zeros(len(members), T, B)
+        for a, (i, L) in enumerate(zip(starts, lens)):
+            inputs[a, :L] = train[i:i + L]
+            targets[a, :L] = train[i + 1:i + 1 + L]
+        idx = torch.tensor(members, device=device)
+        lengths = torch.tensor(lens, device=device)
+        loss, new_hidden = model.losses(inputs, targets, hidden.index_select(0, idx),
+                                        lengths, idx)
+        model.zero_grad(set_to_none=False)
+        loss.sum().backward()
+        member_sgd_step(params, idx, torch.tensor(lrs, dtype=params[0].dtype, device=device),
+                        cfg.clip, cfg.wdecay)
+        hidden.index_copy_(0, idx, new_hidden.detach())
+        total.index_add_(0, idx, loss.detach().double() * (lengths * B))
+        for m, L in zip(members, lens):
+            count[m] += L * B
+    values = total.tolist()  # the epoch's one read-back
+    return {m: values[m] / max(count[m], 1) for m in running}
+
+
+@torch.no_grad()
+def _evaluate(model: FusedRNNCandidates, data: torch.Tensor, bptt: int,
+              running: Sequence[int]) -> Dict[int, float]:
+    """Each running member's mean next-word loss over the validation stream (shared windows,
+    hidden carried), as :meth:`RNNProxyEvaluator.evaluate_loss`."""
+    model.eval()
+    idx = torch.tensor(list(running), device=data.device)
+    hidden = model.W0.new_zeros(len(running), data.size(1), model.nhid)
+    total = torch.zeros(len(running), dtype=torch.float64, device=data.device)
+    count = 0
+    for i in range(0, data.size(0) - 1, bptt):
+        L = min(bptt, data.size(0) - 1 - i)
+        loss, hidden = model.losses(data[i:i + L], data[i + 1:i + 1 + L], hidden, None, idx)
+        total += loss.double() * (L * data.size(1))
+        count += L * data.size(1)
+    return dict(zip(running, (total / max(count, 1)).tolist()))
+
+
+__all__ = ["member_sgd_step", "train_fused", "unsupported"]

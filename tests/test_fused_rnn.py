@@ -1,0 +1,128 @@
+"""Fused RNN candidates (api/rnn/fused.py, searching/rnn/fused_proxy.py): in float64 on the CPU,
+each member's losses, gradients and whole proxy training equal its own model's, with members
+of different sequence lengths, pruned nodes, and early stops at different epochs."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from api.graph import CellGraph
+from api.rnn.data import Corpus
+from api.rnn.embedding import embedding_matrix
+from api.rnn.fused import FusedRNNCandidates
+from api.rnn.model import RNNModel
+from conftest import write_chain_corpus
+from searching.rnn.fused_proxy import member_sgd_step, train_fused
+from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNTrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PARENT = CellGraph.complete(5, ["input", "tanh", "relu", "identity", "sigmoid"], space="rnn")
+# (0, 1) leaves node 1 unreachable (its out-edges stop counting); (1, 4) and (0, 4) change
+# node 4's indegree; (2, 3) makes node 2 a second leaf.
+EDGES = [(0, 1), (1, 4), (2, 3), (0, 4)]
+
+
+@pytest.fixture
+def float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def test_member_losses_and_gradients_equal_their_own_models(float64):
+    graphs = [PARENT.remove_edge(*e) for e in EDGES]
+    V, E, T, B = 30, 6, 7, 4
+    fused, nets = FusedRNNCandidates.from_members(
+        PARENT, graphs, lambda g: RNNModel(g, V, E, E), seeds=[1, 2, 3, 4])
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([7, 3, 5, 1])
+    inputs = torch.randint(0, V, (4, T, B), generator=gen)
+    targets = torch.randint(0, V, (4, T, B), generator=gen)
+    hidden = 0.1 * torch.randn(4, B, E, generator=gen)
+    loss, new_hidden = fused.losses(inputs, targets, hidden, lengths)
+    loss.sum().backward()
+    for m, net in enumerate(nets):
+        L = int(lengths[m])
+        own, own_hidden = net.loss(inputs[m, :L], targets[m, :L], hidden[m])
+        own.backward()
+        assert float(loss[m]) == pytest.approx(float(own), rel=1e-12)
+        assert torch.allclose(new_hidden[m], own_hidden, atol=1e-13)
+        pairs = fused.member_grads(m, net)
+        assert len(pairs) == 3 + 2 * len(graphs[m].edge_list)
+        for mine, theirs in pairs:
+            assert torch.allclose(mine, theirs, atol=1e-13)
+    # weights of the edges a member lacks get exactly zero gradient: member 0 lost 0->1,
+    # so node 1 is unreachable and its out-edges 1->2, 1->3 and 1->4 count for nothing
+    src1 = [q for q, s in enumerate(fused.sources) if s.node == 1][0]
+    assert fused.Ws[src1].grad[0].abs().max() == 0
+    assert fused.Ws[src1].grad[1:].abs().max() > 0
+    # a subset of members computes the same as the whole
+    idx = torch.tensor([1, 3])
+    sub, _ = fused.losses(inputs[idx], targets[idx], hidden[idx], lengths[idx], idx)
+    assert torch.equal(sub, loss[idx])
+
+
+def test_member_sgd_step_is_clip_then_sgd_per_member(float64):
+    gen = torch.Generator().manual_seed(1)
+    params = [torch.randn(3, 4, 5, generator=gen), torch.randn(3, 7, generator=gen)]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen) * torch.tensor([0.01, 1.0, 5.0]).view(
+            (3,) + (1,) * (p.dim() - 1))
+    before = [p.clone() for p in params]
+    member_sgd_step(params, torch.tensor([0, 2]), torch.tensor([20.0, 10.0]), 0.25, 0.1)
+    for m, lr in ((0, 20.0), (2, 10.0)):
+        own = [b[m].clone().requires_grad_() for b in before]
+        for o, p in zip(own, params):
+            o.grad = p.grad[m].clone()
+        torch.nn.utils.clip_grad_norm_(own, 0.25)
+        torch.optim.SGD(own, lr=lr, weight_decay=0.1).step()
+        for o, p in zip(own, params):
+            assert torch.allclose(p[m], o, atol=1e-12)
+    assert all(torch.equal(p[1], b[1]) for p, b in zip(params, before))  # not in the step
+
+
+def _evaluator(tmp_path, **kw):
+    root = write_chain_corpus(Path(tmp_path), 120, eval_lines=20, vocab=20, follow=0.7,
+                              pad=True, seed=0)
+    c = Corpus(str(root))
+    data = LMData(c.train, c.valid, c.ntokens,
+                  embedding_matrix(c.dictionary.idx2word, 8, None, 0).double())
+    cfg = RNNTrainConfig(**{"epochs": 6, "batch_size": 8, "eval_batch_size": 8, "bptt": 6, **kw})
+    return RNNProxyEvaluator(data, 8, 8, cfg)
+
+
+def test_fused_training_equals_separate_training(tmp_path, float64):
+    # short_prob 0.3: members draw different sequence lengths at most steps; patience 1:
+    # they stop after 2, 3 and 6 epochs
+    ev = _evaluator(tmp_path, short_prob=0.3, patience=1)
+    graphs = [PARENT.remove_edge(*e) for e in EDGES]
+    seeds = [11, 12, 13, 14]
+    fused = train_fused(ev, PARENT, graphs, seeds)
+    assert len({r.epochs for r in fused}) >= 3
+    for g, s, r in zip(graphs, seeds, fused):
+        alone = ev.evaluate(g, s)
+        assert r.ok and alone.ok
+        assert (r.epochs, r.macs, r.params) == (alone.epochs, alone.macs, alone.params)
+        assert r.metrics["perplexity"] == pytest.approx(alone.metrics["perplexity"], rel=1e-7)
+        for a, b in zip(r.curve, alone.curve):
+            assert a["lr"] == b["lr"]
+            for k in ("train_loss", "val_loss", "val_ppl_original_eval"):
+                assert a[k] == pytest.approx(b[k], rel=1e-7), k
+
+
+def test_diverged_member_fails_alone(tmp_path, float64):
+    """A member above the divergence threshold fails as its own training does; the others'
+    results are untouched by it."""
+    ev = _evaluator(tmp_path, epochs=2)
+    graphs = [PARENT.remove_edge(*e) for e in EDGES[:2]]
+    ok = train_fused(ev, PARENT, graphs, [3, 4])
+    threshold = (ok[0].metrics["val_loss"] + ok[1].metrics["val_loss"]) / 2
+    ev.config.diverge_loss = threshold
+    mixed = train_fused(ev, PARENT, graphs, [3, 4])
+    for r, plain in zip(mixed, ok):
+        if plain.metrics["val_loss"] >= threshold:
+            assert r.status == "failed" and "Diverged" in r.error and not r.fatal
+        else:
+            assert r.ok and r.metrics["val_loss"] == plain.metrics["val_loss"]
+    assert sorted(r.ok for r in mixed) == [False, True]
