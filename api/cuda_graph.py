@@ -16,7 +16,8 @@ inside the graph). Per input shape it
 The short last batch of an epoch has its own shape and therefore its own graph (its own memory
 pool: the two graphs never share memory). The optimizer is switched to ``capturable=True``
 where it has that option (Adam, AdamW, ...: the step counter lives on the device); SGD has no
-counter and is captured as it is; any other optimizer is not captured.
+counter and is captured as it is, and so is an optimizer that says ``capturable = True``
+(the fused trainer's ``MemberAdam``); any other optimizer is not captured.
 
 Where capture is impossible -- not a CUDA device, an optimizer it cannot capture, or an error
 during capture -- every step runs eagerly through the same function, and one line on stderr
@@ -60,7 +61,8 @@ def unsupported_reason(optimizer: torch.optim.Optimizer, device: torch.device) -
         return f"not available on {device.type}"
     if not torch.cuda.is_available():
         return "CUDA is not available"
-    if "capturable" in optimizer.defaults or isinstance(optimizer, torch.optim.SGD):
+    if (getattr(optimizer, "capturable", False) or isinstance(optimizer, torch.optim.SGD)
+            or "capturable" in getattr(optimizer, "defaults", {})):
         return None
     return f"{type(optimizer).__name__} cannot be captured (no capturable option)"
 
@@ -68,8 +70,8 @@ def unsupported_reason(optimizer: torch.optim.Optimizer, device: torch.device) -
 def make_capturable(optimizer: torch.optim.Optimizer) -> None:
     """Switch ``optimizer`` to ``capturable=True`` where it has the option; a step counter it
     already has moves to its parameter's device (capturable steps read it there)."""
-    if "capturable" not in optimizer.defaults:
-        return
+    if "capturable" not in getattr(optimizer, "defaults", {}):
+        return  # SGD, or an optimizer that is capturable as it is (``capturable = True``)
     for group in optimizer.param_groups:
         group["capturable"] = True
         for p in group["params"]:

@@ -382,6 +382,17 @@ class FusedCandidates(nn.Module):
         members = range(self.members) if active is None else active
         return sum(F.cross_entropy(logits[m], y[m]) for m in members)
 
+    def member_losses(self, logits: torch.Tensor, y: torch.Tensor,
+                      reduction: str = "mean") -> torch.Tensor:
+        """Each member's cross-entropy (its mean or sum over its batch), shape (M,): one
+        kernel for all members; y: (M, B) or a shared (B,)."""
+        M, b, classes = logits.shape
+        if y.dim() == 1:
+            y = y.unsqueeze(0).expand(M, -1)
+        ce = F.cross_entropy(logits.reshape(M * b, classes), y.reshape(-1), reduction="none")
+        ce = ce.view(M, b)
+        return ce.mean(1) if reduction == "mean" else ce.sum(1)
+
     def param_groups(self, weight_decay: float):
         """As the proxy's ``_param_groups``: decay on conv and linear weights only."""
         decay, no_decay = [], []

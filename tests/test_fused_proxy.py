@@ -167,3 +167,14 @@ def test_fused_executor_falls_back_and_says_so_once(capsys):
         assert [r.metrics["accuracy"] for _, r in out] == [0.0, 0.1, 0.2]
     assert ex.groups == []
     assert capsys.readouterr().err.count("fused: training separately") == 1
+
+
+def test_fused_executor_takes_any_device():
+    """The fused trainer follows the evaluator's device: no refusal for CUDA (the check builds
+    nothing, so it runs without a GPU)."""
+    from api.search.evaluator import Task
+    spec = NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
+                       stem_channels=8, num_classes=4, image_size=16)
+    ev = CNNProxyEvaluator(toy(), spec, ProxyTrainConfig(device="cuda"))
+    tasks = [Task(f"t{i}", PARENT.remove_edge(*e), i) for i, e in enumerate(EDGES)]
+    assert FusedExecutor()._why_not(ev, tasks) is None

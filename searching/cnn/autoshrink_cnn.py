@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "and one line says so)")
     g.add_argument("--fused", action="store_true",
                    help="train each step's candidates as one fused model (searching/cnn/"
-                        "fused_proxy.py; CPU only so far, speed unmeasured; results equal the "
-                        "unfused ones up to float rounding; falls back, saying so, where it "
-                        "cannot fuse)")
+                        "fused_proxy.py; on --device, CPU or CUDA; GPU speed unmeasured; "
+                        "results equal the unfused ones up to float rounding; steps run eagerly "
+                        "even with --cuda_graphs; falls back, saying so, where it cannot fuse)")
     add_runtime_flags(p, g)
     return p
 

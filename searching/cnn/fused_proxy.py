@@ -14,6 +14,18 @@ networks as one :class:`api.fused.FusedCandidates`. Members advance in lock-step
   members would share), so a member that sat out batches resumes with its own bias correction;
 * validation runs when every active member has ended its epoch, on the shared validation batches.
 
+Device: the evaluator's (``resolve_device(config.device)``), like the separate run. The fused model,
+the data and the per-member state (Adam moments and step counts, the active mask, loss and
+correct-count sums) live there; the data-order generators are CPU generators whose ``randperm``
+is copied to the device, exactly as ``DeviceBatches.batches`` does for the separate run, so each
+member sees its separate run's batches on any device. Host syncs: one when a member may reach its
+epoch-ending accuracy (as the separate trainer), one per epoch for the train losses, one per
+validation (the separate one reads every validation batch), and a mask copy when the active set
+changes. bf16 autocast follows ``cuda_bf16``; no channels_last (grouped convolutions, contiguous);
+``--cuda_graphs`` does not apply: fused steps run eagerly (the active set and the inactive
+members' BN restore change within an epoch; a fixed-set fused step does capture, see
+``bench/cnn_step.py``).
+
 Equal to separate training up to floating-point rounding (grouped convolutions sum in another
 order); ``tests/test_fused_proxy.py`` checks it in float64 on CPU. In float32 the early-stop
 decisions and accuracies may then differ where a separate run sits on a knife edge, so a fused
@@ -25,8 +37,8 @@ and resume with it: a fused search with the same seed gives the same results on 
 a search killed mid-step and resumed retrains the step's remaining candidates as a smaller group,
 and since members do not interact their results equal the uninterrupted run's up to rounding
 (``tests/test_fused_proxy.py`` checks both in float64). The CNN search uses it with ``--fused``
-(off by default); CPU only here (no channels_last, no autocast, no CUDA graphs), and its GPU speed
-is unmeasured. Steps :func:`api.fused.unsupported` rejects are trained separately.
+(off by default): CPU or CUDA; its GPU speed is unmeasured. Steps :func:`api.fused.unsupported`
+rejects are trained separately.
 """
 from __future__ import annotations
 
@@ -35,103 +47,203 @@ import sys
 import time
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from api.complexity import count_macs, count_params
-import numpy as np
-
 from api.distributed import resolve_device
 from api.fused import FusedCandidates, unsupported
 from api.graph import CellGraph
 from api.search.evaluator import Result, Task
-from api.scoped import torch_state, torch_threads
+from api.scoped import cudnn_benchmark, torch_state, torch_threads
 from api.search.executors import Executor, InProcessExecutor, failure_result
 from searching.cnn.proxy import (CNNProxyEvaluator, Diverged, next_accuracy_check,
                                  recalibrate_bn, stop_reason)
 
 
+def member_mask(members: Sequence[int], M: int, device) -> torch.Tensor:
+    """(M, 1) bool on ``device``: True for the listed members (one host-to-device copy)."""
+    on = torch.zeros(M, 1, dtype=torch.bool)
+    on[list(members)] = True
+    return on.to(device)
+
+
 class MemberAdam:
     """Adam (``torch.optim.Adam``'s update, L2 weight decay) with a step count per member,
-    updating only the members it is told are active. Every parameter's leading dimension is
-    a multiple of M, member m owning the m-th block."""
+    updating only the active members. Every parameter's leading dimension is a multiple of M,
+    member m owning the m-th block.
+
+    Vectorised over members *and* parameters: each step concatenates all parameters and
+    gradients into one ``(M, P)`` matrix, updates it with a fixed number of tensor ops and copies
+    the result back, so a step launches a few dozen kernels whatever k and the network size.
+    The step counts and the active mask live on the device and the mask is copied there only
+    when the active set changes, so a step reads nothing back; with ``active=None`` it keeps
+    the last set and is capturable as a CUDA graph (``capturable``, for api/cuda_graph.py).
+    """
+
+    capturable = True
 
     def __init__(self, param_groups, members: int, lr: float,
                  betas=(0.9, 0.999), eps: float = 1e-8) -> None:
-        self.groups = [(list(g["params"]), g["weight_decay"]) for g in param_groups]
+        self.params, self.decay = [], []          # decay: (first column, end column, wd)
+        col = 0
+        for g in param_groups:
+            ps = list(g["params"])
+            width = sum(p.numel() // members for p in ps)
+            if g["weight_decay"] != 0 and width:
+                self.decay.append((col, col + width, g["weight_decay"]))
+            self.params += ps
+            col += width
+        self.sizes = [p.numel() // members for p in self.params]
         self.members, self.lr, self.betas, self.eps = members, lr, betas, eps
-        self.steps = [0] * members
-        self.state = {p: (torch.zeros_like(p), torch.zeros_like(p))
-                      for ps, _ in self.groups for p in ps}
+        p0 = self.params[0]
+        self.exp_avg = torch.zeros(members, col, dtype=p0.dtype, device=p0.device)
+        self.exp_avg_sq = torch.zeros_like(self.exp_avg)
+        self.count = torch.zeros(members, 1, dtype=p0.dtype, device=p0.device)
+        self.on = torch.ones(members, 1, dtype=torch.bool, device=p0.device)
+        self.active: Tuple[int, ...] = tuple(range(members))
 
-    def zero_grad(self) -> None:
-        for ps, _ in self.groups:
-            for p in ps:
-                p.grad = None
+    @property
+    def steps(self) -> List[int]:
+        """Each member's step count (a host read)."""
+        return [int(c) for c in self.count.view(-1).tolist()]
+
+    def set_active(self, active: Sequence[int]) -> None:
+        """The members the next steps update (copied to the device only when it changes)."""
+        active = tuple(active)
+        if active != self.active:
+            self.active = active
+            self.on.copy_(member_mask(active, self.members, self.on.device))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
 
     @torch.no_grad()
-    def step(self, active: Sequence[int]) -> None:
-        """One Adam step for the ``active`` members, vectorised over members (a fixed number
-        of tensor ops per parameter, whatever k: no per-member loop on the device)."""
+    def step(self, active: Optional[Sequence[int]] = None) -> None:
+        """One Adam step for the ``active`` members (None: the last call's)."""
+        if active is not None:
+            self.set_active(active)
         b1, b2 = self.betas
-        for m in active:
-            self.steps[m] += 1
-        M = self.members
-        consts = {}
-        for ps, wd in self.groups:
-            for p in ps:
-                if p.grad is None:
-                    continue
-                key = (p.dtype, p.device)
-                if key not in consts:
-                    on = torch.zeros(M, 1, dtype=torch.bool, device=p.device)
-                    on[list(active)] = True
-                    steps = torch.tensor(self.steps, dtype=p.dtype, device=p.device).view(M, 1)
-                    # inactive members' rows may divide by zero (step 0): torch.where drops them
-                    consts[key] = (on, self.lr / (1 - b1 ** steps), (1 - b2 ** steps).sqrt())
-                on, step_size, bc2_sqrt = consts[key]
-                pv, gv = p.view(M, -1), p.grad.view(M, -1)
-                ea, es = (s.view(M, -1) for s in self.state[p])
-                g = gv if wd == 0 else gv.add(pv, alpha=wd)
-                ea.copy_(torch.where(on, ea.lerp(g, 1 - b1), ea))
-                es.copy_(torch.where(on, es * b2 + (1 - b2) * g * g, es))
-                denom = es.sqrt() / bc2_sqrt + self.eps
-                pv.copy_(torch.where(on, pv - step_size * (ea / denom), pv))
+        M, on = self.members, self.on
+        self.count += on
+        # inactive members' rows may divide by zero (step 0): torch.where drops them
+        step_size = self.lr / (1 - b1 ** self.count)
+        bc2_sqrt = (1 - b2 ** self.count).sqrt()
+        views = [p.view(M, -1) for p in self.params]
+        p = torch.cat(views, 1)
+        g = torch.cat([q.grad.view(M, -1) if q.grad is not None else torch.zeros_like(v)
+                       for q, v in zip(self.params, views)], 1)
+        for a, b, wd in self.decay:
+            g[:, a:b].add_(p[:, a:b], alpha=wd)
+        ea, es = self.exp_avg, self.exp_avg_sq
+        torch.where(on, ea.lerp(g, 1 - b1), ea, out=ea)
+        torch.where(on, es * b2 + (1 - b2) * g * g, es, out=es)
+        denom = es.sqrt() / bc2_sqrt + self.eps
+        p = torch.where(on, p - step_size * (ea / denom), p)
+        torch._foreach_copy_(views, list(p.split(self.sizes, 1)))
 
 
 class _BNKeeper:
-    """Snapshots members' BN running statistics and writes them back."""
+    """Snapshots all members' BN running statistics and writes back those of chosen members
+    (a fixed number of ops, whichever members)."""
 
     def __init__(self, model: FusedCandidates) -> None:
         self.members = model.members
         self.buffers = [b for n, b in model.named_buffers()
                         if n.endswith(("running_mean", "running_var"))]
-
-    def save(self, members: Sequence[int]):
-        return {m: [b.view(self.members, -1)[m].clone() for b in self.buffers] for m in members}
+        self.saved: Optional[List[torch.Tensor]] = None
 
     @torch.no_grad()
-    def restore(self, saved) -> None:
-        for m, values in saved.items():
-            for b, v in zip(self.buffers, values):
-                b.view(self.members, -1)[m].copy_(v)
+    def save(self) -> None:
+        if self.saved is None:
+            self.saved = [torch.empty_like(b) for b in self.buffers]
+        torch._foreach_copy_(self.saved, self.buffers)
+
+    @torch.no_grad()
+    def restore(self, live: torch.Tensor) -> None:
+        """Members whose ``live`` row (an (M, 1) bool) is False get their saved statistics."""
+        for b, v in zip(self.buffers, self.saved):
+            bv = b.view(self.members, -1)
+            torch.where(live, bv, v.view(self.members, -1), out=bv)
+
+
+class FusedTrainStep:
+    """One fused training step of the active members (forward, backward, :class:`MemberAdam`,
+    the inactive members' BN statistics put back), each member's summed loss and correct count
+    accumulated on the device: like the proxy's ``TrainStep``, it reads nothing back."""
+
+    def __init__(self, model: FusedCandidates, opt: MemberAdam, amp: bool = False,
+                 amp_cache: bool = True) -> None:
+        self.model, self.opt, self.amp, self.amp_cache = model, opt, amp, amp_cache
+        device = opt.on.device
+        M = model.members
+        self.total_loss = torch.zeros(M, device=device)  # the default dtype, as TrainStep
+        self.correct = torch.zeros(M, dtype=torch.long, device=device)
+        self.bn = _BNKeeper(model)
+        self.active = list(range(M))
+
+    def reset(self) -> None:
+        self.total_loss.zero_()
+        self.correct.zero_()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """x: (M, B, C, H, W), y: (M, B); member m's batch in row m (rows of inactive members
+        are ignored)."""
+        some_out = len(self.active) < self.model.members
+        self.opt.set_active(self.active)
+        on = self.opt.on.view(-1)
+        if some_out:
+            self.bn.save()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp,
+                            cache_enabled=self.amp_cache):
+            logits = self.model(x)
+            ce = self.model.member_losses(logits.float(), y)
+        loss = torch.where(on, ce, 0).sum()  # a member's loss never mixes with another's
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step(self.active)
+        if some_out:
+            self.bn.restore(self.opt.on)
+        n = y.shape[-1]
+        self.total_loss += torch.where(on, ce.detach() * n, 0)
+        self.correct += torch.where(on, (logits.argmax(-1) == y).sum(-1), 0)
+
+
+def _orders(n: int, gens, members: Sequence[int], M: int, device) -> torch.Tensor:
+    """(M, n) on ``device``: row m the order ``DeviceBatches.batches(.., gens[m])`` draws (a
+    CPU ``randperm`` from the member's own generator, as the separate run draws it) for the
+    listed members, 0..n-1 (unused) for the others. One host-to-device copy."""
+    rows = [torch.randperm(n, generator=gens[m]) if m in members else torch.arange(n)
+            for m in range(M)]
+    return torch.stack(rows).to(device)
 
 
 def train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequence[CellGraph],
                 seeds: Sequence[int]) -> List[Result]:
-    """Each graph's proxy result, as ``evaluator.evaluate(graph, seed)`` would give it."""
+    """Each graph's proxy result, as ``evaluator.evaluate(graph, seed)`` would give it, on
+    the evaluator's device."""
+    with cudnn_benchmark(evaluator.config.cudnn_benchmark):
+        return _train_fused(evaluator, parent, graphs, seeds)
+
+
+def _train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequence[CellGraph],
+                 seeds: Sequence[int]) -> List[Result]:
     cfg, spec = evaluator.config, evaluator.spec
     start = time.perf_counter()
-    device = torch.device("cpu")
-    fused, nets = FusedCandidates.from_members(parent, graphs, spec, seeds)
+    device = resolve_device(cfg.device)
+    fused, nets = FusedCandidates.from_members(parent, graphs, spec, seeds)  # built on the CPU
     size = (spec.in_channels, spec.image_size, spec.image_size)
     costs = [(count_macs(n, size), count_params(n)) for n in nets]
     del nets
+    fused = fused.to(device)
     M = len(graphs)
+    amp = device.type == "cuda" and cfg.cuda_bf16
     train, val = evaluator._device_data(device)
+    n_train, B = len(train), cfg.batch_size
     dtype = next(fused.parameters()).dtype
     opt = MemberAdam(fused.param_groups(cfg.weight_decay), M, cfg.lr)
-    bn = _BNKeeper(fused)
+    step = FusedTrainStep(fused, opt, amp)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     recal_gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
     running = list(range(M))           # members still training
@@ -141,80 +253,63 @@ def train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequenc
     for epoch in range(1, cfg.epochs + 1):
         if not running:
             break
-        # ---- one epoch, members in lock-step; a member whose epoch ended sits out
-        iters = {m: iter(train.batches(cfg.batch_size, gens[m])) for m in running}
-        in_epoch = list(running)
-        seen = {m: 0 for m in running}
+        # ---- one epoch, members in lock-step; a member whose epoch ended sits out. Members in
+        # the epoch have all seen the same number of images; `correct` is read (one host sync
+        # for all) only when some member reaches its next possible accuracy stop, as
+        # CNNProxyEvaluator._train_epoch reads it.
+        order = _orders(n_train, gens, running, M, device)
+        step.active = list(running)
+        seen, seen_at = 0, {}
         check_at = {m: 0 for m in running}
-        total = {m: torch.zeros((), dtype=torch.float64) for m in running}
-        correct = {m: 0 for m in running}
+        step.reset()
         fused.train()
-        while in_epoch:
-            batch = {}
-            for m in list(in_epoch):
-                nxt = next(iters[m], None)
-                if nxt is None:
-                    in_epoch.remove(m)
-                else:
-                    batch[m] = nxt
-            if not in_epoch:
+        for first in range(0, n_train, B):
+            idx = order[:, first:first + B]
+            step(train.x[idx].to(dtype), train.y[idx])
+            seen += idx.shape[1]
+            due = [m for m in step.active if seen >= check_at[m]]
+            if due:
+                counts = step.correct.tolist()
+                for m in due:
+                    if counts[m] > cfg.train_acc_stop * seen:
+                        step.active.remove(m)
+                        seen_at[m] = seen
+                    else:
+                        check_at[m] = next_accuracy_check(seen, counts[m], cfg.train_acc_stop)
+            if not step.active:
                 break
-            filler = batch[in_epoch[0]]
-            x = torch.stack([batch.get(m, filler)[0] for m in range(M)]).to(dtype)
-            y = torch.stack([batch.get(m, filler)[1] for m in range(M)])
-            keep = bn.save([m for m in range(M) if m not in in_epoch])
-            logits = fused(x)
-            loss = fused.loss(logits, y, in_epoch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step(in_epoch)
-            bn.restore(keep)
-            with torch.no_grad():
-                for m in list(in_epoch):
-                    n = len(y[m])
-                    total[m] += F.cross_entropy(logits[m], y[m]).double() * n
-                    correct[m] += int((logits[m].argmax(1) == y[m]).sum())
-                    seen[m] += n
-                    if seen[m] >= check_at[m]:
-                        if correct[m] > cfg.train_acc_stop * seen[m]:
-                            in_epoch.remove(m)
-                            continue
-                        check_at[m] = next_accuracy_check(seen[m], correct[m],
-                                                          cfg.train_acc_stop)
-        train_loss = {m: float(total[m] / max(seen[m], 1)) for m in running}
+        seen_at.update({m: seen for m in step.active})
+        seen_t = torch.tensor([max(seen_at.get(m, 1), 1) for m in range(M)])
+        train_loss = dict(zip(range(M), (step.total_loss.cpu() / seen_t).tolist()))
         for m in list(running):
             if not math.isfinite(train_loss[m]):
                 failed[m] = f"training loss is {train_loss[m]}"
                 running.remove(m)
         if not running:
             break
+        live = member_mask(running, M, device)
         # ---- BN recalibration, each member on its own batches; the others' statistics kept
-        keep = bn.save([m for m in range(M) if m not in running])
+        step.bn.save()
         if cfg.bn_recal_batches > 0:
-            its = {m: iter(train.batches(cfg.batch_size, recal_gens[m])) for m in running}
-
-            def recal_batches():
-                while True:
-                    xs = {m: next(its[m], None) for m in running}
-                    if any(v is None for v in xs.values()):
-                        return
-                    first = xs[running[0]][0]
-                    yield torch.stack([xs[m][0] if m in xs else first for m in range(M)]).to(dtype)
-            recalibrate_bn(fused, recal_batches(), cfg.bn_recal_batches)
-        bn.restore(keep)
-        # ---- validation on the shared batches
+            rorder = _orders(n_train, recal_gens, running, M, device)
+            xs = (train.x[rorder[:, i:i + B]].to(dtype) for i in range(0, n_train, B))
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                recalibrate_bn(fused, xs, cfg.bn_recal_batches)
+        step.bn.restore(live)
+        # ---- validation on the shared batches, summed on the device and read once
         fused.eval()
-        vloss = {m: 0.0 for m in running}
-        vcorrect = {m: 0 for m in running}
+        vloss = torch.zeros(M, dtype=torch.float64, device=device)
+        vcorrect = torch.zeros(M, dtype=torch.long, device=device)
         with torch.no_grad():
             for x, y in val.batches(cfg.val_batch_size):
-                logits = fused(x.to(dtype))
-                for m in running:
-                    vloss[m] += F.cross_entropy(logits[m], y, reduction="sum").item()
-                    vcorrect[m] += int((logits[m].argmax(1) == y).sum())
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                    logits = fused(x.to(dtype)).float()
+                vloss += fused.member_losses(logits, y, reduction="sum").double()
+                vcorrect += (logits.argmax(-1) == y).sum(-1)
+        vloss_l, vcorrect_l = vloss.tolist(), vcorrect.tolist()
         for m in list(running):
             epochs[m] = epoch
-            val_loss, val_acc = vloss[m] / len(val), vcorrect[m] / len(val)
+            val_loss, val_acc = vloss_l[m] / len(val), vcorrect_l[m] / len(val)
             curves[m].append({"epoch": epoch, "train_loss": train_loss[m], "val_loss": val_loss,
                               "val_acc": val_acc, "seconds": time.perf_counter() - start})
             if not math.isfinite(val_loss):
@@ -255,9 +350,9 @@ class FusedExecutor(Executor):
     """Trains the tasks of one call (a search step's candidates) as one fused model.
 
     Falls back to ``fallback`` (one by one in this process by default) where fusing is not
-    possible -- another evaluator than the CNN proxy, fewer than two tasks, a device other than
-    the CPU (the fused trainer is CPU-only here), or what :func:`api.fused.unsupported` names --
-    and says so once per reason. Results come when the whole group is done, so a search killed
+    possible -- another evaluator than the CNN proxy, fewer than two tasks, or what
+    :func:`api.fused.unsupported` names -- and says so once per reason. Any device the evaluator
+    trains on (CPU or CUDA). Results come when the whole group is done, so a search killed
     mid-step retrains that step's remaining candidates on resume (fused again: each member's
     result does not depend on the others, up to floating-point rounding).
     """
@@ -272,9 +367,6 @@ class FusedExecutor(Executor):
             return "not the CNN proxy evaluator"
         if len(tasks) < 2:
             return "fewer than two candidates"
-        device = resolve_device(evaluator.config.device)
-        if device.type != "cpu":
-            return f"device {device.type} (fused training is CPU-only so far)"
         graphs = [t.graph for t in tasks]
         why = unsupported(supergraph(graphs), graphs, evaluator.spec)
         return f"fused candidates do not support {why}" if why else None
@@ -303,4 +395,5 @@ class FusedExecutor(Executor):
         self.fallback.close()
 
 
-__all__ = ["MemberAdam", "train_fused", "supergraph", "FusedExecutor"]
+__all__ = ["MemberAdam", "FusedTrainStep", "member_mask", "train_fused", "supergraph",
+           "FusedExecutor"]
