@@ -1,6 +1,7 @@
 """Milliseconds per training step of a CNN proxy candidate, by precision and memory layout.
 
     python bench/cnn_step.py [--nodes 8] [--batch_size 128] [--device auto] [--no_graphed]
+                             [--fused_members 10]
 
 The network is the reference search's first candidate (the complete 8-node v3 cell minus
 edge 0->7 in the paper's proxy skeleton) on random 32x32 inputs, trained with Adam as the
@@ -15,6 +16,16 @@ graph (api/cuda_graph.py, the proxy's ``--cuda_graphs``): the batch is copied in
 buffers and the whole forward, backward and capturable-Adam step is one graph launch. Their
 "first step" is an eager warm-up step; the capture happens within the warm-up steps. Their
 kernel count is what the profiler attributes to one replay.
+
+The ``fused kN`` variants (``--fused_members N``, default 10, 0 skips them) time one training
+step of N candidates of the reference search's first step trained as one fused model
+(api/fused.py ``FusedCandidates.from_members``, ``searching.cnn.fused_proxy.MemberAdam``, the
+step the fused proxy trainer runs): the complete 8-node v3 cell minus one edge each, N edges
+drawn as a search step draws them (``rng.permutation``, seed 0), each member on its own batch of
+``--batch_size``. They report ms per fused step and ms per candidate-step (divided by N), with
+the ratio to the single-candidate fp32 step. ``graphed fused kN`` (CUDA only) captures that
+step with api/cuda_graph.py: ``MemberAdam`` is capturable (its step counts and active mask live
+on the device; with a fixed active set its step reads nothing back).
 """
 from __future__ import annotations
 
@@ -28,9 +39,11 @@ import torch.nn.functional as F
 
 from api.cuda_graph import GraphedStep
 from api.distributed import resolve_device
+from api.fused import FusedCandidates
 from api.graph import CellGraph
 from api.network import NetworkSpec, build_network
 from api.ops import draw_ops
+from searching.cnn.fused_proxy import FusedTrainStep, MemberAdam
 
 
 def train_step(model, opt, x, y, bf16: bool, amp_cache: bool = True) -> None:
@@ -82,7 +95,30 @@ def count_kernels(step) -> int:
     return sum(e.count for e in prof.key_averages() if e.device_type.name == "CUDA")
 
 
-def main() -> None:
+def fused_variants(nodes: int, members: int, batch: int, device: torch.device, graphed: bool):
+    """(name, step) of the fused variants: N members of the first step, each its own batch."""
+    parent = CellGraph.complete(nodes, draw_ops("v3", nodes, np.random.default_rng(0)))
+    edges = parent.edge_list
+    picked = np.random.default_rng(0).permutation(len(edges))[:members]
+    graphs = [parent.remove_edge(*edges[i]) for i in picked]
+    M = len(graphs)
+    x = torch.randn(M, batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (M, batch), device=device)
+    out = []
+    for graph_it in ((False, True) if graphed else (False,)):
+        fused = FusedCandidates.from_members(parent, graphs, NetworkSpec(), range(M))[0]
+        fused = fused.to(device).train()
+        opt = MemberAdam(fused.param_groups(1e-5), M, 4e-3)
+        step = FusedTrainStep(fused, opt, amp_cache=not graph_it)
+        if graph_it:
+            graphed_step = GraphedStep(step, opt, device)
+            out.append((f"graphed fused k{M}", lambda g=graphed_step: g(x, y)))
+        else:
+            out.append((f"fused k{M}", lambda s=step: s(x, y)))
+    return out, M
+
+
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nodes", type=int, default=8)
     p.add_argument("--batch_size", type=int, default=128)
@@ -90,7 +126,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--no_graphed", action="store_true", help="skip the CUDA-graph variants")
-    args = p.parse_args()
+    p.add_argument("--fused_members", type=int, default=10,
+                   help="candidates in the fused variants (0: skip them; 3 for a quick CPU run)")
+    args = p.parse_args(argv)
     device = resolve_device(args.device)
     graph = CellGraph.complete(args.nodes, draw_ops("v3", args.nodes, np.random.default_rng(0)))
     graph = graph.remove_edge(0, args.nodes - 1)
@@ -107,6 +145,7 @@ def main() -> None:
                      (("fp32", False, False), ("bf16", True, False))]
     elif not args.no_graphed:
         print(f"graphed variants: skipped (CUDA only; device is {device.type})")
+    single = 0.0  # ms of the first (fp32) variant
     for name, bf16, cl, bench in variants:
         torch.backends.cudnn.benchmark = bench
         name += " +cudnn.benchmark" if bench else ""
@@ -117,9 +156,26 @@ def main() -> None:
         make = make_graphed_step if name.startswith("graphed") else make_step
         step = make(model, opt, x.contiguous(memory_format=fmt), y, bf16)
         first, ms = time_step(step, device, args.warmup, args.repeats)
+        single = single or ms
         extra = f", {count_kernels(step)} kernels/step" if device.type == "cuda" else ""
         print(f"{name:36s} {ms:8.1f} ms/step ({args.batch_size * 1000 / ms:6.0f} img/s), "
               f"first step {first:7.0f} ms{extra}")
+    if args.fused_members <= 0:
+        return
+    bench_modes = (False, True) if device.type == "cuda" else (False,)
+    for bench in bench_modes:
+        torch.backends.cudnn.benchmark = bench
+        fused, M = fused_variants(args.nodes, args.fused_members, args.batch_size, device,
+                                  graphed and bench)
+        if not graphed and not args.no_graphed and bench == bench_modes[-1]:
+            print("graphed fused: skipped (CUDA only)")
+        for name, step in fused:
+            name += " +cudnn.benchmark" if bench else ""
+            first, ms = time_step(step, device, args.warmup, args.repeats)
+            extra = f", {count_kernels(step)} kernels/step" if device.type == "cuda" else ""
+            print(f"{name:36s} {ms:8.1f} ms/step, {ms / M:6.1f} ms/candidate-step "
+                  f"({single / (ms / M):4.2f}x the fp32 step's rate), "
+                  f"first step {first:7.0f} ms{extra}")
 
 
 if __name__ == "__main__":
