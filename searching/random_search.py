@@ -59,7 +59,7 @@ def random_search(args: argparse.Namespace,
                   components: Callable[[argparse.Namespace], SearchComponents],
                   root_flag: str) -> CellGraph:
     root = getattr(args, root_flag)
-    if getattr(args, "fused", False):  # the CNN CLI's flag: not silently ignored here
+    if getattr(args, "fused", False):  # the AutoShrink CLIs' flag: not silently ignored
         raise UserError("--fused trains an AutoShrink step's candidates together; the random "
                         "search does not support it (drop --fused)")
     if args.resume:  # checked before the data is loaded: fail fast

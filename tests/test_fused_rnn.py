@@ -46,7 +46,7 @@ def test_member_losses_and_gradients_equal_their_own_models(float64):
         L = int(lengths[m])
         own, own_hidden = net.loss(inputs[m, :L], targets[m, :L], hidden[m])
         own.backward()
-        assert float(loss[m]) == pytest.approx(float(own), rel=1e-12)
+        assert loss[m].item() == pytest.approx(own.item(), rel=1e-12)
         assert torch.allclose(new_hidden[m], own_hidden, atol=1e-13)
         pairs = fused.member_grads(m, net)
         assert len(pairs) == 3 + 2 * len(graphs[m].edge_list)
@@ -126,3 +126,96 @@ def test_diverged_member_fails_alone(tmp_path, float64):
         else:
             assert r.ok and r.metrics["val_loss"] == plain.metrics["val_loss"]
     assert sorted(r.ok for r in mixed) == [False, True]
+
+
+# ------------------------------------------------------------- in a search (FusedExecutor)
+from api.atomic_io import read_jsonl  # noqa: E402
+from api.search.objectives import RNNObjective  # noqa: E402
+from searching.fused_executor import FusedExecutor  # noqa: E402
+from searching.shrink import ShrinkConfig, ShrinkSearch  # noqa: E402
+
+
+class KilledMidStep(FusedExecutor):
+    """Dies (SystemExit, as a kill) in the given call after yielding one result."""
+
+    def __init__(self, die_in_call):
+        super().__init__()
+        self.calls, self.die_in_call = 0, die_in_call
+
+    def run(self, evaluator, tasks):
+        self.calls += 1
+        for n, pair in enumerate(super().run(evaluator, tasks)):
+            if self.calls == self.die_in_call and n == 1:
+                raise SystemExit("killed")
+            yield pair
+
+
+SEARCH_PARENT = CellGraph.complete(4, ["input", "tanh", "relu", "identity"], space="rnn")
+
+
+def _search(root, ev, executor, resume=False):
+    search = ShrinkSearch(str(root), ev, RNNObjective(1.0, min_flops=64.0),
+                          ShrinkConfig(k=3, keep_fraction=0.5, seed=0), plots=False,
+                          progress=False, executor=executor)
+    if resume:
+        search.resume()
+    else:
+        search.start(lambda rng: SEARCH_PARENT)
+    return search.run()
+
+
+def _journal(root):
+    return [{k: v for k, v in r.items() if k != "seconds"}
+            for r in read_jsonl(root / "candidates.jsonl")]
+
+
+def _same(a, b):
+    assert [r["key"] for r in a] == [r["key"] for r in b]
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            if isinstance(ra[k], float):
+                assert ra[k] == pytest.approx(rb[k], rel=1e-7), k
+            else:
+                assert ra[k] == rb[k], k
+
+
+def test_search_with_fused_executor_matches_and_resumes(tmp_path, float64):
+    ev = _evaluator(tmp_path / "corpus", epochs=2, short_prob=0.3)
+    plain = _search(tmp_path / "plain", ev, None)
+    ex = FusedExecutor()
+    fused = _search(tmp_path / "fused", ev, ex)
+    assert ex.groups == [3, 3, 3]  # every step fused (its last prunes nodes: 4 edges -> 1)
+    assert fused.same_structure(plain)
+    _same(_journal(tmp_path / "fused"), _journal(tmp_path / "plain"))
+    # killed in step 2 after one of its candidates was recorded, then resumed fused: the
+    # remaining two train as a group of two, with the same results
+    with pytest.raises(SystemExit):
+        _search(tmp_path / "killed", ev, KilledMidStep(die_in_call=2))
+    ex = FusedExecutor()
+    resumed = _search(tmp_path / "killed", ev, ex, resume=True)
+    assert ex.groups[0] == 2
+    assert resumed.same_structure(plain)
+    _same(_journal(tmp_path / "killed"), _journal(tmp_path / "plain"))
+
+
+def test_cli_fused_flag(tmp_path, capsys):
+    """--fused is off by default and a runtime flag; with it the CLI's steps run fused; with
+    a dropout it falls back, saying so once."""
+    from searching.rnn.autoshrink_rnn import RUNTIME_FLAGS, make_search
+    from searching.rnn.train import build_parser
+    from searching.runner import run_search
+    root = write_chain_corpus(tmp_path / "c", 120, eval_lines=20, vocab=20, follow=0.7,
+                              pad=True, seed=0)
+    assert not build_parser().parse_args([]).fused and "fused" in RUNTIME_FLAGS
+    common = ["--nodes", "3", "--data", str(root), "--emb_path", "none", "--emsize", "8",
+              "--epochs", "1", "--batch_size", "8", "--eval_batch_size", "8", "--bptt", "6",
+              "--max_steps", "2", "--quiet", "--no_plots", "--threads", "1", "--fused"]
+    for save, extra, fused_groups in (("a", [], True), ("b", ["--dropouth", "0.1"], False)):
+        args = build_parser().parse_args(common + ["--save", str(tmp_path / save), *extra])
+        search = make_search(args)
+        assert isinstance(search.executor, FusedExecutor)
+        run_search(search, str(tmp_path / save))
+        assert bool(search.executor.groups) == fused_groups
+        assert (tmp_path / save / "graph-best.json").exists()
+    assert capsys.readouterr().err.count("fused: training separately (fused RNN") == 1

@@ -346,6 +346,12 @@ def supergraph(graphs: Sequence[CellGraph]) -> CellGraph:
     return graphs[0].with_mask(mask).optimize()
 
 
+def why_not_fused(evaluator: CNNProxyEvaluator, graphs: Sequence[CellGraph]) -> str:
+    """Why these candidates cannot be trained fused ('' when they can)."""
+    why = unsupported(supergraph(graphs), graphs, evaluator.spec)
+    return f"fused candidates do not support {why}" if why else ""
+
+
 class FusedExecutor(Executor):
     """Trains the tasks of one call (a search step's candidates) as one fused model.
 

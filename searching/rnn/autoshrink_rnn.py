@@ -26,7 +26,7 @@ from searching.search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
 # Flags that do not change results: excluded from the --resume settings check.
-RUNTIME_FLAGS = SEARCH_RUNTIME_FLAGS | {"save", "data", "emb_path"}
+RUNTIME_FLAGS = SEARCH_RUNTIME_FLAGS | {"save", "data", "emb_path", "fused"}
 
 
 def load_data(args: argparse.Namespace) -> LMData:
@@ -108,7 +108,11 @@ def build_components(args: argparse.Namespace) -> SearchComponents:
 def make_search(args: argparse.Namespace) -> ShrinkSearch:
     """The AutoShrink RNN search (started or resumed) from parsed flags."""
     config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
-    return open_search(ShrinkSearch, config, args, args.save, lambda: build_components(args))
+    search = open_search(ShrinkSearch, config, args, args.save, lambda: build_components(args))
+    if getattr(args, "fused", False):  # --fused: off by default (SPEC §23, issue 17)
+        from searching.fused_executor import FusedExecutor
+        search.executor = FusedExecutor(search.executor)
+    return search
 
 
 def search_rnn(args: argparse.Namespace) -> CellGraph:

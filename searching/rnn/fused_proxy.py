@@ -43,12 +43,14 @@ from api.search.executors import failure_result
 from searching.rnn.proxy import Diverged, RNNProxyEvaluator, original_eval_factor
 
 
-def unsupported(evaluator: RNNProxyEvaluator) -> str:
-    """Why this evaluator's candidates cannot be fused ('' when they can)."""
+def why_not_fused(evaluator: RNNProxyEvaluator, graphs: Sequence[CellGraph]) -> str:
+    """Why these candidates cannot be trained fused ('' when they can): the fused model has no
+    dropout (the search trains without it)."""
     cfg = evaluator.config
     drops = [n for n in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")
              if getattr(cfg, n)]
-    return f"dropout ({', '.join('--' + n for n in drops)})" if drops else ""
+    return f"fused RNN candidates have no dropout ({', '.join('--' + n for n in drops)})" \
+        if drops else ""
 
 
 @torch.no_grad()
@@ -201,4 +203,4 @@ def _evaluate(model: FusedRNNCandidates, data: torch.Tensor, bptt: int,
     return dict(zip(running, (total / max(count, 1)).tolist()))
 
 
-__all__ = ["member_sgd_step", "train_fused", "unsupported"]
+__all__ = ["member_sgd_step", "train_fused", "why_not_fused"]

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sequence length (half of it with probability 0.05)")
     g.add_argument("--wdecay", type=float, default=0.0, help="SGD weight decay")
     g.add_argument("--patience", type=int, default=4, help="epochs without val improvement")
+    g.add_argument("--fused", action="store_true",
+                   help="train each step's candidates as one fused model (searching/rnn/"
+                        "fused_proxy.py: batched matmuls over members; meant for a GPU, where "
+                        "its speed is unmeasured; slower than separate training on a CPU; "
+                        "results equal the unfused ones up to float rounding)")
     add_runtime_flags(p, g)
     return p
 
