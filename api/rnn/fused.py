@@ -179,33 +179,40 @@ class FusedRNNCandidates(nn.Module):
 
     def cell(self, emb: torch.Tensor, h: torch.Tensor,
              members: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The parent's recurrence for every selected member: (A, T, B, ninp) -> (A, T, B, H)."""
+        """The parent's recurrence for every selected member: (A, T, B, ninp) -> (A, T, B, H).
+
+        Written for few autograd nodes per time step: tensors are cut with ``unbind``/``split``
+        (whose backward is one ``stack``/``cat``), not sliced (whose backward fills a zero
+        tensor of the whole per slice), and node states are summed edge by edge."""
         A, T, B, _ = emb.shape
         H = self.nhid
-        W0 = self._select(self.W0, members)
-        xproj = torch.bmm(emb.reshape(A, T * B, self.ninp), W0[:, :self.ninp])
-        xproj = xproj.view(A, T, B, 2 * H)
-        W0h = W0[:, self.ninp:]
-        steps = [(s, self._select(W, members), self._select(getattr(self, f"edge_w{q}"), members))
-                 for q, (s, W) in enumerate(zip(self.sources, self.Ws))]
+        W0x, W0h = self._select(self.W0, members).split([self.ninp, H], 1)
+        xproj = torch.bmm(emb.reshape(A, T * B, self.ninp), W0x).view(A, T, B, 2 * H)
+        steps = []
+        for q, (src, W) in enumerate(zip(self.sources, self.Ws)):
+            ew = self._select(getattr(self, f"edge_w{q}"), members)
+            sizes = [b - a for _, a, b in src.groups]
+            steps.append((src, self._select(W, members), ew, sizes))
         leaf_w = self._select(self.leaf_w, members)
-        slots = [s.target_slots.to(emb.device) for s in self.sources]
+        leaf_nodes = [j for j, slot in self.slots.items() if bool(self.leaf_w[:, 0, slot].any())]
+        leaf_w = leaf_w[:, :, [self.slots[j] for j in leaf_nodes]]
         outs = []
-        for t in range(T):
-            pre = torch.baddbmm(xproj[:, t], h, W0h)
-            s0 = torch.lerp(h, torch.tanh(pre[..., H:]), torch.sigmoid(pre[..., :H]))
-            acc = s0.unsqueeze(2) * self.slot0                          # (A, B, S, H)
-            for (src, W, ew), tslots in zip(steps, slots):
-                s = acc[:, :, src.slot]
-                n = len(src.targets)
-                y = torch.bmm(s, W).view(A, B, 2, n, H)
-                f = y[:, :, 1]
-                parts = [f[:, :, a:b] if op == "identity" else _ACTS[op](f[:, :, a:b])
-                         for op, a, b in src.groups]
+        for x_t in xproj.unbind(1):
+            c0, h0 = torch.baddbmm(x_t, h, W0h).chunk(2, -1)
+            states = {0: torch.lerp(h, torch.tanh(h0), torch.sigmoid(c0))}
+            for src, W, ew, sizes in steps:
+                s = states[src.node]
+                c, f = torch.bmm(s, W).view(A, B, 2, len(src.targets), H).unbind(2)
+                parts = [p if op == "identity" else _ACTS[op](p)
+                         for (op, _, _), p in zip(src.groups, f.split(sizes, 2))]
                 f = parts[0] if len(parts) == 1 else torch.cat(parts, 2)
-                contrib = torch.lerp(s.unsqueeze(2).expand_as(f), f, torch.sigmoid(y[:, :, 0]))
-                acc = acc.index_add(2, tslots, contrib * ew)
-            h = (acc * leaf_w).sum(2)
+                contrib = torch.lerp(s.unsqueeze(2).expand_as(f), f, torch.sigmoid(c)) * ew
+                for j, piece in zip(src.targets, contrib.unbind(2)):
+                    states[j] = piece if j not in states else states[j] + piece
+            if len(leaf_nodes) == 1:
+                h = states[leaf_nodes[0]] * leaf_w[:, :, 0]
+            else:
+                h = (torch.stack([states[j] for j in leaf_nodes], 2) * leaf_w).sum(2)
             outs.append(h)
         return torch.stack(outs, 1)
 

@@ -164,11 +164,11 @@ def _train_epoch(model: FusedRNNCandidates, params, cfg, train: torch.Tensor,
             lrs.append(base_lr[m] * seq_len / cfg.bptt)
             pos[m] += seq_len
         T = max(lens)
-        inputs = train.new_zeros(len(members), T, B)  # padding: word 0, never in a loss
-        targets = train.new_zeros(len(members), T, B)
-        for a, (i, L) in enumerate(zip(starts, lens)):
-            inputs[a, :L] = train[i:i + L]
-            targets[a, :L] = train[i + 1:i + 1 + L]
+        # every member's window in one gather; rows past a member's length are padding
+        # (clamped into the stream, never in a loss)
+        rows = torch.tensor([[min(i + t, N - 2) for t in range(T)] for i in starts],
+                            device=device)
+        inputs, targets = train[rows], train[rows + 1]                     # (A, T, B)
         idx = torch.tensor(members, device=device)
         lengths = torch.tensor(lens, device=device)
         loss, new_hidden = model.losses(inputs, targets, hidden.index_select(0, idx),

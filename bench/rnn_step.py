@@ -1,0 +1,124 @@
+"""Milliseconds per training step of RNN proxy candidates: one at a time against k fused.
+
+    python bench/rnn_step.py [--fused_members 10] [--steps 5] [--device auto]
+
+"separate" is one candidate of the reference RNN search's first step (the complete 6-node
+reference cell minus edge 0->1) trained as the proxy trains it (api/rnn/model.py: hand-written
+recurrence and fused decoder loss; SGD lr 20 scaled by the window, clip 0.25) on penn_proxy
+windows of 35 x 128. "fused kN" trains N candidates of that step (minus edge 0->1, 0->2, ...)
+as one api/rnn/fused.FusedRNNCandidates with searching/rnn/fused_proxy's per-member clipping
+and SGD, every member on its own full window. Each variant runs one warm-up step, then the
+median of ``--steps`` timed steps (synchronised on CUDA); on CUDA it also counts the kernels
+one step launches. The last column divides by the members, which is what compares: a
+candidate's training costs about (steps per epoch x epochs) x ms per candidate-step.
+
+Measured on the CPU here (2 threads, median of 5 steps, penn_proxy: 7,002 words): separate
+341 ms/step; fused k3 4,985 ms/step = 1,662 ms per candidate-step (4.9x slower per candidate:
+the fused recurrence runs through autograd, about 50 small ops per time step, and the decoder
+as a plain (k x 4,480 x 7,002) softmax, where the separate path has a hand-written backward
+and a fused decoder loss). The fused model is for the GPU, where its speed is unmeasured.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from api.distributed import resolve_device
+from api.graph import CellGraph
+from api.rnn.data import Corpus, batchify
+from api.rnn.embedding import embedding_matrix
+from api.rnn.fused import FusedRNNCandidates
+from api.rnn.model import RNNModel
+from cnn_step import count_kernels
+from rnn_reference import REFERENCE_OPS
+from searching.rnn.fused_proxy import member_sgd_step
+
+BPTT, BATCH, LR, CLIP = 35, 128, 20.0, 0.25
+
+
+def separate_step(graph, corpus, emb, train, device):
+    torch.manual_seed(0)
+    model = RNNModel(graph, corpus.ntokens, 100, embedding=emb).to(device)
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params, lr=LR)
+    state = {"h": model.init_hidden(BATCH), "i": 0}
+
+    def step():
+        i = state["i"] = (state["i"] + BPTT) % (train.size(0) - BPTT - 1)
+        loss, h = model.loss(train[i:i + BPTT], train[i + 1:i + 1 + BPTT], state["h"].detach())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
+        opt.step()
+        state["h"] = h
+    return step
+
+
+def fused_step(parent, graphs, corpus, emb, train, device):
+    build = lambda g: RNNModel(g, corpus.ntokens, 100, embedding=emb)  # noqa: E731
+    model, _ = FusedRNNCandidates.from_members(parent, graphs, build, range(len(graphs)))
+    model.to(device)
+    params = list(model.parameters())
+    A = len(graphs)
+    idx = torch.arange(A, device=device)
+    lrs = torch.full((A,), LR, device=device)
+    lengths = torch.full((A,), BPTT, device=device)
+    state = {"h": params[0].new_zeros(A, BATCH, 100), "i": 0}
+    span = train.size(0) - BPTT - 1 - A * 7
+
+    def step():
+        i = state["i"] = (state["i"] + BPTT) % span
+        rows = torch.arange(BPTT, device=device).view(1, -1) + i + 7 * idx.view(-1, 1)
+        loss, h = model.losses(train[rows], train[rows + 1], state["h"], lengths, idx)
+        model.zero_grad(set_to_none=False)
+        loss.sum().backward()
+        member_sgd_step(params, idx, lrs, CLIP, 0.0)
+        state["h"] = h.detach()
+    return step
+
+
+def time_step(step, device, steps: int) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    step()
+    sync()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data/penn_proxy")
+    p.add_argument("--fused_members", type=int, default=10, help="members of the fused group")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per variant")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    corpus = Corpus(args.data)
+    emb = embedding_matrix(corpus.dictionary.idx2word, 100, None, 0)
+    train = batchify(corpus.train, BATCH, device)
+    parent = CellGraph.complete(6, list(REFERENCE_OPS), space="rnn")
+    edges = parent.edge_list[:args.fused_members]
+    variants = [("separate", 1, separate_step(parent.remove_edge(*edges[0]), corpus, emb,
+                                              train, device))]
+    if args.fused_members > 1:
+        graphs = [parent.remove_edge(*e) for e in edges]
+        variants.append((f"fused k{len(graphs)}", len(graphs),
+                         fused_step(parent, graphs, corpus, emb, train, device)))
+    print(f"device {device}, threads {torch.get_num_threads()}, {corpus.ntokens} words, "
+          f"window {BPTT} x {BATCH}")
+    for name, members, step in variants:
+        ms = time_step(step, device, args.steps)
+        extra = f", {count_kernels(step)} kernels/step" if device.type == "cuda" else ""
+        print(f"{name:12s}: {ms:8.1f} ms/step, {ms / members:8.1f} ms per candidate-step{extra}")
+
+
+if __name__ == "__main__":
+    main()
