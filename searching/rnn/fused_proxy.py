@@ -171,8 +171,9 @@ def _train_epoch(model: FusedRNNCandidates, params, cfg, train: torch.Tensor,
         inputs, targets = train[rows], train[rows + 1]                     # (A, T, B)
         idx = torch.tensor(members, device=device)
         lengths = torch.tensor(lens, device=device)
+        every = len(members) == model.members  # then the weights are used as they are
         loss, new_hidden = model.losses(inputs, targets, hidden.index_select(0, idx),
-                                        lengths, idx)
+                                        lengths, None if every else idx)
         model.zero_grad(set_to_none=False)
         loss.sum().backward()
         member_sgd_step(params, idx, torch.tensor(lrs, dtype=params[0].dtype, device=device),
@@ -197,7 +198,8 @@ def _evaluate(model: FusedRNNCandidates, data: torch.Tensor, bptt: int,
     count = 0
     for i in range(0, data.size(0) - 1, bptt):
         L = min(bptt, data.size(0) - 1 - i)
-        loss, hidden = model.losses(data[i:i + L], data[i + 1:i + 1 + L], hidden, None, idx)
+        loss, hidden = model.losses(data[i:i + L], data[i + 1:i + 1 + L], hidden, None,
+                                    None if len(running) == model.members else idx)
         total += loss.double() * (L * data.size(1))
         count += L * data.size(1)
     return dict(zip(running, (total / max(count, 1)).tolist()))
