@@ -9,7 +9,9 @@ dimension on every weight and runs the k members side by side:
   BatchNorm is one ``BatchNorm2d(M*C)`` -- so its batch statistics and running statistics are per
   member and per channel, exactly those of the member's own BN. Grouped convolutions were chosen
   over batched matmuls because they keep cuDNN's convolution kernels (3x3/5x5 depthwise included)
-  and one kernel per layer for all members; which is faster on a GPU is unmeasured.
+  and one kernel per layer for all members. On CPU (bench/fused_conv.py) they are 3.7-7.7x faster
+  than im2col + bmm for the 3x3 and depthwise convs, and 1.4x slower than a bmm for the 1x1s;
+  on a GPU unmeasured.
 * **Masks.** A member's tensors are placed in *slots* of the parent's (union) channel layout: a
   node's input is the concatenation of the parent's inputs, a cell's output the concatenation of
   the union of the members' leaves. Slots a member lacks (a removed edge's input, a node the
