@@ -1,6 +1,6 @@
 """Seconds per candidate at the paper's proxy settings, and the projected search wall-clock.
 
-    python bench/candidate.py      # -> cnn_candidate_s=X rnn_candidate_s=Y
+    python bench/candidate.py [--fused K]  # -> cnn_candidate_s=X rnn_candidate_s=Y
 
 CNN: a candidate of the reference search (the complete 8-node v3 cell minus one edge) trained
 on 5,000 / 1,000 real CIFAR-10 images for up to 20 epochs with the paper's early stops. RNN:
@@ -11,6 +11,14 @@ search counts the candidate trainings of a reference search (N=8, k=10 CNN: sum 
 of min(k, edges) = 235; N=6, k=10, keep 0.25 RNN: 95), one worker, no cache hits.
 ``--cuda_graphs`` trains the CNN candidate with the proxy's CUDA-graph step (eager, with a
 note, where capture is impossible).
+
+``--fused K`` also trains K candidates of the reference search's first step as one fused group
+(searching/cnn/fused_proxy.py ``train_fused``, the same evaluator settings; K edges drawn as a
+search step draws them, seed 0; seeds 0..K-1): the group's seconds divided by K per candidate,
+and candidates per hour, next to the single candidate's. Projection as above: a capped group
+whose last member ran all the capped epochs is projected to 20 epochs from the group's seconds
+per epoch (stopped members are still computed in the fused model, so a group epoch costs about
+the same throughout). Fused steps run eagerly even with ``--cuda_graphs``.
 """
 from __future__ import annotations
 
@@ -47,6 +55,27 @@ def cnn_candidate(args) -> tuple:
     return per_candidate, projected, result
 
 
+def cnn_fused_group(args) -> tuple:
+    """(projected seconds per candidate, projected?, results) of one fused group of K."""
+    from searching.cnn.fused_proxy import train_fused
+
+    data = make_proxy(load_images("cifar10", args.cifar), 5000, 1000, 0)
+    parent = CellGraph.complete(8, draw_ops("v3", 8, np.random.default_rng(0)))
+    edges = parent.edge_list
+    picked = np.random.default_rng(0).permutation(len(edges))[:args.fused]
+    graphs = [parent.remove_edge(*edges[i]) for i in picked]
+    epochs = min(20, args.max_epochs)
+    ev = CNNProxyEvaluator(data, NetworkSpec(), ProxyTrainConfig(
+        epochs=epochs, device=args.device, cuda_graphs=args.cuda_graphs))
+    start = time.perf_counter()
+    results = train_fused(ev, parent, graphs, list(range(len(graphs))))
+    seconds = time.perf_counter() - start
+    last = max(r.epochs for r in results)
+    projected = last == epochs < 20
+    group = seconds / last * 20 if projected else seconds
+    return group / len(graphs), projected, results
+
+
 def rnn_candidate(args) -> tuple:
     try:
         from rnn_reference import bench_candidate
@@ -64,6 +93,8 @@ def main() -> None:
     p.add_argument("--skip_cnn", action="store_true")
     p.add_argument("--cuda_graphs", action="store_true",
                    help="CNN candidate with the CUDA-graph training step")
+    p.add_argument("--fused", type=int, default=0, metavar="K",
+                   help="also time K CNN candidates trained as one fused group")
     args = p.parse_args()
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
         "cpu" if args.device == "auto" else args.device)
@@ -78,12 +109,22 @@ def main() -> None:
               f"{cnn_s:.1f}s{' (projected to 20 epochs)' if cnn_proj else ''}; "
               f"reference search {n_cnn} candidates -> {n_cnn * cnn_s / 3600:.2f} h on one worker"
               f" ({3600 / cnn_s:.0f} candidates/h{', CUDA graphs' if args.cuda_graphs else ''})")
+    fused_s = float("nan")
+    if args.fused > 0:
+        fused_s, proj, res = cnn_fused_group(args)
+        accs = ", ".join(f"{r.metrics['accuracy']:.3f}" if r.ok else r.status for r in res)
+        print(f"CNN fused group of {len(res)}: epochs {[r.epochs for r in res]}, val acc "
+              f"[{accs}], {fused_s * len(res):.1f}s per group, {fused_s:.1f}s per candidate"
+              f"{' (projected to 20 epochs)' if proj else ''}; reference search {n_cnn} "
+              f"candidates -> {n_cnn * fused_s / 3600:.2f} h on one worker "
+              f"({3600 / fused_s:.0f} candidates/h)")
     if rnn_res is not None:
         print(f"RNN candidate: {rnn_res.epochs} epochs, val ppl "
               f"{rnn_res.metrics['perplexity']:.1f}, {rnn_s:.1f}s"
               f"{' (projected to 10 epochs)' if rnn_proj else ''}; reference search {n_rnn} "
               f"candidates -> {n_rnn * rnn_s / 3600:.2f} h on one worker")
-    print(f"cnn_candidate_s={cnn_s:.1f} rnn_candidate_s={rnn_s:.1f}")
+    fused = f" cnn_fused_candidate_s={fused_s:.1f}" if args.fused > 0 else ""
+    print(f"cnn_candidate_s={cnn_s:.1f} rnn_candidate_s={rnn_s:.1f}{fused}")
 
 
 if __name__ == "__main__":

@@ -178,3 +178,21 @@ def test_fused_executor_takes_any_device():
     ev = CNNProxyEvaluator(toy(), spec, ProxyTrainConfig(device="cuda"))
     tasks = [Task(f"t{i}", PARENT.remove_edge(*e), i) for i, e in enumerate(EDGES)]
     assert FusedExecutor()._why_not(ev, tasks) is None
+
+
+def test_member_orders_are_the_separate_runs_batches():
+    """_orders draws each listed member's permutation from its own CPU generator exactly as
+    DeviceBatches.batches does for the separate run (other rows are untouched generators)."""
+    from api.datasets import DeviceBatches
+    from searching.cnn.fused_proxy import _orders
+    d = toy(n_train=37)
+    data = DeviceBatches(d.train_x, d.train_y, *d.stats(), torch.device("cpu"))
+    gens = [torch.Generator().manual_seed(s) for s in (3, 4, 5)]
+    order = _orders(len(data), gens, [0, 2], 3, torch.device("cpu"))
+    for m, seed in ((0, 3), (2, 5)):
+        batches = list(data.batches(8, torch.Generator().manual_seed(seed)))
+        for b, (x, y) in enumerate(batches):
+            idx = order[m, 8 * b:8 * b + 8]
+            assert torch.equal(data.x[idx], x) and torch.equal(data.y[idx], y)
+    assert torch.equal(order[1], torch.arange(len(data)))
+    assert torch.equal(gens[1].get_state(), torch.Generator().manual_seed(4).get_state())
