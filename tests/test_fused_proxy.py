@@ -196,3 +196,31 @@ def test_member_orders_are_the_separate_runs_batches():
             assert torch.equal(data.x[idx], x) and torch.equal(data.y[idx], y)
     assert torch.equal(order[1], torch.arange(len(data)))
     assert torch.equal(gens[1].get_state(), torch.Generator().manual_seed(4).get_state())
+
+
+def test_member_adam_steps_per_member_and_is_capturable(monkeypatch):
+    """MemberAdam updates only the active members, counts steps per member, keeps the last
+    active set when given none (the form a captured step replays), and api.cuda_graph
+    accepts it as capturable (nothing to switch)."""
+    import api.cuda_graph as cg
+    from searching.cnn.fused_proxy import MemberAdam
+    p = torch.nn.Parameter(torch.zeros(2, 3))
+    q = torch.nn.Parameter(torch.zeros(4))
+    opt = MemberAdam([{"params": [p], "weight_decay": 0.1}, {"params": [q], "weight_decay": 0}],
+                     2, 1e-2)
+    for active in ([1], None):
+        p.grad, q.grad = torch.ones(2, 3), torch.ones(4)
+        opt.step(active)
+    assert opt.steps == [0, 2]
+    assert not p[0].any() and not q[:2].any() and p[1].lt(0).all() and q[2:].lt(0).all()
+    ref = torch.nn.Parameter(torch.zeros(3))
+    adam = torch.optim.Adam([ref], lr=1e-2, weight_decay=0.1)
+    for _ in range(2):
+        ref.grad = torch.ones(3)
+        adam.step()
+    assert torch.allclose(p[1], ref, rtol=1e-5, atol=0)  # float32 bias corrections
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cg.unsupported_reason(opt, "cuda") is None
+    cg.make_capturable(opt)
+    opt.zero_grad(set_to_none=True)
+    assert p.grad is None and q.grad is None
