@@ -6,7 +6,7 @@ import pytest
 
 from api.atomic_io import read_jsonl
 from searching.cnn.autoshrink_cnn import RUNTIME_FLAGS, build_parser, make_search
-from searching.cnn.fused_proxy import FusedExecutor
+from searching.fused_executor import FusedExecutor
 from searching.runner import run_search
 
 TINY = ["--nodes", "4", "--max_steps", "2", "--epochs", "1", "--proxy_train", "100",

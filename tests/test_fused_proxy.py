@@ -79,7 +79,7 @@ def test_fused_results_equal_separate_evaluations(recal, monkeypatch):
 # ---------------------------------------------------------------- in a search (FusedExecutor)
 from api.search.objectives import CNNObjective  # noqa: E402
 from api.atomic_io import read_jsonl  # noqa: E402
-from searching.cnn.fused_proxy import FusedExecutor  # noqa: E402
+from searching.fused_executor import FusedExecutor  # noqa: E402
 from searching.shrink import ShrinkConfig, ShrinkSearch  # noqa: E402
 
 

@@ -168,7 +168,7 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
     search = open_search(ShrinkSearch, config, args, args.model_root,
                          lambda: build_components(args))
     if getattr(args, "fused", False):  # --fused: off by default (SPEC §23, issue 17)
-        from searching.cnn.fused_proxy import FusedExecutor
+        from searching.fused_executor import FusedExecutor
         search.executor = FusedExecutor(search.executor)
     return search
 

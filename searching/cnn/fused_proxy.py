@@ -31,9 +31,9 @@ order); ``tests/test_fused_proxy.py`` checks it in float64 on CPU. In float32 th
 decisions and accuracies may then differ where a separate run sits on a knife edge, so a fused
 search is comparable to, not bit-identical with, an unfused one.
 
-:class:`FusedExecutor` runs a search step's candidates this way (``ShrinkSearch(...,
-executor=FusedExecutor())``) and falls back to separate training where it cannot fuse. Determinism
-and resume with it: a fused search with the same seed gives the same results on the same machine;
+:class:`searching.fused_executor.FusedExecutor` runs a search step's candidates this way
+(``ShrinkSearch(..., executor=FusedExecutor())``) and falls back to separate training where it
+cannot fuse (:func:`why_not_fused` says why). Determinism and resume with it: a fused search with the same seed gives the same results on the same machine;
 a search killed mid-step and resumed retrains the step's remaining candidates as a smaller group,
 and since members do not interact their results equal the uninterrupted run's up to rounding
 (``tests/test_fused_proxy.py`` checks both in float64). The CNN search uses it with ``--fused``
@@ -43,20 +43,19 @@ rejects are trained separately.
 from __future__ import annotations
 
 import math
-import sys
 import time
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from api.complexity import count_macs, count_params
 from api.distributed import resolve_device
 from api.fused import FusedCandidates, unsupported
 from api.graph import CellGraph
-from api.search.evaluator import Result, Task
-from api.scoped import cudnn_benchmark, torch_state, torch_threads
-from api.search.executors import Executor, InProcessExecutor, failure_result
+from api.search.evaluator import Result
+from api.scoped import cudnn_benchmark
+from api.search.executors import failure_result
+from searching.fused_executor import supergraph
 from searching.cnn.proxy import (CNNProxyEvaluator, Diverged, next_accuracy_check,
                                  recalibrate_bn, stop_reason)
 
@@ -337,69 +336,10 @@ def _train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequen
     return results
 
 
-def supergraph(graphs: Sequence[CellGraph]) -> CellGraph:
-    """The union of the members' edges: a common parent of a step's candidates (the step's
-    parent itself unless every candidate lost some edge of it), built from the tasks alone."""
-    mask = np.zeros_like(graphs[0].mask)
-    for g in graphs:
-        mask |= g.mask
-    return graphs[0].with_mask(mask).optimize()
-
-
 def why_not_fused(evaluator: CNNProxyEvaluator, graphs: Sequence[CellGraph]) -> str:
     """Why these candidates cannot be trained fused ('' when they can)."""
     why = unsupported(supergraph(graphs), graphs, evaluator.spec)
     return f"fused candidates do not support {why}" if why else ""
 
 
-class FusedExecutor(Executor):
-    """Trains the tasks of one call (a search step's candidates) as one fused model.
-
-    Falls back to ``fallback`` (one by one in this process by default) where fusing is not
-    possible -- another evaluator than the CNN proxy, fewer than two tasks, or what
-    :func:`api.fused.unsupported` names -- and says so once per reason. Any device the evaluator
-    trains on (CPU or CUDA). Results come when the whole group is done, so a search killed
-    mid-step retrains that step's remaining candidates on resume (fused again: each member's
-    result does not depend on the others, up to floating-point rounding).
-    """
-
-    def __init__(self, fallback: Optional[Executor] = None) -> None:
-        self.fallback = fallback or InProcessExecutor()
-        self._said = set()
-        self.groups: List[int] = []  # the sizes of the groups trained fused, in order
-
-    def _why_not(self, evaluator, tasks: Sequence[Task]) -> Optional[str]:
-        if not isinstance(evaluator, CNNProxyEvaluator):
-            return "not the CNN proxy evaluator"
-        if len(tasks) < 2:
-            return "fewer than two candidates"
-        graphs = [t.graph for t in tasks]
-        why = unsupported(supergraph(graphs), graphs, evaluator.spec)
-        return f"fused candidates do not support {why}" if why else None
-
-    def run(self, evaluator, tasks: Sequence[Task]) -> Iterator[Tuple[Task, Result]]:
-        why = self._why_not(evaluator, tasks)
-        if why:
-            if why not in self._said and len(tasks) > 1:
-                self._said.add(why)
-                print(f"fused: training separately ({why})", file=sys.stderr)
-            yield from self.fallback.run(evaluator, tasks)
-            return
-        graphs = [t.graph for t in tasks]
-        self.groups.append(len(tasks))
-        with torch_state(), torch_threads(evaluator.threads):
-            try:
-                results = train_fused(evaluator, supergraph(graphs), graphs,
-                                      [t.seed for t in tasks])
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:  # noqa: BLE001 - a bug: fatal, as evaluate_safely
-                results = [failure_result(exc) for _ in tasks]
-        yield from zip(tasks, results)
-
-    def close(self) -> None:
-        self.fallback.close()
-
-
-__all__ = ["MemberAdam", "FusedTrainStep", "member_mask", "train_fused", "supergraph",
-           "FusedExecutor"]
+__all__ = ["MemberAdam", "FusedTrainStep", "member_mask", "train_fused", "why_not_fused"]
