@@ -18,7 +18,10 @@ search step draws them, seed 0; seeds 0..K-1): the group's seconds divided by K 
 and candidates per hour, next to the single candidate's. Projection as above: a capped group
 whose last member ran all the capped epochs is projected to 20 epochs from the group's seconds
 per epoch (stopped members are still computed in the fused model, so a group epoch costs about
-the same throughout). Fused steps run eagerly even with ``--cuda_graphs``.
+the same throughout). Fused steps run eagerly even with ``--cuda_graphs``. The same for the RNN:
+K candidates of the reference RNN search's first step as one group
+(searching/rnn/fused_proxy.py; stopped members are no longer computed there), projected to 10
+epochs when capped.
 """
 from __future__ import annotations
 
@@ -84,6 +87,11 @@ def rnn_candidate(args) -> tuple:
     return bench_candidate(args.ptb, max_epochs=min(10, args.max_epochs), device=args.device)
 
 
+def rnn_fused_group(args) -> tuple:
+    from rnn_reference import bench_fused_group
+    return bench_fused_group(args.ptb, args.fused, max_epochs=args.max_epochs, device=args.device)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cifar", default="../shared/data/cifar10-subset")
@@ -94,7 +102,7 @@ def main() -> None:
     p.add_argument("--cuda_graphs", action="store_true",
                    help="CNN candidate with the CUDA-graph training step")
     p.add_argument("--fused", type=int, default=0, metavar="K",
-                   help="also time K CNN candidates trained as one fused group")
+                   help="also time K CNN and K RNN candidates trained as one fused group each")
     args = p.parse_args()
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
         "cpu" if args.device == "auto" else args.device)
@@ -110,7 +118,7 @@ def main() -> None:
               f"reference search {n_cnn} candidates -> {n_cnn * cnn_s / 3600:.2f} h on one worker"
               f" ({3600 / cnn_s:.0f} candidates/h{', CUDA graphs' if args.cuda_graphs else ''})")
     fused_s = float("nan")
-    if args.fused > 0:
+    if args.fused > 0 and not args.skip_cnn:
         fused_s, proj, res = cnn_fused_group(args)
         accs = ", ".join(f"{r.metrics['accuracy']:.3f}" if r.ok else r.status for r in res)
         print(f"CNN fused group of {len(res)}: epochs {[r.epochs for r in res]}, val acc "
@@ -123,7 +131,17 @@ def main() -> None:
               f"{rnn_res.metrics['perplexity']:.1f}, {rnn_s:.1f}s"
               f"{' (projected to 10 epochs)' if rnn_proj else ''}; reference search {n_rnn} "
               f"candidates -> {n_rnn * rnn_s / 3600:.2f} h on one worker")
-    fused = f" cnn_fused_candidate_s={fused_s:.1f}" if args.fused > 0 else ""
+    rnn_fused_s = float("nan")
+    if args.fused > 0 and rnn_res is not None:
+        rnn_fused_s, proj, res = rnn_fused_group(args)
+        ppls = ", ".join(f"{r.metrics['perplexity']:.1f}" if r.ok else r.status for r in res)
+        print(f"RNN fused group of {len(res)}: epochs {[r.epochs for r in res]}, val ppl "
+              f"[{ppls}], {rnn_fused_s * len(res):.1f}s per group, {rnn_fused_s:.1f}s per "
+              f"candidate{' (projected to 10 epochs)' if proj else ''}; reference search "
+              f"{n_rnn} candidates -> {n_rnn * rnn_fused_s / 3600:.2f} h on one worker "
+              f"({3600 / rnn_fused_s:.0f} candidates/h)")
+    fused = (f" cnn_fused_candidate_s={fused_s:.1f} rnn_fused_candidate_s={rnn_fused_s:.1f}"
+             if args.fused > 0 else "")
     print(f"cnn_candidate_s={cnn_s:.1f} rnn_candidate_s={rnn_s:.1f}{fused}")
 
 

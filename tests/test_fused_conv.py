@@ -66,3 +66,14 @@ def test_cnn_step_fused_variant_runs_on_cpu(capsys):
     out = capsys.readouterr().out
     assert "fused k2" in out and "ms/candidate-step" in out
     assert "graphed fused: skipped" in out
+
+
+def test_rnn_step_bench_runs_tiny(tmp_path, capsys, monkeypatch):
+    from conftest import write_chain_corpus
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    root = write_chain_corpus(tmp_path, 900, eval_lines=20, vocab=20, follow=0.7, pad=True,
+                              seed=0)
+    _bench("rnn_step").main(["--data", str(root), "--fused_members", "2", "--steps", "1",
+                             "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "separate" in out and "fused k2" in out and "ms per candidate-step" in out
