@@ -12,11 +12,12 @@ median of ``--steps`` timed steps (synchronised on CUDA); on CUDA it also counts
 one step launches. The last column divides by the members, which is what compares: a
 candidate's training costs about (steps per epoch x epochs) x ms per candidate-step.
 
-Measured on the CPU here (2 threads, median of 5 steps, penn_proxy: 7,002 words): separate
-341 ms/step; fused k3 4,985 ms/step = 1,662 ms per candidate-step (4.9x slower per candidate:
-the fused recurrence runs through autograd, about 50 small ops per time step, and the decoder
-as a plain (k x 4,480 x 7,002) softmax, where the separate path has a hand-written backward
-and a fused decoder loss). The fused model is for the GPU, where its speed is unmeasured.
+Measured on the CPU here (2 threads, quiet machine, penn_proxy: 7,002 words, one run): separate
+226 ms/step; fused k3 1,833 ms/step = 611 ms per candidate-step (2.7x slower per candidate);
+fused k10 5,489 ms/step = 549 ms per candidate-step (2.3x slower). The fused recurrence runs
+through autograd (about 50 small ops per time step for all members) and the decoder as a
+plain (k x 4,480 x 7,002) softmax, where the separate path has a hand-written backward and a
+fused decoder loss. The fused model is for the GPU, where its speed is unmeasured.
 """
 from __future__ import annotations
 

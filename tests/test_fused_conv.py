@@ -1,6 +1,6 @@
 """The fused benches on CPU at tiny sizes: bench/fused_conv.py's batched-matmul formulations
-equal the grouped convolutions (float64: output and both gradients), and bench/cnn_step.py's
-fused variant runs."""
+equal the grouped convolutions (float64: output and both gradients), and the fused variants of
+bench/cnn_step.py and bench/rnn_step.py run."""
 import importlib.util
 from pathlib import Path
 
