@@ -18,7 +18,7 @@ search step draws them, seed 0; seeds 0..K-1): the group's seconds divided by K 
 and candidates per hour, next to the single candidate's. Projection as above: a capped group
 whose last member ran all the capped epochs is projected to 20 epochs from the group's seconds
 per epoch (stopped members are still computed in the fused model, so a group epoch costs about
-the same throughout). Fused steps run eagerly even with ``--cuda_graphs``. The same for the RNN:
+the same throughout). With ``--cuda_graphs`` the fused steps are captured too. The same for the RNN:
 K candidates of the reference RNN search's first step as one group
 (searching/rnn/fused_proxy.py; stopped members are no longer computed there), projected to 10
 epochs when capped.

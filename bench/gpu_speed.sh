@@ -8,7 +8,7 @@
 # 3. bench/rnn_step.py: ms and kernels per RNN step, separate vs fused k10, 60 s;
 # 4. the reference RNN search for real (N=6, k=10, penn_proxy), fused, 150 s (target <= 60 s);
 # 5. the reference CNN search for real (N=8, k=10, paper proxy, 5,000 / 1,000 images of the
-#    CIFAR-10 subset), fused, 300 s (target <= 300 s).
+#    CIFAR-10 subset), fused with CUDA graphs, 300 s (target <= 300 s).
 # Data: DATA (default: shared/data in the checkout, else ../shared/data).
 set -u
 OUT=${OUT:-/tmp/gpu_speed}
@@ -38,5 +38,5 @@ part rnn_search 150 python searching/rnn/train.py --nodes 6 --epochs 10 --batch_
     --emb_path none --data "$DATA/penn_proxy" --device cuda --fused --quiet --no_plots \
     --save "$OUT/rnn_search"
 part cnn_search 300 python searching/cnn/autoshrink_cnn.py --nodes 8 --max_steps 10 \
-    --data "$DATA/cifar10-subset" --device cuda --fused --quiet --no_plots \
+    --data "$DATA/cifar10-subset" --device cuda --fused --cuda_graphs --quiet --no_plots \
     --model_root "$OUT/cnn_search"

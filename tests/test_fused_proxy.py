@@ -224,3 +224,31 @@ def test_member_adam_steps_per_member_and_is_capturable(monkeypatch):
     cg.make_capturable(opt)
     opt.zero_grad(set_to_none=True)
     assert p.grad is None and q.grad is None
+
+
+def test_cuda_graphs_flag_gives_the_eager_results_where_capture_is_impossible(capsys):
+    """With cuda_graphs the fused step always saves and restores the inactive members' BN
+    statistics (the captured step has no branch on the active set) and validates in large
+    batches; on the CPU it runs eagerly (one note) with the same results as without."""
+    from dataclasses import replace
+    from api.cuda_graph import reset_fallback_note
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec = NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
+                           stem_channels=8, num_classes=4, image_size=16)
+        cfg = ProxyTrainConfig(epochs=4, lr=1e-2, batch_size=16, val_batch_size=8,
+                               train_acc_stop=0.6, patience=1, min_acc_epoch=0,
+                               bn_recal_batches=0, channels_last=False)
+        graphs = [PARENT.remove_edge(i, j) for i, j in EDGES]
+        plain = train_fused(F64Evaluator(toy(), spec, cfg), PARENT, graphs, [5, 6, 7])
+        reset_fallback_note()
+        graphed = train_fused(F64Evaluator(toy(), spec, replace(cfg, cuda_graphs=True)),
+                              PARENT, graphs, [5, 6, 7])
+        assert capsys.readouterr().err.count("CUDA graphs: not available on cpu") == 1
+        for a, b in zip(graphed, plain):
+            assert (a.epochs, a.metrics) == (b.epochs, b.metrics)
+            for ca, cb in zip(a.curve, b.curve):
+                assert ca["val_acc"] == cb["val_acc"] and ca["train_loss"] == cb["train_loss"]
+                assert ca["val_loss"] == pytest.approx(cb["val_loss"], rel=1e-12)
+    finally:
+        torch.set_default_dtype(torch.float32)

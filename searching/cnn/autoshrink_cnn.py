@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fused", action="store_true",
                    help="train each step's candidates as one fused model (searching/cnn/"
                         "fused_proxy.py; on --device, CPU or CUDA; GPU speed unmeasured; "
-                        "results equal the unfused ones up to float rounding; steps run eagerly "
-                        "even with --cuda_graphs; falls back, saying so, where it cannot fuse)")
+                        "results equal the unfused ones up to float rounding; with --cuda_graphs "
+                        "the fused step is captured too; falls back, saying so, where it cannot "
+                        "fuse)")
     add_runtime_flags(p, g)
     return p
 

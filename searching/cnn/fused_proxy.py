@@ -22,9 +22,12 @@ member sees its separate run's batches on any device. Host syncs: one when a mem
 epoch-ending accuracy (as the separate trainer), one per epoch for the train losses, one per
 validation (the separate one reads every validation batch), and a mask copy when the active set
 changes. bf16 autocast follows ``cuda_bf16``; no channels_last (grouped convolutions, contiguous);
-``--cuda_graphs`` does not apply: fused steps run eagerly (the active set and the inactive
-members' BN restore change within an epoch; a fixed-set fused step does capture, see
-``bench/cnn_step.py``).
+with ``--cuda_graphs`` the fused step is replayed as CUDA graphs (api/cuda_graph.py, one per
+batch shape; validation then runs in batches of ``GRAPH_VAL_BATCH``): the captured step has no
+branch on the active set -- :class:`MemberAdam` and the BN restore read the active-member mask
+on the device, which is set before each replay -- so one graph serves every active set (its
+inactive members' BN statistics are saved and put back at every step). Eager where capture is
+impossible (the CPU included), with the same results; on CUDA untested (no GPU was lent).
 
 Equal to separate training up to floating-point rounding (grouped convolutions sum in another
 order); ``tests/test_fused_proxy.py`` checks it in float64 on CPU. In float32 the early-stop
@@ -49,6 +52,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from api.complexity import count_macs, count_params
+from api.cuda_graph import GraphedStep
 from api.distributed import resolve_device
 from api.fused import FusedCandidates, unsupported
 from api.graph import CellGraph
@@ -56,7 +60,7 @@ from api.search.evaluator import Result
 from api.scoped import cudnn_benchmark
 from api.search.executors import failure_result
 from searching.fused_executor import supergraph
-from searching.cnn.proxy import (CNNProxyEvaluator, Diverged, next_accuracy_check,
+from searching.cnn.proxy import (GRAPH_VAL_BATCH, CNNProxyEvaluator, Diverged, next_accuracy_check,
                                  recalibrate_bn, stop_reason)
 
 
@@ -173,8 +177,11 @@ class FusedTrainStep:
     accumulated on the device: like the proxy's ``TrainStep``, it reads nothing back."""
 
     def __init__(self, model: FusedCandidates, opt: MemberAdam, amp: bool = False,
-                 amp_cache: bool = True) -> None:
+                 amp_cache: bool = True, always_keep_bn: bool = False) -> None:
         self.model, self.opt, self.amp, self.amp_cache = model, opt, amp, amp_cache
+        # always_keep_bn: save and put back the inactive members' BN statistics at every step,
+        # whatever the active set (a step captured as a CUDA graph must not branch on it)
+        self.always_keep_bn = always_keep_bn
         device = opt.on.device
         M = model.members
         self.total_loss = torch.zeros(M, device=device)  # the default dtype, as TrainStep
@@ -189,7 +196,7 @@ class FusedTrainStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """x: (M, B, C, H, W), y: (M, B); member m's batch in row m (rows of inactive members
         are ignored)."""
-        some_out = len(self.active) < self.model.members
+        some_out = self.always_keep_bn or len(self.active) < self.model.members
         self.opt.set_active(self.active)
         on = self.opt.on.view(-1)
         if some_out:
@@ -242,7 +249,12 @@ def _train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequen
     n_train, B = len(train), cfg.batch_size
     dtype = next(fused.parameters()).dtype
     opt = MemberAdam(fused.param_groups(cfg.weight_decay), M, cfg.lr)
-    step = FusedTrainStep(fused, opt, amp)
+    step = FusedTrainStep(fused, opt, amp, amp_cache=not cfg.cuda_graphs,
+                          always_keep_bn=cfg.cuda_graphs)
+    graphed = GraphedStep(step, opt, device) if cfg.cuda_graphs else None
+    val_batch = cfg.val_batch_size
+    if graphed is not None and graphed.graphed:
+        val_batch = max(val_batch, GRAPH_VAL_BATCH)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     recal_gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
     running = list(range(M))           # members still training
@@ -264,7 +276,11 @@ def _train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequen
         fused.train()
         for first in range(0, n_train, B):
             idx = order[:, first:first + B]
-            step(train.x[idx].to(dtype), train.y[idx])
+            if graphed is None:
+                step(train.x[idx].to(dtype), train.y[idx])
+            else:  # the mask is set outside the graph, which reads it on the device
+                opt.set_active(step.active)
+                graphed(train.x[idx].to(dtype), train.y[idx])
             seen += idx.shape[1]
             due = [m for m in step.active if seen >= check_at[m]]
             if due:
@@ -300,7 +316,7 @@ def _train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequen
         vloss = torch.zeros(M, dtype=torch.float64, device=device)
         vcorrect = torch.zeros(M, dtype=torch.long, device=device)
         with torch.no_grad():
-            for x, y in val.batches(cfg.val_batch_size):
+            for x, y in val.batches(val_batch):
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                     logits = fused(x.to(dtype)).float()
                 vloss += fused.member_losses(logits, y, reduction="sum").double()
