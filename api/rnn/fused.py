@@ -31,7 +31,7 @@ hand-written per-member path is faster.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,10 +44,9 @@ _ACTS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid}
 
 
 class _Source:
-    """A parent node with out-edges: its slot, targets (grouped by op) and their slots."""
+    """A parent node with out-edges: its slot and its targets (grouped by their op)."""
 
-    def __init__(self, node: int, slot: int, targets: Sequence[int], ops: Sequence[str],
-                 slots: Dict[int, int]) -> None:
+    def __init__(self, node: int, slot: int, targets: Sequence[int], ops: Sequence[str]) -> None:
         self.node, self.slot, self.targets = node, slot, tuple(targets)
         self.groups: List[Tuple[str, int, int]] = []
         start = 0
@@ -55,7 +54,6 @@ class _Source:
             if q == len(targets) or ops[targets[q]] != ops[targets[start]]:
                 self.groups.append((ops[targets[start]], start, q))
                 start = q
-        self.target_slots = torch.tensor([slots[j] for j in targets])
 
 
 class FusedRNNCandidates(nn.Module):
@@ -75,7 +73,7 @@ class FusedRNNCandidates(nn.Module):
             targets = sorted((j for s, j in parent_edges if s == i),
                              key=lambda j: (RNN_OPS.index(ops[j]), j))
             if targets:
-                self.sources.append(_Source(i, self.slots[i], targets, ops, self.slots))
+                self.sources.append(_Source(i, self.slots[i], targets, ops))
         S = len(self.slots)
         self.encoder = nn.Parameter(torch.zeros(M, ntoken, ninp))
         self.W0 = nn.Parameter(torch.zeros(M, ninp + H, 2 * H))
@@ -98,10 +96,11 @@ class FusedRNNCandidates(nn.Module):
                 leaf_w[m, 0, self.slots[j], 0] = 1.0 / len(leaves)
         for q, w in enumerate(edge_w):
             self.register_buffer(f"edge_w{q}", w, persistent=False)
-        self.register_buffer("leaf_w", leaf_w, persistent=False)
-        first = torch.zeros(1, 1, S, 1)
-        first[0, 0, 0, 0] = 1.0
-        self.register_buffer("slot0", first, persistent=False)
+        # the nodes that are a leaf in some member, and their output weight per member (a
+        # member's own leaves: 1 / its leaf count; others: 0)
+        self.leaf_nodes = [j for j, slot in self.slots.items() if bool(leaf_w[:, 0, slot].any())]
+        self.register_buffer("leaf_w", leaf_w[:, :, [self.slots[j] for j in self.leaf_nodes]],
+                             persistent=False)
 
     # ------------------------------------------------------------------ members' own models
     @classmethod
@@ -193,9 +192,7 @@ class FusedRNNCandidates(nn.Module):
             ew = self._select(getattr(self, f"edge_w{q}"), members)
             sizes = [b - a for _, a, b in src.groups]
             steps.append((src, self._select(W, members), ew, sizes))
-        leaf_w = self._select(self.leaf_w, members)
-        leaf_nodes = [j for j, slot in self.slots.items() if bool(self.leaf_w[:, 0, slot].any())]
-        leaf_w = leaf_w[:, :, [self.slots[j] for j in leaf_nodes]]
+        leaf_w, leaf_nodes = self._select(self.leaf_w, members), self.leaf_nodes
         outs = []
         for x_t in xproj.unbind(1):
             c0, h0 = torch.baddbmm(x_t, h, W0h).chunk(2, -1)

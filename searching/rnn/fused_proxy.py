@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -142,45 +142,71 @@ def train_fused(evaluator: RNNProxyEvaluator, parent: CellGraph, graphs: Sequenc
     return results
 
 
+def _plan_epoch(cfg, N: int, running: Sequence[int], rngs, base_lr) -> List[Dict]:
+    """The epoch's batches, drawn on the host before any runs (the draws depend on nothing the
+    device computes): per batch, the members in it, their window starts, lengths and lrs."""
+    pos = {m: 0 for m in running}
+    plan = []
+    while True:
+        members = [m for m in running if pos[m] < N - 2]
+        if not members:
+            return plan
+        batch = {"members": members, "starts": [], "lens": [], "lrs": []}
+        for m in members:
+            bptt = cfg.bptt if rngs[m].random() >= cfg.short_prob else cfg.bptt / 2.0
+            seq_len = max(int(bptt), 1)
+            batch["starts"].append(pos[m])
+            batch["lens"].append(min(seq_len, N - 1 - pos[m]))  # the last window is shorter
+            batch["lrs"].append(base_lr[m] * seq_len / cfg.bptt)
+            pos[m] += seq_len
+        plan.append(batch)
+
+
+def _upload_plan(plan: List[Dict], N: int, dtype, device) -> List[Tuple[torch.Tensor, ...]]:
+    """Per batch (rows (A, T), members (A,), lengths (A,), lrs (A,)) on the device, from one
+    host-to-device copy per kind for the whole epoch: a copy per batch would make the host
+    wait for the device at every step. Rows past a member's length are padding (clamped into
+    the stream, never in a loss)."""
+    rows, members, lens, lrs = [], [], [], []
+    for b in plan:
+        T = max(b["lens"])
+        rows += [min(i + t, N - 2) for i in b["starts"] for t in range(T)]
+        members += b["members"]
+        lens += b["lens"]
+        lrs += b["lrs"]
+    rows_d = torch.tensor(rows).to(device)
+    ints = torch.tensor([members, lens]).to(device)
+    lrs_d = torch.tensor(lrs, dtype=dtype).to(device)
+    out, r, a = [], 0, 0
+    for b in plan:
+        A, T = len(b["members"]), max(b["lens"])
+        out.append((rows_d[r:r + A * T].view(A, T), ints[0, a:a + A], ints[1, a:a + A],
+                    lrs_d[a:a + A]))
+        r, a = r + A * T, a + A
+    return out
+
+
 def _train_epoch(model: FusedRNNCandidates, params, cfg, train: torch.Tensor,
                  running: Sequence[int], rngs, base_lr) -> Dict[int, float]:
     """One pass of every running member over the training stream; their token-mean losses."""
     model.train()
     device, N, B = train.device, train.size(0), train.size(1)
     hidden = params[0].new_zeros(model.members, B, model.nhid)
-    pos = {m: 0 for m in running}
     total = torch.zeros(model.members, dtype=torch.float64, device=device)
     count = {m: 0 for m in running}
-    while True:
-        members = [m for m in running if pos[m] < N - 2]
-        if not members:
-            break
-        starts, lens, lrs = [], [], []
-        for m in members:
-            bptt = cfg.bptt if rngs[m].random() >= cfg.short_prob else cfg.bptt / 2.0
-            seq_len = max(int(bptt), 1)
-            starts.append(pos[m])
-            lens.append(min(seq_len, N - 1 - pos[m]))  # the stream's last window is shorter
-            lrs.append(base_lr[m] * seq_len / cfg.bptt)
-            pos[m] += seq_len
-        T = max(lens)
-        # every member's window in one gather; rows past a member's length are padding
-        # (clamped into the stream, never in a loss)
-        rows = torch.tensor([[min(i + t, N - 2) for t in range(T)] for i in starts],
-                            device=device)
-        inputs, targets = train[rows], train[rows + 1]                     # (A, T, B)
-        idx = torch.tensor(members, device=device)
-        lengths = torch.tensor(lens, device=device)
-        every = len(members) == model.members  # then the weights are used as they are
-        loss, new_hidden = model.losses(inputs, targets, hidden.index_select(0, idx),
-                                        lengths, None if every else idx)
+    plan = _plan_epoch(cfg, N, running, rngs, base_lr)
+    for batch, (rows, idx, lengths, lrs) in zip(plan, _upload_plan(plan, N, params[0].dtype,
+                                                                    device)):
+        every = len(batch["members"]) == model.members  # weights used as they are, no gather
+        loss, new_hidden = model.losses(train[rows], train[rows + 1],
+                                        hidden.index_select(0, idx), lengths,
+                                        None if every else idx)
         model.zero_grad(set_to_none=False)
         loss.sum().backward()
-        member_sgd_step(params, idx, torch.tensor(lrs, dtype=params[0].dtype, device=device),
-                        cfg.clip, cfg.wdecay)
+        member_sgd_step(params, idx, lrs, cfg.clip, cfg.wdecay)
         hidden.index_copy_(0, idx, new_hidden.detach())
         total.index_add_(0, idx, loss.detach().double() * (lengths * B))
-        for m, L in zip(members, lens):
+        for m, L in zip(batch["members"], batch["lens"]):
             count[m] += L * B
     values = total.tolist()  # the epoch's one read-back
     return {m: values[m] / max(count[m], 1) for m in running}
