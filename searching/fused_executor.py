@@ -21,6 +21,7 @@ import sys
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from api.graph import CellGraph
 from api.scoped import torch_state, torch_threads
@@ -78,14 +79,23 @@ class FusedExecutor(Executor):
                 print(f"fused: training separately ({why})", file=sys.stderr)
             yield from self.fallback.run(evaluator, tasks)
             return
-        self.groups.append(len(tasks))
+        results = None
         with torch_state(), torch_threads(evaluator.threads):
             try:
                 results = train(evaluator, supergraph(graphs), graphs, [t.seed for t in tasks])
             except (KeyboardInterrupt, SystemExit):
                 raise
+            except torch.cuda.OutOfMemoryError as exc:  # k members in one model: they may not
+                oom = (str(exc).splitlines() or [""])[0]  # fit where one at a time does
             except BaseException as exc:  # noqa: BLE001 - a bug: fatal, as evaluate_safely
                 results = [failure_result(exc) for _ in tasks]
+        if results is None:
+            torch.cuda.empty_cache()
+            why = f"{len(tasks)} fused candidates ran out of GPU memory: {oom}"
+            print(f"fused: training this step's candidates separately ({why})", file=sys.stderr)
+            yield from self.fallback.run(evaluator, tasks)
+            return
+        self.groups.append(len(tasks))
         yield from zip(tasks, results)
 
     def close(self) -> None:

@@ -219,3 +219,27 @@ def test_cli_fused_flag(tmp_path, capsys):
         assert bool(search.executor.groups) == fused_groups
         assert (tmp_path / save / "graph-best.json").exists()
     assert capsys.readouterr().err.count("fused: training separately (fused RNN") == 1
+
+
+def test_fused_executor_falls_back_when_the_group_runs_out_of_memory(monkeypatch, capsys):
+    """k members in one model may not fit where one at a time does: that step trains
+    separately (not k fatal failures), and the executor goes on fusing later steps."""
+    import searching.fused_executor as fe
+    from api.search.evaluator import Result, Task
+
+    class Plain:
+        threads = 1
+
+        def evaluate(self, graph, seed):
+            return Result(metrics={"perplexity": float(seed)})
+
+    def out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
+
+    monkeypatch.setattr(fe, "fused_trainer", lambda ev, graphs: (out_of_memory, ""))
+    tasks = [Task(f"t{i}", PARENT.remove_edge(*e), i) for i, e in enumerate(EDGES)]
+    ex = FusedExecutor()
+    out = list(ex.run(Plain(), tasks))
+    assert [r.metrics["perplexity"] for _, r in out] == [0.0, 1.0, 2.0, 3.0]
+    assert ex.groups == []
+    assert "ran out of GPU memory: CUDA out of memory" in capsys.readouterr().err
