@@ -58,25 +58,32 @@ def cnn_candidate(args) -> tuple:
     return per_candidate, projected, result
 
 
-def cnn_fused_group(args) -> tuple:
-    """(projected seconds per candidate, projected?, results) of one fused group of K."""
-    from searching.cnn.fused_proxy import train_fused
-
-    data = make_proxy(load_images("cifar10", args.cifar), 5000, 1000, 0)
-    parent = CellGraph.complete(8, draw_ops("v3", 8, np.random.default_rng(0)))
+def time_fused_group(train_fused, ev, parent: CellGraph, k: int, epochs: int, full: int):
+    """(projected seconds per candidate, projected?, results) of k candidates of a search's
+    first step (``parent`` minus k of its edges, drawn as a step draws them, seed 0; seeds
+    0..k-1) trained as one fused group for at most ``epochs``. A capped group whose last
+    member ran all the capped epochs is projected to ``full`` epochs from its s/epoch."""
     edges = parent.edge_list
-    picked = np.random.default_rng(0).permutation(len(edges))[:args.fused]
+    picked = np.random.default_rng(0).permutation(len(edges))[:k]
     graphs = [parent.remove_edge(*edges[i]) for i in picked]
-    epochs = min(20, args.max_epochs)
-    ev = CNNProxyEvaluator(data, NetworkSpec(), ProxyTrainConfig(
-        epochs=epochs, device=args.device, cuda_graphs=args.cuda_graphs))
     start = time.perf_counter()
     results = train_fused(ev, parent, graphs, list(range(len(graphs))))
     seconds = time.perf_counter() - start
     last = max(r.epochs for r in results)
-    projected = last == epochs < 20
-    group = seconds / last * 20 if projected else seconds
+    projected = last == epochs < full
+    group = seconds / last * full if projected else seconds
     return group / len(graphs), projected, results
+
+
+def cnn_fused_group(args) -> tuple:
+    from searching.cnn.fused_proxy import train_fused
+
+    data = make_proxy(load_images("cifar10", args.cifar), 5000, 1000, 0)
+    parent = CellGraph.complete(8, draw_ops("v3", 8, np.random.default_rng(0)))
+    epochs = min(20, args.max_epochs)
+    ev = CNNProxyEvaluator(data, NetworkSpec(), ProxyTrainConfig(
+        epochs=epochs, device=args.device, cuda_graphs=args.cuda_graphs))
+    return time_fused_group(train_fused, ev, parent, args.fused, epochs, 20)
 
 
 def rnn_candidate(args) -> tuple:
@@ -88,8 +95,22 @@ def rnn_candidate(args) -> tuple:
 
 
 def rnn_fused_group(args) -> tuple:
-    from rnn_reference import bench_fused_group
-    return bench_fused_group(args.ptb, args.fused, max_epochs=args.max_epochs, device=args.device)
+    from rnn_reference import reference_evaluator, reference_graph
+    from searching.rnn.fused_proxy import train_fused
+
+    epochs = min(10, args.max_epochs)
+    ev = reference_evaluator(args.ptb, epochs, args.device)
+    return time_fused_group(train_fused, ev, reference_graph(), args.fused, epochs, 10)
+
+
+def report_fused(task: str, per: float, projected: bool, results, metric: str, full: int,
+                 searched: int) -> None:
+    values = ", ".join(f"{r.metrics[metric]:.3f}" if r.ok else r.status for r in results)
+    print(f"{task} fused group of {len(results)}: epochs {[r.epochs for r in results]}, "
+          f"{metric} [{values}], {per * len(results):.1f}s per group, {per:.1f}s per candidate"
+          f"{f' (projected to {full} epochs)' if projected else ''}; reference search "
+          f"{searched} candidates -> {searched * per / 3600:.2f} h on one worker "
+          f"({3600 / per:.0f} candidates/h)")
 
 
 def main() -> None:
@@ -120,12 +141,7 @@ def main() -> None:
     fused_s = float("nan")
     if args.fused > 0 and not args.skip_cnn:
         fused_s, proj, res = cnn_fused_group(args)
-        accs = ", ".join(f"{r.metrics['accuracy']:.3f}" if r.ok else r.status for r in res)
-        print(f"CNN fused group of {len(res)}: epochs {[r.epochs for r in res]}, val acc "
-              f"[{accs}], {fused_s * len(res):.1f}s per group, {fused_s:.1f}s per candidate"
-              f"{' (projected to 20 epochs)' if proj else ''}; reference search {n_cnn} "
-              f"candidates -> {n_cnn * fused_s / 3600:.2f} h on one worker "
-              f"({3600 / fused_s:.0f} candidates/h)")
+        report_fused("CNN", fused_s, proj, res, "accuracy", 20, n_cnn)
     if rnn_res is not None:
         print(f"RNN candidate: {rnn_res.epochs} epochs, val ppl "
               f"{rnn_res.metrics['perplexity']:.1f}, {rnn_s:.1f}s"
@@ -134,12 +150,7 @@ def main() -> None:
     rnn_fused_s = float("nan")
     if args.fused > 0 and rnn_res is not None:
         rnn_fused_s, proj, res = rnn_fused_group(args)
-        ppls = ", ".join(f"{r.metrics['perplexity']:.1f}" if r.ok else r.status for r in res)
-        print(f"RNN fused group of {len(res)}: epochs {[r.epochs for r in res]}, val ppl "
-              f"[{ppls}], {rnn_fused_s * len(res):.1f}s per group, {rnn_fused_s:.1f}s per "
-              f"candidate{' (projected to 10 epochs)' if proj else ''}; reference search "
-              f"{n_rnn} candidates -> {n_rnn * rnn_fused_s / 3600:.2f} h on one worker "
-              f"({3600 / rnn_fused_s:.0f} candidates/h)")
+        report_fused("RNN", rnn_fused_s, proj, res, "perplexity", 10, n_rnn)
     fused = (f" cnn_fused_candidate_s={fused_s:.1f} rnn_fused_candidate_s={rnn_fused_s:.1f}"
              if args.fused > 0 else "")
     print(f"cnn_candidate_s={cnn_s:.1f} rnn_candidate_s={rnn_s:.1f}{fused}")

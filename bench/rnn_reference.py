@@ -6,10 +6,7 @@ scripts (their folder is first on ``sys.path`` when run as ``python bench/<scrip
 """
 from __future__ import annotations
 
-import time
-from typing import List, Optional, Tuple
-
-import numpy as np
+from typing import Optional, Tuple
 
 from api.graph import CellGraph
 from api.rnn.data import Corpus
@@ -48,29 +45,6 @@ def reference_candidate(data_dir: str, epochs: int = 10, device: str = "auto",
     return ev.evaluate(graph, seed)
 
 
-def bench_fused_group(data_dir: str, k: int, max_epochs: int = 10, device: str = "auto"
-                      ) -> Tuple[float, bool, List[Result]]:
-    """(seconds per candidate, projected?, results) of k candidates of the reference search's
-    first step (the complete reference cell minus k of its edges, drawn as a step draws them,
-    seed 0; seeds 0..k-1) trained as one fused group (searching/rnn/fused_proxy.py). A capped
-    group whose last member ran all the capped epochs is projected to 10 from its s/epoch."""
-    from searching.rnn.fused_proxy import train_fused
-
-    epochs = min(10, max_epochs)
-    ev = reference_evaluator(data_dir, epochs, device)
-    parent = reference_graph()
-    edges = parent.edge_list
-    picked = np.random.default_rng(0).permutation(len(edges))[:k]
-    graphs = [parent.remove_edge(*edges[i]) for i in picked]
-    start = time.perf_counter()
-    results = train_fused(ev, parent, graphs, list(range(len(graphs))))
-    seconds = time.perf_counter() - start
-    last = max(r.epochs for r in results)
-    projected = last == epochs < 10
-    group = seconds / last * 10 if projected else seconds
-    return group / len(graphs), projected, results
-
-
 def bench_candidate(data_dir: str, max_epochs: int = 10, device: str = "auto",
                     emb_path: Optional[str] = None, seed: int = 0) -> Tuple[float, bool, Result]:
     """Seconds of one reference candidate (bench/candidate.py): the reference cell minus edge
@@ -83,5 +57,5 @@ def bench_candidate(data_dir: str, max_epochs: int = 10, device: str = "auto",
     return seconds, projected, result
 
 
-__all__ = ["REFERENCE_OPS", "bench_candidate", "bench_fused_group", "reference_candidate",
+__all__ = ["REFERENCE_OPS", "bench_candidate", "reference_candidate",
            "reference_evaluator", "reference_graph"]

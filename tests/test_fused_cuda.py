@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from api.cuda_graph import reset_fallback_note
-from api.network import NetworkSpec
 from searching.cnn.fused_proxy import train_fused as train_fused_cnn
-from searching.cnn.proxy import ProxyTrainConfig
 from searching.rnn.fused_proxy import train_fused as train_fused_rnn
 from test_fused_proxy import EDGES as CNN_EDGES, PARENT as CNN_PARENT, F64Evaluator, toy
+from test_fused_proxy import tiny_config, tiny_spec
 from test_fused_rnn import EDGES as RNN_EDGES, PARENT as RNN_PARENT, _evaluator
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -37,11 +36,8 @@ def test_fused_rnn_on_cuda_equals_separate(tmp_path, float64):
 @pytest.mark.parametrize("graphs_on", [False, True])
 def test_fused_cnn_on_cuda_equals_separate(graphs_on, float64):
     reset_fallback_note()
-    spec = NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
-                       stem_channels=8, num_classes=4, image_size=16)
-    cfg = ProxyTrainConfig(epochs=4, lr=1e-2, batch_size=16, val_batch_size=16,
-                           train_acc_stop=0.6, patience=2, min_acc_epoch=0,
-                           bn_recal_batches=2, channels_last=False, device="cuda")
+    spec = tiny_spec()
+    cfg = tiny_config(epochs=4, bn_recal_batches=2, device="cuda")
     graphs = [CNN_PARENT.remove_edge(i, j) for i, j in CNN_EDGES]
     seeds = [5, 6, 7]
     fused = train_fused_cnn(F64Evaluator(toy(), spec, replace(cfg, cuda_graphs=graphs_on)),

@@ -37,6 +37,18 @@ class F64Evaluator(CNNProxyEvaluator):
 
 
 PARENT = CellGraph.complete(4, ["input", "SepConv3x3", "Conv1x1", "Conv3x3"])
+
+
+def tiny_spec() -> NetworkSpec:
+    return NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
+                       stem_channels=8, num_classes=4, image_size=16)
+
+
+def tiny_config(**kw) -> ProxyTrainConfig:
+    """The tests' proxy recipe: small batches, quick accuracy stops and early stops."""
+    return ProxyTrainConfig(**{"epochs": 6, "lr": 1e-2, "batch_size": 16, "val_batch_size": 16,
+                               "train_acc_stop": 0.6, "patience": 2, "min_acc_epoch": 0,
+                               "channels_last": False, **kw})
 EDGES = [(0, 1), (2, 3), (1, 3)]
 
 
@@ -49,11 +61,8 @@ def test_fused_results_equal_separate_evaluations(recal, monkeypatch):
                         lambda self, active: (actives.append(list(active)), step(self, active)))
     torch.set_default_dtype(torch.float64)
     try:
-        spec = NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
-                           stem_channels=8, num_classes=4, image_size=16)
-        cfg = ProxyTrainConfig(epochs=6, lr=1e-2, batch_size=16, val_batch_size=16,
-                               train_acc_stop=0.6, patience=2, min_acc_epoch=0,
-                               bn_recal_batches=recal, channels_last=False)
+        spec = tiny_spec()
+        cfg = tiny_config(bn_recal_batches=recal)
         ev = F64Evaluator(toy(), spec, cfg)
         graphs = [PARENT.remove_edge(i, j) for i, j in EDGES]
         seeds = [5, 6, 7]
@@ -99,10 +108,8 @@ class KilledMidStep(FusedExecutor):
 
 
 def _search(root, executor, resume=False):
-    spec = NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
-                       stem_channels=8, num_classes=4, image_size=16)
-    cfg = ProxyTrainConfig(epochs=3, lr=1e-2, batch_size=16, val_batch_size=16,
-                           min_acc_epoch=0, bn_recal_batches=2, channels_last=False)
+    spec = tiny_spec()
+    cfg = tiny_config(epochs=3, train_acc_stop=0.98, patience=5, bn_recal_batches=2)
     search = ShrinkSearch(str(root), F64Evaluator(toy(), spec, cfg), CNNObjective(),
                           ShrinkConfig(k=3, keep_fraction=0.67, seed=0), plots=False,
                           progress=False, executor=executor)
@@ -173,8 +180,7 @@ def test_fused_executor_takes_any_device():
     """The fused trainer follows the evaluator's device: no refusal for CUDA (the check builds
     nothing, so it runs without a GPU)."""
     from api.search.evaluator import Task
-    spec = NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
-                       stem_channels=8, num_classes=4, image_size=16)
+    spec = tiny_spec()
     ev = CNNProxyEvaluator(toy(), spec, ProxyTrainConfig(device="cuda"))
     tasks = [Task(f"t{i}", PARENT.remove_edge(*e), i) for i, e in enumerate(EDGES)]
     assert FusedExecutor()._why_not(ev, tasks) is None
@@ -234,11 +240,8 @@ def test_cuda_graphs_flag_gives_the_eager_results_where_capture_is_impossible(ca
     from api.cuda_graph import reset_fallback_note
     torch.set_default_dtype(torch.float64)
     try:
-        spec = NetworkSpec(scale=[1.0, 2.0], pool=[1, 2], replicate=[1, 1], base_channels=4,
-                           stem_channels=8, num_classes=4, image_size=16)
-        cfg = ProxyTrainConfig(epochs=4, lr=1e-2, batch_size=16, val_batch_size=8,
-                               train_acc_stop=0.6, patience=1, min_acc_epoch=0,
-                               bn_recal_batches=0, channels_last=False)
+        spec = tiny_spec()
+        cfg = tiny_config(epochs=4, val_batch_size=8, patience=1, bn_recal_batches=0)
         graphs = [PARENT.remove_edge(i, j) for i, j in EDGES]
         plain = train_fused(F64Evaluator(toy(), spec, cfg), PARENT, graphs, [5, 6, 7])
         reset_fallback_note()

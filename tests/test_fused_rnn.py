@@ -129,25 +129,10 @@ def test_diverged_member_fails_alone(tmp_path, float64):
 
 
 # ------------------------------------------------------------- in a search (FusedExecutor)
-from api.atomic_io import read_jsonl  # noqa: E402
 from api.search.objectives import RNNObjective  # noqa: E402
 from searching.fused_executor import FusedExecutor  # noqa: E402
 from searching.shrink import ShrinkConfig, ShrinkSearch  # noqa: E402
-
-
-class KilledMidStep(FusedExecutor):
-    """Dies (SystemExit, as a kill) in the given call after yielding one result."""
-
-    def __init__(self, die_in_call):
-        super().__init__()
-        self.calls, self.die_in_call = 0, die_in_call
-
-    def run(self, evaluator, tasks):
-        self.calls += 1
-        for n, pair in enumerate(super().run(evaluator, tasks)):
-            if self.calls == self.die_in_call and n == 1:
-                raise SystemExit("killed")
-            yield pair
+from test_fused_proxy import KilledMidStep, _journal, _same  # noqa: E402  (the CNN's helpers)
 
 
 SEARCH_PARENT = CellGraph.complete(4, ["input", "tanh", "relu", "identity"], space="rnn")
@@ -162,22 +147,6 @@ def _search(root, ev, executor, resume=False):
     else:
         search.start(lambda rng: SEARCH_PARENT)
     return search.run()
-
-
-def _journal(root):
-    return [{k: v for k, v in r.items() if k != "seconds"}
-            for r in read_jsonl(root / "candidates.jsonl")]
-
-
-def _same(a, b):
-    assert [r["key"] for r in a] == [r["key"] for r in b]
-    for ra, rb in zip(a, b):
-        assert ra.keys() == rb.keys()
-        for k in ra:
-            if isinstance(ra[k], float):
-                assert ra[k] == pytest.approx(rb[k], rel=1e-7), k
-            else:
-                assert ra[k] == rb[k], k
 
 
 def test_search_with_fused_executor_matches_and_resumes(tmp_path, float64):
