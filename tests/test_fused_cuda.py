@@ -23,11 +23,15 @@ def float64():
     torch.set_default_dtype(torch.float32)
 
 
-def test_fused_rnn_on_cuda_equals_separate(tmp_path, float64):
+@pytest.mark.parametrize("graphs_on", [False, True])
+def test_fused_rnn_on_cuda_equals_separate(tmp_path, graphs_on, float64):
+    reset_fallback_note()
     ev = _evaluator(tmp_path, short_prob=0.3, patience=1, device="cuda")
+    fused_ev = _evaluator(tmp_path / "g", short_prob=0.3, patience=1, device="cuda",
+                          cuda_graphs=graphs_on)
     graphs = [RNN_PARENT.remove_edge(*e) for e in RNN_EDGES]
     seeds = [11, 12, 13, 14]
-    for g, s, r in zip(graphs, seeds, train_fused_rnn(ev, RNN_PARENT, graphs, seeds)):
+    for g, s, r in zip(graphs, seeds, train_fused_rnn(fused_ev, RNN_PARENT, graphs, seeds)):
         alone = ev.evaluate(g, s)
         assert r.ok and alone.ok and r.epochs == alone.epochs
         assert r.metrics["perplexity"] == pytest.approx(alone.metrics["perplexity"], rel=1e-6)

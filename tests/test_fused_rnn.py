@@ -92,13 +92,17 @@ def _evaluator(tmp_path, **kw):
     return RNNProxyEvaluator(data, 8, 8, cfg)
 
 
-def test_fused_training_equals_separate_training(tmp_path, float64):
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_fused_training_equals_separate_training(tmp_path, float64, cuda_graphs):
+    """Also through the fixed-shape step of --cuda_graphs (every member computed at every
+    batch, windows padded to bptt; on the CPU it runs eagerly, the same maths)."""
     # short_prob 0.3: members draw different sequence lengths at most steps; patience 1:
     # they stop after 2, 3 and 6 epochs
     ev = _evaluator(tmp_path, short_prob=0.3, patience=1)
     graphs = [PARENT.remove_edge(*e) for e in EDGES]
     seeds = [11, 12, 13, 14]
-    fused = train_fused(ev, PARENT, graphs, seeds)
+    fused = train_fused(_evaluator(tmp_path / "g", short_prob=0.3, patience=1,
+                                   cuda_graphs=cuda_graphs), PARENT, graphs, seeds)
     assert len({r.epochs for r in fused}) >= 3
     for g, s, r in zip(graphs, seeds, fused):
         alone = ev.evaluate(g, s)
@@ -188,6 +192,13 @@ def test_cli_fused_flag(tmp_path, capsys):
         assert bool(search.executor.groups) == fused_groups
         assert (tmp_path / save / "graph-best.json").exists()
     assert capsys.readouterr().err.count("fused: training separately (fused RNN") == 1
+    # --cuda_graphs: a runtime flag that needs --fused (it captures the fused step)
+    assert "cuda_graphs" in RUNTIME_FLAGS
+    from api.errors import UserError
+    with pytest.raises(UserError, match="add --fused"):
+        make_search(build_parser().parse_args(
+            [a for a in common if a != "--fused"] + ["--save", str(tmp_path / "c"),
+                                                    "--cuda_graphs"]))
 
 
 def test_fused_executor_falls_back_when_the_group_runs_out_of_memory(monkeypatch, capsys):

@@ -26,7 +26,7 @@ from searching.search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
 # Flags that do not change results: excluded from the --resume settings check.
-RUNTIME_FLAGS = SEARCH_RUNTIME_FLAGS | {"save", "data", "emb_path", "fused"}
+RUNTIME_FLAGS = SEARCH_RUNTIME_FLAGS | {"save", "data", "emb_path", "fused", "cuda_graphs"}
 
 
 def load_data(args: argparse.Namespace) -> LMData:
@@ -45,7 +45,7 @@ def train_config_from_args(args: argparse.Namespace) -> RNNTrainConfig:
         eval_batch_size=args.eval_batch_size, bptt=args.bptt, wdecay=args.wdecay,
         patience=args.patience, dropout=args.dropout, dropouth=args.dropouth,
         dropoutx=args.dropoutx, dropouti=args.dropouti, dropoute=args.dropoute,
-        device=args.device)
+        device=args.device, cuda_graphs=getattr(args, "cuda_graphs", False))
 
 
 def initial_graph(args: argparse.Namespace, rng: np.random.Generator,
@@ -85,6 +85,8 @@ def validate_args(args: argparse.Namespace) -> None:
         raise UserError(f"--keep_fraction must be in [0, 1), got {args.keep_fraction}")
     if args.ops:
         parse_rnn_ops(args.ops, args.nodes)
+    if getattr(args, "cuda_graphs", False) and not getattr(args, "fused", False):
+        raise UserError("--cuda_graphs captures the fused training step: add --fused")
 
 
 def build_components(args: argparse.Namespace) -> SearchComponents:

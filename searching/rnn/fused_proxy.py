@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from api.cuda_graph import GraphedStep
 from api.distributed import resolve_device
 from api.graph import CellGraph
 from api.rnn.fused import FusedRNNCandidates
@@ -54,22 +55,68 @@ def why_not_fused(evaluator: RNNProxyEvaluator, graphs: Sequence[CellGraph]) -> 
 
 
 @torch.no_grad()
-def member_sgd_step(params: Sequence[torch.Tensor], members: torch.Tensor, lrs: torch.Tensor,
-                    clip: float, weight_decay: float) -> None:
-    """For each member in ``members`` (A,): clip its gradient's total norm to ``clip`` and
-    take an SGD step with its own lr (``lrs`` (A,)), as ``clip_grad_norm_`` and
+def member_sgd_step(params: Sequence[torch.Tensor], members: Optional[torch.Tensor],
+                    lrs: torch.Tensor, clip: float, weight_decay: float,
+                    active: Optional[torch.Tensor] = None) -> None:
+    """For each member in ``members`` (A,) (None: all): clip its gradient's total norm to
+    ``clip`` and take an SGD step with its own lr (``lrs`` (A,)), as ``clip_grad_norm_`` and
     ``torch.optim.SGD`` do for a model of its own. Every parameter's dimension 0 is the
-    member; the other members' rows are left alone."""
-    grads = [p.grad.index_select(0, members) for p in params]
-    sq = sum(g.reshape(len(members), -1).pow(2).sum(1) for g in grads)
+    member; the other members' rows are left alone, and so are those whose ``active`` (A,)
+    entry is False (a fixed-shape step, for CUDA graphs: their rows are computed, not kept)."""
+    A = params[0].size(0) if members is None else len(members)
+    grads = [p.grad if members is None else p.grad.index_select(0, members) for p in params]
+    sq = sum(g.reshape(A, -1).pow(2).sum(1) for g in grads)
     coef = (clip / (sq.sqrt() + 1e-6)).clamp_max(1.0)
     for p, g in zip(params, grads):
         shape = (-1,) + (1,) * (p.dim() - 1)
         d = g * coef.view(shape)
-        rows = p.index_select(0, members)
+        rows = p if members is None else p.index_select(0, members)
         if weight_decay:
             d = d + weight_decay * rows
-        p.index_copy_(0, members, rows - lrs.view(shape) * d)
+        new = rows - lrs.view(shape) * d
+        if active is not None:
+            new = torch.where(active.view(shape), new, rows)
+        if members is None:
+            p.copy_(new)
+        else:
+            p.index_copy_(0, members, new)
+
+
+class StaticStep:
+    """The fused training step at one fixed shape, for CUDA-graph capture (``--cuda_graphs``).
+
+    ``step(rows (M, bptt), meta (M, 3))`` trains every member on its window ``rows`` (word
+    positions in the stream, padded to bptt) with ``meta`` = (length, lr, active): all members
+    are computed, and a member not in this batch (its epoch ended, or it stopped) is inactive:
+    out of the loss and its weights kept (:func:`member_sgd_step`'s ``active``). The hidden
+    state and the loss sums live in its own buffers, so a step reads nothing back and has no
+    branch on the batch: one graph serves every batch of every epoch. It says ``capturable``
+    and has ``zero_grad`` for :class:`api.cuda_graph.GraphedStep`, which captures it."""
+
+    capturable = True
+
+    def __init__(self, model: FusedRNNCandidates, params, train: torch.Tensor, clip: float,
+                 weight_decay: float) -> None:
+        self.model, self.params, self.train = model, params, train
+        self.clip, self.weight_decay = clip, weight_decay
+        M, B = model.members, train.size(1)
+        self.hidden = params[0].new_zeros(M, B, model.nhid)
+        self.total = torch.zeros(M, dtype=torch.float64, device=train.device)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def __call__(self, rows: torch.Tensor, meta: torch.Tensor) -> None:
+        lengths, lrs, on = meta[:, 0].long(), meta[:, 1], meta[:, 2] > 0
+        self.zero_grad()
+        loss, new_hidden = self.model.losses(self.train[rows], self.train[rows + 1],
+                                             self.hidden, lengths)
+        torch.where(on, loss, 0.0).sum().backward()
+        member_sgd_step(self.params, None, lrs, self.clip, self.weight_decay, active=on)
+        with torch.no_grad():
+            self.hidden.copy_(new_hidden)
+            self.total += torch.where(on, loss.double() * (lengths * self.train.size(1)), 0.0)
 
 
 def train_fused(evaluator: RNNProxyEvaluator, parent: CellGraph, graphs: Sequence[CellGraph],
@@ -86,6 +133,10 @@ def train_fused(evaluator: RNNProxyEvaluator, parent: CellGraph, graphs: Sequenc
     train, valid = evaluator._device_batches(device)
     as_original = original_eval_factor(valid.size(0))
     M = len(graphs)
+    graphed = None
+    if cfg.cuda_graphs:  # one fixed-shape step, replayed as a CUDA graph (eager elsewhere)
+        static = StaticStep(model, params, train, cfg.clip, cfg.wdecay)
+        graphed = GraphedStep(static, static, device)
     rngs = [np.random.default_rng(s) for s in seeds]
     base_lr = [cfg.lr] * M
     running = list(range(M))
@@ -95,7 +146,9 @@ def train_fused(evaluator: RNNProxyEvaluator, parent: CellGraph, graphs: Sequenc
     for epoch in range(cfg.epochs):
         if not running:
             break
-        train_loss = _train_epoch(model, params, cfg, train, running, rngs, base_lr)
+        train_loss = (_train_epoch(model, params, cfg, train, running, rngs, base_lr)
+                      if graphed is None else
+                      _train_epoch_static(graphed, cfg, train, running, rngs, base_lr))
         for m in list(running):
             if not math.isfinite(train_loss[m]):
                 failed[m] = f"training loss is {train_loss[m]:.4g} (diverged)"
@@ -212,6 +265,33 @@ def _train_epoch(model: FusedRNNCandidates, params, cfg, train: torch.Tensor,
     return {m: values[m] / max(count[m], 1) for m in running}
 
 
+def _train_epoch_static(graphed, cfg, train: torch.Tensor, running: Sequence[int], rngs,
+                        base_lr) -> Dict[int, float]:
+    """:func:`_train_epoch` through a :class:`StaticStep` (``graphed.step``): every batch is
+    padded to all members and to bptt, uploaded for the whole epoch in one copy per kind."""
+    step: StaticStep = graphed.step
+    step.model.train()
+    M, N, B = step.model.members, train.size(0), train.size(1)
+    plan = _plan_epoch(cfg, N, running, rngs, base_lr)
+    rows = torch.zeros(len(plan), M, cfg.bptt, dtype=torch.long)
+    meta = torch.zeros(len(plan), M, 3, dtype=step.params[0].dtype)
+    meta[:, :, 0] = 1  # a length for the members not in a batch (their output is not read)
+    count = {m: 0 for m in running}
+    for b, batch in enumerate(plan):
+        for m, i, L, lr in zip(batch["members"], batch["starts"], batch["lens"], batch["lrs"]):
+            rows[b, m] = (torch.arange(cfg.bptt) + i).clamp_max(N - 2)
+            meta[b, m] = torch.tensor([L, lr, 1.0])
+            count[m] += L * B
+    rows, meta = rows.to(train.device), meta.to(train.device)
+    with torch.no_grad():
+        step.hidden.zero_()
+        step.total.zero_()
+    for b in range(len(plan)):
+        graphed(rows[b], meta[b])
+    values = step.total.tolist()  # the epoch's one read-back
+    return {m: values[m] / max(count[m], 1) for m in running}
+
+
 @torch.no_grad()
 def _evaluate(model: FusedRNNCandidates, data: torch.Tensor, bptt: int,
               running: Sequence[int]) -> Dict[int, float]:
@@ -231,4 +311,4 @@ def _evaluate(model: FusedRNNCandidates, data: torch.Tensor, bptt: int,
     return dict(zip(running, (total / max(count, 1)).tolist()))
 
 
-__all__ = ["member_sgd_step", "train_fused", "why_not_fused"]
+__all__ = ["StaticStep", "member_sgd_step", "train_fused", "why_not_fused"]

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "fused_proxy.py: batched matmuls over members; meant for a GPU, where "
                         "its speed is unmeasured; slower than separate training on a CPU; "
                         "results equal the unfused ones up to float rounding)")
+    g.add_argument("--cuda_graphs", action="store_true",
+                   help="with --fused on CUDA: replay the fused training step as one CUDA graph "
+                        "(windows padded to --bptt, every member computed at every step; GPU "
+                        "speed unmeasured; elsewhere the steps run eagerly and one line says so)")
     add_runtime_flags(p, g)
     return p
 
