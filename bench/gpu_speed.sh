@@ -7,8 +7,10 @@
 # 2. bench/cnn_step.py: ms and kernels per CNN step, eager / graphed / fused k10 / graphed
 #    fused k10 (8-node candidates, batch 128), 75 s;
 # 3. bench/fused_conv.py: grouped conv vs batched matmul for the fused convolutions, 30 s;
-# 4. bench/rnn_step.py: ms and kernels per RNN step, separate vs fused k10, 45 s;
-# 5. the reference RNN search for real (N=6, k=10, penn_proxy), fused, 110 s (target <= 60 s);
+# 4. bench/rnn_step.py: ms and kernels per RNN step, separate / fused k10 / graphed fused k10,
+#    45 s;
+# 5. the reference RNN search for real (N=6, k=10, penn_proxy), fused with CUDA graphs, 110 s
+#    (target <= 60 s);
 # 6. the reference CNN search for real (N=8, k=10, paper proxy, 5,000 / 1,000 images of the
 #    CIFAR-10 subset), fused with CUDA graphs, 220 s (target <= 300 s).
 # Data: DATA holds penn_proxy/ and cifar10-subset/ (default: shared/data in the checkout). The
@@ -47,7 +49,8 @@ part fused_conv 30 python bench/fused_conv.py --device cuda
 part rnn_step 45 python bench/rnn_step.py --device cuda --fused_members 10 \
     --data "$DATA/penn_proxy"
 part rnn_search 110 python searching/rnn/train.py --nodes 6 --epochs 10 --batch_size 128 \
-    --emb_path none --data "$DATA/penn_proxy" --device cuda --fused --quiet --no_plots \
+    --emb_path none --data "$DATA/penn_proxy" --device cuda --fused --cuda_graphs --quiet \
+    --no_plots \
     --save "$OUT/rnn_search"
 part cnn_search 220 python searching/cnn/autoshrink_cnn.py --nodes 8 --max_steps 10 \
     --data "$DATA/cifar10-subset" --device cuda --fused --cuda_graphs --quiet --no_plots \

@@ -9,7 +9,9 @@ windows of 35 x 128. "fused kN" trains N candidates of that step (minus edge 0->
 as one api/rnn/fused.FusedRNNCandidates with searching/rnn/fused_proxy's per-member clipping
 and SGD, every member on its own full window. Each variant runs one warm-up step, then the
 median of ``--steps`` timed steps (synchronised on CUDA); on CUDA it also counts the kernels
-one step launches. The last column divides by the members, which is what compares: a
+one step launches, and adds "graphed fused kN": the fixed-shape fused step of
+``--fused --cuda_graphs`` replayed as a CUDA graph (its warm-up steps and capture happen in the
+untimed first calls). The last column divides by the members, which is what compares: a
 candidate's training costs about (steps per epoch x epochs) x ms per candidate-step.
 
 Measured on the CPU here (2 threads, quiet machine, penn_proxy: 7,002 words, one run): separate
@@ -81,9 +83,34 @@ def fused_step(parent, graphs, corpus, emb, train, device):
     return step
 
 
-def time_step(step, device, steps: int) -> float:
+def graphed_fused_step(parent, graphs, corpus, emb, train, device):
+    """The fused step at its fixed shape (searching/rnn/fused_proxy.StaticStep, what
+    ``--fused --cuda_graphs`` runs) replayed as a CUDA graph (CUDA only)."""
+    from api.cuda_graph import GraphedStep
+    from searching.rnn.fused_proxy import StaticStep
+
+    build = lambda g: RNNModel(g, corpus.ntokens, 100, embedding=emb)  # noqa: E731
+    model, _ = FusedRNNCandidates.from_members(parent, graphs, build, range(len(graphs)))
+    model.to(device)
+    static = StaticStep(model, list(model.parameters()), train, CLIP, 0.0)
+    graphed = GraphedStep(static, static, device)
+    A = len(graphs)
+    meta = torch.tensor([[BPTT, LR, 1.0]] * A, device=device)
+    state = {"i": 0}
+    span = train.size(0) - BPTT - 1 - A * 7
+
+    def step():
+        i = state["i"] = (state["i"] + BPTT) % span
+        rows = (torch.arange(BPTT, device=device).view(1, -1) + i
+                + 7 * torch.arange(A, device=device).view(-1, 1))
+        graphed(rows, meta)
+    return step
+
+
+def time_step(step, device, steps: int, warmup: int = 1) -> float:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step()
+    for _ in range(warmup):
+        step()
     sync()
     times = []
     for _ in range(steps):
@@ -108,15 +135,19 @@ def main(argv=None) -> None:
     parent = CellGraph.complete(6, list(REFERENCE_OPS), space="rnn")
     edges = parent.edge_list[:args.fused_members]
     variants = [("separate", 1, separate_step(parent.remove_edge(*edges[0]), corpus, emb,
-                                              train, device))]
+                                              train, device), 1)]
     if args.fused_members > 1:
         graphs = [parent.remove_edge(*e) for e in edges]
         variants.append((f"fused k{len(graphs)}", len(graphs),
-                         fused_step(parent, graphs, corpus, emb, train, device)))
+                         fused_step(parent, graphs, corpus, emb, train, device), 1))
+        if device.type == "cuda":
+            variants.append((f"graphed fused k{len(graphs)}", len(graphs),  # 3 warm-up steps,
+                             graphed_fused_step(parent, graphs, corpus, emb, train, device),
+                             5))  # the capture, then a replay
     print(f"device {device}, threads {torch.get_num_threads()}, {corpus.ntokens} words, "
           f"window {BPTT} x {BATCH}")
-    for name, members, step in variants:
-        ms = time_step(step, device, args.steps)
+    for name, members, step, warmup in variants:
+        ms = time_step(step, device, args.steps, warmup)
         extra = f", {count_kernels(step)} kernels/step" if device.type == "cuda" else ""
         print(f"{name:12s}: {ms:8.1f} ms/step, {ms / members:8.1f} ms per candidate-step{extra}")
 

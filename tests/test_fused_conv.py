@@ -73,7 +73,17 @@ def test_rnn_step_bench_runs_tiny(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
     root = write_chain_corpus(tmp_path, 900, eval_lines=20, vocab=20, follow=0.7, pad=True,
                               seed=0)
-    _bench("rnn_step").main(["--data", str(root), "--fused_members", "2", "--steps", "1",
-                             "--device", "cpu"])
+    rnn_step = _bench("rnn_step")
+    rnn_step.main(["--data", str(root), "--fused_members", "2", "--steps", "1",
+                   "--device", "cpu"])
     out = capsys.readouterr().out
     assert "separate" in out and "fused k2" in out and "ms per candidate-step" in out
+    # the CUDA-only graphed variant's step, eager here (GraphedStep's CPU fallback)
+    from api.graph import CellGraph
+    from api.rnn.data import Corpus, batchify
+    corpus = Corpus(str(root))
+    parent = CellGraph.complete(6, list(rnn_step.REFERENCE_OPS), space="rnn")
+    graphs = [parent.remove_edge(*e) for e in parent.edge_list[:2]]
+    train = batchify(corpus.train, rnn_step.BATCH)
+    step = rnn_step.graphed_fused_step(parent, graphs, corpus, None, train, torch.device("cpu"))
+    assert rnn_step.time_step(step, torch.device("cpu"), 1) > 0
