@@ -13,6 +13,17 @@ from typing import Dict, List
 
 from api.atomic_io import atomic_write_bytes, atomic_write_text
 
+
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (90 dpi), closed: every plot the searches write goes
+    through here, then to ``atomic_write_bytes``."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
 # log file stem -> (history field, plot title)
 SERIES = {
     "best_perf": ("best_score", "best score"),
@@ -55,10 +66,7 @@ def write_plots(root: str, history: List[Dict], metric: str, x_label: str) -> No
             ax.invert_xaxis()  # the search shrinks from left to right
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
-        atomic_write_bytes(os.path.join(root, PLOT_NAMES[stem]), buf.getvalue())
+        atomic_write_bytes(os.path.join(root, PLOT_NAMES[stem]), png_bytes(fig))
 
 
 def write_report(root: str, history: List[Dict], metric: str, x_label: str = "edges left",
@@ -94,7 +102,4 @@ def plot_curves(root: str, records: List[Dict], key: str) -> None:
     ax.set_title(f"{len(curves)} candidates")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(os.path.join(root, "curves.png"), buf.getvalue())
+    atomic_write_bytes(os.path.join(root, "curves.png"), png_bytes(fig))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import io
 import json
 import os
 import sys
@@ -28,6 +27,7 @@ from api.atomic_io import atomic_write_bytes, atomic_write_json
 from api.benchmarks.nasbench201 import DATASETS, load_table
 from api.errors import UserError, run_cli
 from api.search.tabular import TabularEvaluator
+from api.search.report import png_bytes
 from searching.nasbench201.expected import expected_random_search
 from searching.nasbench201.methods import METHODS, check_budget, run_method
 
@@ -134,10 +134,7 @@ def plot(curves: Dict[str, Dict[str, np.ndarray]], datasets: Sequence[str]) -> b
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def build_parser() -> argparse.ArgumentParser:

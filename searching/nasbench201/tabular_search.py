@@ -20,7 +20,6 @@ best reported figure against queries), ``state.json``, ``args.json`` (the CLI's 
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -35,6 +34,7 @@ from api.fault_injection import maybe_die
 from api.search.tabular import TabularEvaluator
 from api.spaces.arch_io import Arch, save_arch
 from api.spaces.nasbench201.cell import arch_at
+from api.search.report import png_bytes
 from searching.nasbench201.methods import check_budget, check_settings, run_method
 from searching.search import check_resumable
 
@@ -188,7 +188,4 @@ def _plot(records: List[Dict[str, Any]], method: str, dataset: str) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)

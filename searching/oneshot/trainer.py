@@ -34,7 +34,6 @@ or 0-dim tensors), ``state_dict()`` / ``load_state_dict()``.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -58,6 +57,7 @@ from api.datasets import (CIFAR_FOLDERS, DeviceBatches, _list_images, _read_imag
                           balanced_indices, load_cifar)
 from api.errors import UserError
 from api.fault_injection import maybe_die
+from api.search.report import png_bytes
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, save_arch
 
@@ -558,15 +558,6 @@ class OneShotSearch:
 
 
 # ---------------------------------------------------------------------------- plots
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _edge_names(space, n: int) -> List[str]:
     """``node<-input`` per edge where the space lists its edges as (to, from), else numbers."""
     edges = list(getattr(space, "edges", ()) or ())
@@ -595,7 +586,7 @@ def write_panels(path: Path, history: List[Dict[str, Any]], panels) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    atomic_write_bytes(path, _png(fig))
+    atomic_write_bytes(path, png_bytes(fig))
 
 
 def sampled_arch_step(net: nn.Module, w_optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -657,7 +648,7 @@ def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
         ax.set_title(f"softmax(alpha) {cell}, epoch {history[-1]['epoch']}", fontsize=8)
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
-        atomic_write_bytes(root / f"alpha-heatmap-{cell}.png", _png(fig))
+        atomic_write_bytes(root / f"alpha-heatmap-{cell}.png", png_bytes(fig))
 
         traj = np.asarray([r["edge_weights"][cell] for r in history])  # (epochs, edges, ops)
         n_edges = traj.shape[1]
@@ -675,4 +666,4 @@ def write_plots(root: Path, history: List[Dict[str, Any]], space) -> None:
             ax.tick_params(labelsize=6)
         axes[0][0].legend(fontsize=6)
         fig.tight_layout()
-        atomic_write_bytes(root / f"alpha-trajectory-{cell}.png", _png(fig))
+        atomic_write_bytes(root / f"alpha-trajectory-{cell}.png", png_bytes(fig))
