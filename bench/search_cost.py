@@ -388,7 +388,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
     sys.path.insert(0, str(REPO))
     from api.distributed import resolve_device
-    from searching.oneshot.trainer import device_name
+    from api.machine import device_name
 
     device = device_name(resolve_device(a.device))
     if a.methods is None:

@@ -40,7 +40,8 @@ def measure(space: str = "micro", child_steps: int = 3, controller_steps: int = 
     from searching.enas.cnn_method import EnasCNN
     from searching.enas.cnn_search import build_controller, resolve_cnn_args
     from searching.enas.config import build_parser
-    from searching.oneshot.trainer import OneShotConfig, device_name
+    from api.machine import device_name
+    from searching.oneshot.trainer import OneShotConfig
 
     args = build_parser().parse_args(["--network_type", "cnn", "--cnn_space", space])
     args.seed = 1

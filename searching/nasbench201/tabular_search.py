@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from typing import Any, Dict, List, Optional
 
@@ -34,6 +33,7 @@ from api.fault_injection import maybe_die
 from api.search.tabular import TabularEvaluator
 from api.spaces.arch_io import Arch, save_arch
 from api.spaces.nasbench201.cell import arch_at
+from api.machine import cpu_name
 from api.search.report import png_bytes
 from searching.nasbench201.methods import check_budget, check_settings, run_method
 from searching.search import check_resumable
@@ -42,11 +42,6 @@ STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
 STATE_VERSION = 1
 SPACE = "nas-bench-201"
-
-
-def device_name() -> str:
-    """Where the look-ups ran (no accelerator is involved in a tabular search)."""
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 class TabularSearch:
@@ -157,7 +152,7 @@ class TabularSearch:
             "benchmark": {d: float(table.columns[c][index]) for d, c in REPORTED_COLUMNS.items()
                           if c in table.columns},
             "settings": self.method_settings,
-            "search_seconds": round(seconds, 4), "device": device_name()}
+            "search_seconds": round(seconds, 4), "device": cpu_name()}
         atomic_write_json(self._path("summary.json"), summary)
         atomic_write_text(self._path("search.log"), "".join(
             f"query {r['query']:5d} | signal {r['signal']:7.3f} | reported {r['reported']:7.3f}"

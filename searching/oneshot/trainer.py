@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +55,7 @@ from api.datasets import (CIFAR_FOLDERS, DeviceBatches, _list_images, _read_imag
                           balanced_indices, load_cifar)
 from api.errors import UserError
 from api.fault_injection import maybe_die
+from api.machine import device_name
 from api.search.report import png_bytes
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, save_arch
@@ -295,12 +294,6 @@ class ImageFeed:
 
 
 # ---------------------------------------------------------------------------- search
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
 class OneShotSearch:
     """A weight-sharing search in ``root`` (see the module doc)."""
 
