@@ -23,7 +23,7 @@ import sys
 from typing import Optional, Sequence
 
 from api.errors import UserError, run_cli
-from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, resolve_seed
+from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, resolve_seed, run_search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,10 +89,8 @@ def supernet_kwargs(args: argparse.Namespace):
 
 
 def nao_search(args: argparse.Namespace):
-    from api.distributed import resolve_device
     from searching.nao.controller import ControllerConfig
     from searching.nao.method import NAOWS, eval_points
-    from searching.oneshot.trainer import OneShotConfig, OneShotSearch
 
     if args.epochs < 1 or args.batch_size < 1:
         raise UserError("--epochs and --batch_size must be at least 1")
@@ -109,18 +107,8 @@ def nao_search(args: argparse.Namespace):
                    args.controller_epochs, args.top_archs, args.max_step, args.eval_batch_size,
                    args.aux_weight, not args.no_symmetry, args.lr_T_0, args.lr_T_mul,
                    controller, seed=args.seed, out_dir=args.save, progress=not args.quiet)
-    config = OneShotConfig(
-        space="enas-micro", dataset=args.dataset, data=args.data, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
-        lr=args.learning_rate, lr_min=args.learning_rate_min, momentum=args.momentum,
-        nesterov=True, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        supernet=supernet_kwargs(args), arch_fraction=args.valid_fraction)
-    search = OneShotSearch(args.save, config, method, resolve_device(args.device),
-                           progress=not args.quiet, plots=not args.no_plots, args=vars(args),
-                           checkpoint_seconds=60.0 * args.checkpoint_minutes)
-    arch = search.run(resume=args.resume, force=args.force)
-    print(f"searched architecture: {arch.text}")
-    return arch
+    return run_search(args, method, True, supernet_kwargs(args), space="enas-micro",
+                      arch_fraction=args.valid_fraction)
 
 
 def main(argv: Optional[Sequence[str]] = None):

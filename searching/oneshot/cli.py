@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 import random
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 from api.errors import UserError
 
@@ -126,21 +126,22 @@ def supernet_kwargs(args: argparse.Namespace, **darts_extra: Any) -> Dict[str, A
 
 
 def run_search(args: argparse.Namespace, method, nesterov: bool,
-               supernet: Dict[str, Any]):
-    """Build the trainer's config from the common flags and run ``method``'s search in
-    ``--save``; print and return the searched architecture."""
+               supernet: Dict[str, Any], space: Optional[str] = None, **config: Any):
+    """Build the trainer's config from the common flags (``space``: the method's own, where it
+    has no --space flag; ``config``: further OneShotConfig fields) and run ``method``'s search
+    in ``--save``; print and return the searched architecture."""
     from api.distributed import resolve_device
     from searching.oneshot.trainer import OneShotConfig, OneShotSearch
 
     config = OneShotConfig(
-        space=args.space, dataset=args.dataset, data=args.data, epochs=args.epochs,
+        space=space or args.space, dataset=args.dataset, data=args.data, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
         lr=args.learning_rate, lr_min=args.learning_rate_min, momentum=args.momentum,
         nesterov=bool(nesterov), weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        supernet=supernet)
+        supernet=supernet, **config)
     search = OneShotSearch(args.save, config, method, resolve_device(args.device),
                            progress=not args.quiet, plots=not args.no_plots,
-                           benchmark_file=args.benchmark_file, args=vars(args),
+                           benchmark_file=getattr(args, "benchmark_file", None), args=vars(args),
                            checkpoint_seconds=60.0 * args.checkpoint_minutes)
     arch = search.run(resume=args.resume, force=args.force)
     print(f"searched architecture: {arch.text}")
