@@ -79,6 +79,20 @@ def candidate_seed(search_seed: int, graph_hash: str) -> int:
     return int(digest[:8], 16)
 
 
+def refuse_changed_settings(saved: Dict[str, Any], now: Dict[str, Any], root,
+                            skip=(), dashes: bool = False,
+                            fix: str = "pass the same flags (or --force to continue anyway)"
+                            ) -> None:
+    """``--resume``: one line naming the first setting (in sorted order) whose value differs
+    from the saved search's; ``dashes`` writes it as a flag (``--lr``). Every search's resume
+    check goes through here."""
+    for key in sorted((set(saved) | set(now)) - set(skip)):
+        if saved.get(key) != now.get(key):
+            name = f"--{key}" if dashes else key
+            raise UserError(f"--resume: {name} is {now.get(key)!r} but the search in {root} "
+                            f"used {saved.get(key)!r}; {fix}")
+
+
 def _journal_line(rec: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in rec.items() if k != "curve"}
 
@@ -219,11 +233,7 @@ class CellSearch:
 
     def _check_settings(self, saved: Dict[str, Any]) -> None:
         now = self._all_settings()
-        for key in sorted((set(saved) | set(now)) - {EVALUATOR_KEY}):
-            if saved.get(key) != now.get(key):
-                raise UserError(f"--resume: --{key} is {now.get(key)!r} but the search in "
-                                f"{self.root} used {saved.get(key)!r}; pass the same flags "
-                                "(or --force to continue anyway)")
+        refuse_changed_settings(saved, now, self.root, skip={EVALUATOR_KEY}, dashes=True)
         saved_ev, now_ev = saved.get(EVALUATOR_KEY) or {}, now[EVALUATOR_KEY]
         diffs = [f"{key} ({_short(now_ev.get(key))} now, {_short(saved_ev.get(key))} then)"
                  for key in sorted(set(saved_ev) | set(now_ev))

@@ -36,7 +36,7 @@ from api.spaces.nasbench201.cell import arch_at
 from api.machine import cpu_name
 from api.search.report import png_bytes
 from searching.nasbench201.methods import check_budget, check_settings, run_method
-from searching.search import check_resumable
+from searching.search import check_resumable, refuse_changed_settings
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -107,12 +107,8 @@ class TabularSearch:
             raise UserError(f"--resume: {self.root} holds a {kind} (version "
                             f"{state.get('version')}), not a NAS-Bench-201 tabular search")
         if not force:
-            now = self.settings
-            for key in sorted(set(saved) | set(now)):
-                if saved.get(key) != now.get(key):
-                    raise UserError(f"--resume: {key} is {now.get(key)!r} but the search in "
-                                    f"{self.root} used {saved.get(key)!r}; pass the same "
-                                    "flags and benchmark file (or --force)")
+            refuse_changed_settings(saved, self.settings, self.root,
+                                    fix="pass the same flags and benchmark file (or --force)")
         records = records[:self.budget]
         write_jsonl(self._path(HISTORY_FILE), records)  # without a torn last line
         return records

@@ -59,6 +59,7 @@ from api.machine import device_name
 from api.search.report import png_bytes
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, save_arch
+from searching.search import refuse_changed_settings
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
@@ -379,12 +380,7 @@ class OneShotSearch:
         data = self.load_data()
         settings = self._settings(data)
         if state is not None and not force:
-            saved = state["settings"]
-            for key in sorted(set(saved) | set(settings)):
-                if saved.get(key) != settings.get(key):
-                    raise UserError(f"--resume: {key} is {settings.get(key)!r} but the search "
-                                    f"in {self.root} used {saved.get(key)!r}; pass the same "
-                                    "flags (or --force to continue anyway)")
+            refuse_changed_settings(state["settings"], settings, self.root)
 
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
