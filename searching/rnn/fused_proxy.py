@@ -38,10 +38,11 @@ from api.cuda_graph import GraphedStep
 from api.distributed import resolve_device
 from api.graph import CellGraph
 from api.rnn.fused import FusedRNNCandidates
-from api.rnn.model import cell_flops, count_params
+from api.rnn.model import count_params
 from api.search.evaluator import Result
 from api.search.executors import failure_result
-from searching.rnn.proxy import Diverged, RNNProxyEvaluator, original_eval_factor
+from searching.rnn.proxy import (Diverged, RNNProxyEvaluator, epoch_record,
+                                 original_eval_factor, proxy_result)
 
 
 def why_not_fused(evaluator: RNNProxyEvaluator, graphs: Sequence[CellGraph]) -> str:
@@ -142,7 +143,7 @@ def train_fused(evaluator: RNNProxyEvaluator, parent: CellGraph, graphs: Sequenc
     running = list(range(M))
     best = [(math.inf, -1)] * M  # (best val loss, its epoch)
     curves: List[List[Dict]] = [[] for _ in range(M)]
-    failed: Dict[int, str] = {}
+    failed: Dict[int, Optional[str]] = {}  # member -> why it failed (None: it did not)
     for epoch in range(cfg.epochs):
         if not running:
             break
@@ -163,34 +164,27 @@ def train_fused(evaluator: RNNProxyEvaluator, parent: CellGraph, graphs: Sequenc
                 failed[m] = f"validation loss is {v:.4g} after epoch {epoch + 1}"
                 running.remove(m)
                 continue
-            curves[m].append({"epoch": epoch + 1, "lr": base_lr[m], "train_loss": train_loss[m],
-                              "val_loss": v, "val_ppl": math.exp(v),
-                              "val_ppl_original_eval": math.exp(v * as_original),
-                              "seconds": seconds})
+            curves[m].append(epoch_record(epoch + 1, base_lr[m], train_loss[m], v, as_original,
+                                          seconds))
             if v < best[m][0]:
                 best[m] = (v, epoch)
             if cfg.lr_drops_after(epoch):
                 base_lr[m] /= 10.0
-            if epoch - best[m][1] >= cfg.patience or v > cfg.overfit_ratio * train_loss[m]:
+            if cfg.stops_after(epoch, best[m][1], v, train_loss[m]):
                 running.remove(m)
     # each member is credited an equal share of the group's wall time (as the fused CNN)
     seconds = (time.perf_counter() - start) / M
     results = []
     for m, g in enumerate(graphs):
         b = best[m][0]
-        if m not in failed and b >= cfg.diverge_loss:
-            failed[m] = (f"best validation loss is {b:.4g} after {len(curves[m])} epochs "
-                         f"(diverged: >= {cfg.diverge_loss:g})")
-        if m in failed:  # as the separate run reports it (failure_result of Diverged)
+        if m not in failed:
+            failed[m] = cfg.divergence(b, len(curves[m]))
+        if failed[m]:  # as the separate run reports it (failure_result of Diverged)
             result = failure_result(Diverged(failed[m]))
             result.seconds = seconds
         else:
-            result = Result(status="ok", metrics={
-                                "perplexity": math.exp(b), "val_loss": b,
-                                "perplexity_original_eval": math.exp(b * as_original)},
-                            macs=cell_flops(g, evaluator.nhid), params=params_count[m],
-                            seconds=seconds, epochs=len(curves[m]))
-            result.curve = curves[m]
+            result = proxy_result(g, evaluator.nhid, params_count[m], b, as_original, seconds,
+                                  curves[m])
         results.append(result)
     return results
 
@@ -206,8 +200,7 @@ def _plan_epoch(cfg, N: int, running: Sequence[int], rngs, base_lr) -> List[Dict
             return plan
         batch = {"members": members, "starts": [], "lens": [], "lrs": []}
         for m in members:
-            bptt = cfg.bptt if rngs[m].random() >= cfg.short_prob else cfg.bptt / 2.0
-            seq_len = max(int(bptt), 1)
+            seq_len = cfg.draw_seq_len(rngs[m])
             batch["starts"].append(pos[m])
             batch["lens"].append(min(seq_len, N - 1 - pos[m]))  # the last window is shorter
             batch["lrs"].append(base_lr[m] * seq_len / cfg.bptt)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -69,6 +69,46 @@ class RNNTrainConfig:
     def lr_drops_after(self, epoch: int) -> bool:
         """lr / 10 after (0-based) epochs E-4 and E-2, but never after epoch 0."""
         return epoch >= 1 and epoch in (self.epochs - 4, self.epochs - 2)
+
+    def draw_seq_len(self, rng: np.random.Generator) -> int:
+        """A training window's length: bptt, or half of it with probability ``short_prob``."""
+        bptt = self.bptt if rng.random() >= self.short_prob else self.bptt / 2.0
+        return max(int(bptt), 1)
+
+    def stops_after(self, epoch: int, best_epoch: int, val_loss: float,
+                    train_loss: float) -> bool:
+        """Patience spent, or overfitting (val loss > ratio x train loss)."""
+        return (epoch - best_epoch >= self.patience
+                or val_loss > self.overfit_ratio * train_loss)
+
+    def divergence(self, best_val: float, epochs: int) -> Optional[str]:
+        """The original's rule at the end of training: a best val loss still at or above
+        ``diverge_loss`` is a divergence (its message), else None."""
+        if best_val >= self.diverge_loss:
+            return (f"best validation loss is {best_val:.4g} after {epochs} epochs "
+                    f"(diverged: >= {self.diverge_loss:g})")
+        return None
+
+
+def epoch_record(epoch: int, lr: float, train_loss: float, val_loss: float,
+                 as_original: float, seconds: float) -> Dict[str, Any]:
+    """One epoch of a candidate's curve (1-based ``epoch``)."""
+    return {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
+            "val_ppl": math.exp(val_loss),
+            "val_ppl_original_eval": math.exp(val_loss * as_original), "seconds": seconds}
+
+
+def proxy_result(graph: CellGraph, nhid: int, params: int, best_val: float,
+                 as_original: float, seconds: float, curve: List[Dict[str, Any]]) -> Result:
+    """A trained candidate's result: its best val perplexity (and the original's figure for
+    it), the paper's FLOPs proxy, its parameters and per-epoch curve."""
+    result = Result(status="ok", metrics={
+                        "perplexity": math.exp(best_val), "val_loss": best_val,
+                        "perplexity_original_eval": math.exp(best_val * as_original)},
+                    macs=cell_flops(graph, nhid), params=params, seconds=seconds,
+                    epochs=len(curve))
+    result.curve = curve  # per-epoch figures (kept off the constructor on purpose)
+    return result
 
 
 @dataclass
@@ -137,11 +177,8 @@ class RNNProxyEvaluator(Evaluator):
             if not math.isfinite(val_loss):
                 raise Diverged(f"validation loss is {val_loss:.4g} after epoch {epoch + 1}")
             seconds = time.perf_counter() - start
-            curve.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
-                          "train_loss": train_loss, "val_loss": val_loss,
-                          "val_ppl": math.exp(val_loss),
-                          "val_ppl_original_eval": math.exp(val_loss * as_original),
-                          "seconds": seconds})
+            curve.append(epoch_record(epoch + 1, opt.param_groups[0]["lr"], train_loss,
+                                      val_loss, as_original, seconds))
             left = seconds / (epoch + 1) * (cfg.epochs - epoch - 1)
             self.report_epoch({"epoch": f"{epoch + 1}/{cfg.epochs}",
                                "val_ppl": f"{math.exp(val_loss):.1f}",
@@ -152,20 +189,13 @@ class RNNProxyEvaluator(Evaluator):
             if cfg.lr_drops_after(epoch):
                 for group in opt.param_groups:
                     group["lr"] /= 10.0
-            if epoch - best_epoch >= cfg.patience:
+            if cfg.stops_after(epoch, best_epoch, val_loss, train_loss):
                 break
-            if val_loss > cfg.overfit_ratio * train_loss:
-                break
-        if best_val >= cfg.diverge_loss:
-            raise Diverged(f"best validation loss is {best_val:.4g} after {len(curve)} epochs "
-                           f"(diverged: >= {cfg.diverge_loss:g})")
-        result = Result(status="ok", metrics={
-                            "perplexity": math.exp(best_val), "val_loss": best_val,
-                            "perplexity_original_eval": math.exp(best_val * as_original)},
-                        macs=cell_flops(graph, self.nhid), params=count_params(model),
-                        seconds=time.perf_counter() - start, epochs=len(curve))
-        result.curve = curve  # per-epoch figures (kept off the constructor on purpose)
-        return result
+        why = cfg.divergence(best_val, len(curve))
+        if why:
+            raise Diverged(why)
+        return proxy_result(graph, self.nhid, count_params(model), best_val, as_original,
+                            time.perf_counter() - start, curve)
 
     def _train_epoch(self, model: RNNModel, opt, params, train: torch.Tensor,
                      rng: np.random.Generator, gen) -> float:
@@ -176,8 +206,7 @@ class RNNProxyEvaluator(Evaluator):
         base_lr = opt.param_groups[0]["lr"]
         total, count, i = 0.0, 0, 0
         while i < train.size(0) - 2:
-            bptt = cfg.bptt if rng.random() >= cfg.short_prob else cfg.bptt / 2.0
-            seq_len = max(int(bptt), 1)
+            seq_len = cfg.draw_seq_len(rng)
             for group in opt.param_groups:
                 group["lr"] = base_lr * seq_len / cfg.bptt
             inputs, targets = get_batch(train, i, seq_len)
