@@ -24,8 +24,6 @@ fused decoder loss. The fused model is for the GPU, where its speed is unmeasure
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -35,7 +33,7 @@ from api.rnn.data import Corpus, batchify
 from api.rnn.embedding import embedding_matrix
 from api.rnn.fused import FusedRNNCandidates
 from api.rnn.model import RNNModel
-from cnn_step import count_kernels
+from cnn_step import count_kernels, time_step
 from rnn_reference import REFERENCE_OPS
 from searching.rnn.fused_proxy import member_sgd_step
 
@@ -107,20 +105,6 @@ def graphed_fused_step(parent, graphs, corpus, emb, train, device):
     return step
 
 
-def time_step(step, device, steps: int, warmup: int = 1) -> float:
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="../shared/data/penn_proxy")
@@ -147,7 +131,7 @@ def main(argv=None) -> None:
     print(f"device {device}, threads {torch.get_num_threads()}, {corpus.ntokens} words, "
           f"window {BPTT} x {BATCH}")
     for name, members, step, warmup in variants:
-        ms = time_step(step, device, args.steps, warmup)
+        _, ms = time_step(step, device, warmup - 1, args.steps)  # untimed: `warmup` steps
         extra = f", {count_kernels(step)} kernels/step" if device.type == "cuda" else ""
         print(f"{name:12s}: {ms:8.1f} ms/step, {ms / members:8.1f} ms per candidate-step{extra}")
 

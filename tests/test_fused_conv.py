@@ -86,4 +86,4 @@ def test_rnn_step_bench_runs_tiny(tmp_path, capsys, monkeypatch):
     graphs = [parent.remove_edge(*e) for e in parent.edge_list[:2]]
     train = batchify(corpus.train, rnn_step.BATCH)
     step = rnn_step.graphed_fused_step(parent, graphs, corpus, None, train, torch.device("cpu"))
-    assert rnn_step.time_step(step, torch.device("cpu"), 1) > 0
+    assert rnn_step.time_step(step, torch.device("cpu"), 0, 1)[1] > 0
