@@ -18,7 +18,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from api.atomic_io import atomic_write_bytes
+from api.runs.atomic_io import atomic_write_bytes
 from api.errors import UserError
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}

@@ -13,14 +13,14 @@ of min(k, edges) = 235; N=6, k=10, keep 0.25 RNN: 95), one worker, no cache hits
 note, where capture is impossible).
 
 ``--fused K`` also trains K candidates of the reference search's first step as one fused group
-(searching/cnn/fused_proxy.py ``train_fused``, the same evaluator settings; K edges drawn as a
+(searching/fused/cnn_trainer.py ``train_fused``, the same evaluator settings; K edges drawn as a
 search step draws them, seed 0; seeds 0..K-1): the group's seconds divided by K per candidate,
 and candidates per hour, next to the single candidate's. Projection as above: a capped group
 whose last member ran all the capped epochs is projected to 20 epochs from the group's seconds
 per epoch (stopped members are still computed in the fused model, so a group epoch costs about
 the same throughout). With ``--cuda_graphs`` the fused steps are captured too. The same for the RNN:
 K candidates of the reference RNN search's first step as one group
-(searching/rnn/fused_proxy.py; stopped members are no longer computed there), projected to 10
+(searching/fused/rnn_trainer.py; stopped members are no longer computed there), projected to 10
 epochs when capped.
 """
 from __future__ import annotations
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 from api.datasets import load_images, make_proxy
-from api.graph import CellGraph
-from api.network import NetworkSpec
-from api.ops import draw_ops
-from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig
+from api.spaces.dag.graph import CellGraph
+from api.spaces.autoshrink_cnn.network import NetworkSpec
+from api.spaces.autoshrink_cnn.ops import draw_ops
+from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig
 
 
 def reference_candidates(e0: int, k: int, threshold: int) -> int:
@@ -47,7 +47,7 @@ def cnn_candidate(args) -> tuple:
     data = make_proxy(load_images("cifar10", args.cifar), 5000, 1000, 0)
     graph = CellGraph.complete(8, draw_ops("v3", 8, np.random.default_rng(0))).remove_edge(0, 7)
     epochs = min(20, args.max_epochs)
-    ev = CNNProxyEvaluator(data, NetworkSpec(), ProxyTrainConfig(
+    ev = CNNProxyEvaluator(data, NetworkSpec(), CNNProxyTrainConfig(
         epochs=epochs, device=args.device, cuda_graphs=args.cuda_graphs))
     start = time.perf_counter()
     result = ev.evaluate(graph, 0)
@@ -76,12 +76,12 @@ def time_fused_group(train_fused, ev, parent: CellGraph, k: int, epochs: int, fu
 
 
 def cnn_fused_group(args) -> tuple:
-    from searching.cnn.fused_proxy import train_fused
+    from searching.fused.cnn_trainer import train_fused
 
     data = make_proxy(load_images("cifar10", args.cifar), 5000, 1000, 0)
     parent = CellGraph.complete(8, draw_ops("v3", 8, np.random.default_rng(0)))
     epochs = min(20, args.max_epochs)
-    ev = CNNProxyEvaluator(data, NetworkSpec(), ProxyTrainConfig(
+    ev = CNNProxyEvaluator(data, NetworkSpec(), CNNProxyTrainConfig(
         epochs=epochs, device=args.device, cuda_graphs=args.cuda_graphs))
     return time_fused_group(train_fused, ev, parent, args.fused, epochs, 20)
 
@@ -96,7 +96,7 @@ def rnn_candidate(args) -> tuple:
 
 def rnn_fused_group(args) -> tuple:
     from rnn_reference import reference_evaluator, reference_graph
-    from searching.rnn.fused_proxy import train_fused
+    from searching.fused.rnn_trainer import train_fused
 
     epochs = min(10, args.max_epochs)
     ev = reference_evaluator(args.ptb, epochs, args.device)

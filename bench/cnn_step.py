@@ -12,19 +12,19 @@ without cudnn.benchmark and counts the kernels one step launches, which tells a 
 step (many small kernels) from a compute-bound one.
 
 The ``graphed`` variants (CUDA only; skipped with a note elsewhere) replay the step as a CUDA
-graph (api/cuda_graph.py, the proxy's ``--cuda_graphs``): the batch is copied into static
+graph (searching/fused/cuda_graph.py, the proxy's ``--cuda_graphs``): the batch is copied into static
 buffers and the whole forward, backward and capturable-Adam step is one graph launch. Their
 "first step" is an eager warm-up step; the capture happens within the warm-up steps. Their
 kernel count is what the profiler attributes to one replay.
 
 The ``fused kN`` variants (``--fused_members N``, default 10, 0 skips them) time one training
 step of N candidates of the reference search's first step trained as one fused model
-(api/fused.py ``FusedCandidates.from_members``, ``searching.cnn.fused_proxy.MemberAdam``, the
+(searching/fused/cnn_model.py ``FusedCandidates.from_members``, ``searching.fused.cnn_trainer.MemberAdam``, the
 step the fused proxy trainer runs): the complete 8-node v3 cell minus one edge each, N edges
 drawn as a search step draws them (``rng.permutation``, seed 0), each member on its own batch of
 ``--batch_size``. They report ms per fused step and ms per candidate-step (divided by N), with
 the ratio to the single-candidate fp32 step. ``graphed fused kN`` (CUDA only) captures that
-step with api/cuda_graph.py: ``MemberAdam`` is capturable (its step counts and active mask live
+step with searching/fused/cuda_graph.py: ``MemberAdam`` is capturable (its step counts and active mask live
 on the device; with a fixed active set its step reads nothing back).
 """
 from __future__ import annotations
@@ -37,13 +37,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from api.cuda_graph import GraphedStep
-from api.distributed import resolve_device
-from api.fused import FusedCandidates
-from api.graph import CellGraph
-from api.network import NetworkSpec, build_network
-from api.ops import draw_ops
-from searching.cnn.fused_proxy import FusedTrainStep, MemberAdam
+from searching.fused.cuda_graph import GraphedStep
+from api.train.distributed import resolve_device
+from searching.fused.cnn_model import FusedCandidates
+from api.spaces.dag.graph import CellGraph
+from api.spaces.autoshrink_cnn.network import NetworkSpec, build_network
+from api.spaces.autoshrink_cnn.ops import draw_ops
+from searching.fused.cnn_trainer import FusedTrainStep, MemberAdam
 
 
 def train_step(model, opt, x, y, bf16: bool, amp_cache: bool = True) -> None:

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from api.rnn.softmax_loss import linear_cross_entropy
+from api.lm.softmax_loss import linear_cross_entropy
 from api.spaces import get_space
 from api.spaces.enas_rnn import ACTIVATIONS, arc_loose_ends
 from api.spaces.enas_rnn.supernet import MAX_HIDDEN_NORM, edge_index

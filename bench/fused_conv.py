@@ -2,7 +2,7 @@
 
     python bench/fused_conv.py [--device auto] [--members 10] [--batch 128] [--threads 2]
 
-api/fused.py runs M members' convolutions as one grouped ``conv2d`` (``groups=M``, depthwise
+searching/fused/cnn_model.py runs M members' convolutions as one grouped ``conv2d`` (``groups=M``, depthwise
 ``groups=M*C``) on activations laid out ``(B, M*C, H, W)``. Issue 17 asks for grouped convs or
 batched matmuls, whichever measures faster. This times forward + backward (input and weight
 gradients) of both formulations of the same maths at the paper proxy skeleton's shapes
@@ -48,8 +48,8 @@ from typing import List, Tuple
 import torch
 import torch.nn.functional as F
 
-from api.distributed import resolve_device
-from api.network import NetworkSpec
+from api.train.distributed import resolve_device
+from api.spaces.autoshrink_cnn.network import NetworkSpec
 
 
 def grouped_conv(x: torch.Tensor, w: torch.Tensor, groups: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ the cells without affine, with running statistics (our default, ``--track_runnin
 - Ours: the supernet of ``get_space("nas-bench-201").supernet(...)`` built by the one-shot
   trainer (:meth:`OneShotSearch.build_supernet`), its weights' SGD as the trainer makes it, and
   the method's own ``step`` (searching/gdas/method.py, searching/darts/method.py with
-  searching/oneshot/architect.py), driven as :class:`OneShotSearch` drives it.
+  searching/darts/architect.py), driven as :class:`OneShotSearch` drives it.
 - Official: ``xautodl.models.get_cell_based_tiny_net`` with the NB201 search config (name
   "GDAS" / "DARTS-V1" / "DARTS-V2"), ``xautodl.procedures.get_optim_scheduler`` for the weights'
   SGD and cosine schedule, wrapped in ``nn.DataParallel`` as the official scripts do (a plain

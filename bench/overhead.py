@@ -3,7 +3,7 @@
     python bench/overhead.py            # -> overhead cnn=X.XX rnn=Y.YY
 
 CNN: the ShrinkCNN-A cell stack at 32x32 with a small width, built from the graph by
-``api.network`` versus ``bench.static_models.StaticShrinkCNN``. RNN: the 6-node ShrinkRNN cell
+``api.spaces.autoshrink_cnn.network`` versus ``bench.static_models.StaticShrinkCNN``. RNN: the 6-node ShrinkRNN cell
 at nhid 100 built from the graph versus a hand-unrolled cell. Each figure is the median of
 interleaved repeats of forward+backward time (graph / static), measured in one run.
 """
@@ -19,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api.complexity import count_params  # noqa: E402
-from api.graph_io import load_graph  # noqa: E402
-from api.network import NetworkSpec, build_network  # noqa: E402
+from api.spaces.complexity import count_params  # noqa: E402
+from api.spaces.dag.graph_io import load_graph  # noqa: E402
+from api.spaces.autoshrink_cnn.network import NetworkSpec, build_network  # noqa: E402
 from static_models import StaticShrinkCNN  # noqa: E402
 
 

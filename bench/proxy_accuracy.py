@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from api.datasets import load_images, make_proxy
-from api.graph import CellGraph
-from api.network import NetworkSpec
-from api.ops import draw_ops
-from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, stop_reason
+from api.spaces.dag.graph import CellGraph
+from api.spaces.autoshrink_cnn.network import NetworkSpec
+from api.spaces.autoshrink_cnn.ops import draw_ops
+from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, stop_reason
 
 
 class BothValidations(CNNProxyEvaluator):
@@ -38,7 +38,7 @@ class BothValidations(CNNProxyEvaluator):
         return super()._recalibrate(model, data, gen, amp, fmt)
 
 
-def replay_stops(cfg: ProxyTrainConfig, train_losses, vals):
+def replay_stops(cfg: CNNProxyTrainConfig, train_losses, vals):
     """(best accuracy, stop epoch, reason) the paper's early stops give on this curve."""
     best_acc, best_epoch = 0.0, 0
     for epoch, (train_loss, (val_loss, val_acc)) in enumerate(zip(train_losses, vals), 1):
@@ -65,9 +65,9 @@ def main() -> None:
     data = make_proxy(splits, args.proxy_train, args.proxy_val, args.seed)
     ops = draw_ops("v3", args.nodes, np.random.default_rng(args.seed))
     graph = CellGraph.complete(args.nodes, ops)
-    paper = ProxyTrainConfig(epochs=args.epochs)
+    paper = CNNProxyTrainConfig(epochs=args.epochs)
     # Disable the early stops so every requested epoch is measured; they are replayed below.
-    cfg = ProxyTrainConfig(epochs=args.epochs, patience=args.epochs + 1, min_acc_epoch=0,
+    cfg = CNNProxyTrainConfig(epochs=args.epochs, patience=args.epochs + 1, min_acc_epoch=0,
                            overfit_ratio=float("inf"), bn_recal_batches=args.bn_recal_batches,
                            device=args.device)
     ev = BothValidations(data, NetworkSpec(num_classes=data.num_classes), cfg)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import torch
 
 from api.errors import UserError, run_cli
-from api.rnn.data import Corpus, unigram_perplexity
+from api.lm.data import Corpus, unigram_perplexity
 from rnn_reference import reference_candidate
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from api.graph import CellGraph
-from api.rnn.data import Corpus
-from api.rnn.embedding import embedding_matrix, load_w2v
+from api.spaces.dag.graph import CellGraph
+from api.lm.data import Corpus
+from api.lm.embedding import embedding_matrix, load_w2v
 from api.search.evaluator import Result
-from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNTrainConfig
+from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNProxyTrainConfig
 
 # The reference cell of the benchmarks (SPEC section 15): 6 nodes, these node ops.
 REFERENCE_OPS = ("input", "identity", "relu", "tanh", "identity", "identity")
@@ -26,7 +26,7 @@ def reference_evaluator(data_dir: str, epochs: int = 10, device: str = "auto",
     vectors = load_w2v(emb_path) if emb_path else None
     emb = embedding_matrix(corpus.dictionary.idx2word, 100, vectors, seed)
     data = LMData(corpus.train, corpus.valid, corpus.ntokens, emb)
-    return RNNProxyEvaluator(data, 100, 100, RNNTrainConfig(epochs=epochs, device=device))
+    return RNNProxyEvaluator(data, 100, 100, RNNProxyTrainConfig(epochs=epochs, device=device))
 
 
 def reference_graph() -> CellGraph:

@@ -6,7 +6,7 @@ Both train the complete 6-node cell (node ops identity, relu, tanh, identity, id
 the paper's proxy LM (emsize = nhid = 100, batch 128, bptt 35, SGD lr 20, clip 0.25) on the
 same batches. "original" is the computation of the original search code, kept here as the
 baseline: one matmul per edge and step, autograd through every step, log-softmax + NLL.
-"ours" is api/rnn/model.py. Both measure the same number of training batches and are
+"ours" is api/spaces/autoshrink_rnn/model.py. Both measure the same number of training batches and are
 projected to a full epoch of penn_proxy; CPU seconds are printed next to wall seconds so a
 busy machine can be told apart from a slow implementation.
 """
@@ -19,10 +19,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from api.graph import CellGraph
-from api.rnn.data import Corpus, batchify, get_batch
-from api.rnn.embedding import embedding_matrix
-from api.rnn.model import RNNModel
+from api.spaces.dag.graph import CellGraph
+from api.lm.data import Corpus, batchify, get_batch
+from api.lm.embedding import embedding_matrix
+from api.spaces.autoshrink_rnn.model import RNNModel
 from rnn_reference import REFERENCE_OPS
 
 OPS = list(REFERENCE_OPS)

@@ -3,7 +3,7 @@
     python bench/rnn_step.py [--fused_members 10] [--steps 5] [--device auto]
 
 "separate" is one candidate of the reference RNN search's first step (the complete 6-node
-reference cell minus edge 0->1) trained as the proxy trains it (api/rnn/model.py: hand-written
+reference cell minus edge 0->1) trained as the proxy trains it (api/spaces/autoshrink_rnn/model.py: hand-written
 recurrence and fused decoder loss; SGD lr 20 scaled by the window, clip 0.25) on penn_proxy
 windows of 35 x 128. "fused kN" trains N candidates of that step (minus edge 0->1, 0->2, ...)
 as one api/rnn/fused.FusedRNNCandidates with searching/rnn/fused_proxy's per-member clipping
@@ -27,15 +27,15 @@ import argparse
 
 import torch
 
-from api.distributed import resolve_device
-from api.graph import CellGraph
-from api.rnn.data import Corpus, batchify
-from api.rnn.embedding import embedding_matrix
-from api.rnn.fused import FusedRNNCandidates
-from api.rnn.model import RNNModel
+from api.train.distributed import resolve_device
+from api.spaces.dag.graph import CellGraph
+from api.lm.data import Corpus, batchify
+from api.lm.embedding import embedding_matrix
+from searching.fused.rnn_model import FusedRNNCandidates
+from api.spaces.autoshrink_rnn.model import RNNModel
 from cnn_step import count_kernels, time_step
 from rnn_reference import REFERENCE_OPS
-from searching.rnn.fused_proxy import member_sgd_step
+from searching.fused.rnn_trainer import member_sgd_step
 
 BPTT, BATCH, LR, CLIP = 35, 128, 20.0, 0.25
 
@@ -84,8 +84,8 @@ def fused_step(parent, graphs, corpus, emb, train, device):
 def graphed_fused_step(parent, graphs, corpus, emb, train, device):
     """The fused step at its fixed shape (searching/rnn/fused_proxy.StaticStep, what
     ``--fused --cuda_graphs`` runs) replayed as a CUDA graph (CUDA only)."""
-    from api.cuda_graph import GraphedStep
-    from searching.rnn.fused_proxy import StaticStep
+    from searching.fused.cuda_graph import GraphedStep
+    from searching.fused.rnn_trainer import StaticStep
 
     build = lambda g: RNNModel(g, corpus.ntokens, 100, embedding=emb)  # noqa: E731
     model, _ = FusedRNNCandidates.from_members(parent, graphs, build, range(len(graphs)))

@@ -16,7 +16,7 @@ projected to the whole search:
 - ENAS RNN (``searching/enas/main.py --network_type rnn``, SPEC §19 sizes): one epoch with S
   shared steps, C controller steps and D derive samples; its history gives each phase's
   seconds; hours = 150 x (400 t_shared + 2000 t_controller + 100 t_derive).
-- ENAS CNN micro: the ENAS CNN search's own probe, ``searching/enas/cnn_cost.py`` (child and
+- ENAS CNN micro: the ENAS CNN search's own probe, ``bench/enas_cnn_cost.py`` (child and
   controller steps of its code at the official sizes, projected to 150 epochs).
 - DARTS-V1, GDAS (image one-shot searches, DARTS/NASNet space): one epoch on
   ``--train_size`` N images, projected to the paper's data (x 50,000 / N) and epochs (DARTS
@@ -159,7 +159,7 @@ def format_table(rows: List[Row]) -> str:
 
 def write_out(path: str, rows: List[Row], skipped: Dict[str, str], quick: bool) -> None:
     sys.path.insert(0, str(REPO))
-    from api.atomic_io import atomic_write_json
+    from api.runs.atomic_io import atomic_write_json
 
     atomic_write_json(Path(path), {"rows": [asdict(r) for r in rows], "quick": quick,
                                    "ratios": ratios(rows), "not_measured": skipped,
@@ -293,13 +293,13 @@ def _image_oneshot(r: Runner, name: str, method: str, argv: List[str], epochs: i
 
 
 def enas_micro(r: Runner, q: bool, device: str) -> Row:
-    """ENAS micro through the ENAS CNN search's own cost probe (searching/enas/cnn_cost.py:
+    """ENAS micro through the ENAS CNN search's own cost probe (bench/enas_cnn_cost.py:
     child and controller steps of the search's code at the official sizes, warm-up excluded,
     projected to 150 epochs of 282 child steps and the controller's steps)."""
     a = r.args
     child, ctrl = (1, 1) if q else (5, 2)
     out = r.work / "enas-micro.json"
-    r.run("enas-micro", ["searching/enas/cnn_cost.py", "--cnn_space", "micro",
+    r.run("enas-micro", ["bench/enas_cnn_cost.py", "--cnn_space", "micro",
                          "--child_steps", str(child), "--controller_steps", str(ctrl),
                          "--device", a.device, "--out", str(out)], a.timeout)
     m = json.loads(out.read_text())
@@ -308,7 +308,7 @@ def enas_micro(r: Runner, q: bool, device: str) -> Row:
                f"{child} child step(s) ({m['seconds_per_child_step']:.2f} s) and {ctrl} "
                f"controller step(s) ({m['seconds_per_controller_step']:.2f} s) at the official "
                f"sizes, to {m['epochs']} x ({m['child_steps_per_epoch']} + "
-               f"{m['controller_steps_per_epoch']}) (searching/enas/cnn_cost.py)")
+               f"{m['controller_steps_per_epoch']}) (bench/enas_cnn_cost.py)")
 
 
 def darts_cnn(r: Runner, q: bool, device: str) -> Row:
@@ -387,7 +387,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"error: {name} data not found at {folder} (set {name}=DIR)", file=sys.stderr)
             return 2
     sys.path.insert(0, str(REPO))
-    from api.distributed import resolve_device
+    from api.train.distributed import resolve_device
     from api.machine import device_name
 
     device = device_name(resolve_device(a.device))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from api.network import NetworkSpec
-from api.ops import ConvBNAct, SepConv
+from api.spaces.autoshrink_cnn.network import NetworkSpec
+from api.spaces.autoshrink_cnn.ops import ConvBNAct, SepConv
 
 
 class StaticShrinkCell(nn.Module):

@@ -3,7 +3,7 @@
 The 6-node ShrinkRNN cell (edges 0->1..5, 1->3,4,5, 2->4,5, 3->4,5; ops identity, sigmoid,
 sigmoid, tanh, identity for nodes 1-5; leaves 4 and 5) unrolled by hand with one matmul per
 edge and plain autograd, inside the same LM (embedding -> cell -> tied decoder -> CE) as
-``api.rnn.model.RNNModel``, so the benchmark measures what building the cell from a
+``api.spaces.autoshrink_rnn.model.RNNModel``, so the benchmark measures what building the cell from a
 graph costs (or saves).
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from api.graph_io import load_graph
-from api.rnn.model import RNNModel
+from api.spaces.dag.graph_io import load_graph
+from api.spaces.autoshrink_rnn.model import RNNModel
 
 EDGES = [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 3), (1, 4), (1, 5), (2, 4), (2, 5),
          (3, 4), (3, 5)]

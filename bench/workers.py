@@ -18,12 +18,12 @@ import time
 import numpy as np
 
 from api.datasets import load_images, make_proxy
-from api.graph import CellGraph
-from api.network import NetworkSpec
-from api.ops import draw_ops
+from api.spaces.dag.graph import CellGraph
+from api.spaces.autoshrink_cnn.network import NetworkSpec
+from api.spaces.autoshrink_cnn.ops import draw_ops
 from api.search.evaluator import Task
 from api.search.executors import InProcessExecutor, ProcessExecutor
-from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig
+from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig
 from searching.shrink import candidate_seed
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=8)
     args = p.parse_args()
     data = make_proxy(load_images("cifar10", args.data), args.proxy_train, args.proxy_val, 0)
-    cfg = ProxyTrainConfig(epochs=args.epochs, device="cpu")
+    cfg = CNNProxyTrainConfig(epochs=args.epochs, device="cpu")
     tasks = step_tasks(args.nodes, args.candidates, seed=0)
     cores = os.cpu_count() or 1
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-from api.complexity import complexity
+from api.spaces.complexity import complexity
 from api.errors import run_cli
-from api.graph_io import load_graph
-from api.model_spec import ModelSpec
-from api.network import NetworkSpec
-from api.rnn_complexity import rnn_lm_params
+from api.spaces.dag.graph_io import load_graph
+from api.spaces.autoshrink_cnn.model_spec import ModelSpec
+from api.spaces.autoshrink_cnn.network import NetworkSpec
+from api.spaces.autoshrink_rnn.cost import rnn_lm_params
 
 PAPER = {"ShrinkCNN-A (ReLU)": (3.6, 384), "ShrinkCNN-B (Swish)": (3.6, 384),
          "ShrinkRNN": (24.0, None)}

@@ -73,8 +73,8 @@ def _dataset(name: Optional[str], arch) -> str:
 def model_info(args: argparse.Namespace) -> Dict[str, Any]:
     from torch import nn
 
-    from api import arch_train as at
-    from api.complexity import count_macs
+    from api.train import arch_train as at
+    from api.spaces.complexity import count_macs
     from api.spaces import get_space
     from api.spaces.arch_io import load_arch
     from api.spaces.base import dataset_info, params_without_auxiliary
@@ -121,7 +121,7 @@ def model_info(args: argparse.Namespace) -> Dict[str, Any]:
     elif family == "nb201":
         settings = f"C={model.C}, N={model.N}"
     elif family == "autoshrink":
-        from api.network import NetworkSpec
+        from api.spaces.autoshrink_cnn.network import NetworkSpec
 
         proposed = arch.value.settings or {}
         proposed = proposed.get("network") if isinstance(proposed.get("network"), dict) \

@@ -1,1 +1,3 @@
-"""AutoShrink searches: the shared shrink loop plus the CNN and RNN search spaces."""
+"""Search methods: the AutoShrink cell search (shared loop, CNN and RNN searches), random
+search, the one weight-sharing trainer with DARTS, GDAS, ENAS and NAO-WS, and the discrete
+searches on NAS-Bench-201."""

@@ -20,13 +20,13 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from api.atomic_io import atomic_write_json
+from api.runs.atomic_io import atomic_write_json
 from api.errors import UserError, run_cli
-from api.graph_io import load_graph
+from api.spaces.dag.graph_io import load_graph
 from api.search.evaluator import Task
 from api.search.executors import evaluate_safely
-from searching.random_search import random_search
-from searching.random_strategy import count_trainings
+from searching.random.random_search import random_search
+from searching.random.strategy import count_trainings
 
 RETRAIN_SEED = 1234
 
@@ -84,26 +84,26 @@ def retrain(space: str, graph_path: str, args: argparse.Namespace) -> float:
     graph = load_graph(graph_path)
     if space == "cnn":
         from api.datasets import load_images, make_proxy
-        from api.network import NetworkSpec
-        from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig
+        from api.spaces.autoshrink_cnn.network import NetworkSpec
+        from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig
 
         spec = NetworkSpec.from_dict(graph.settings["network"])
         data = make_proxy(load_images("cifar10", args.data), args.retrain_train,
                           args.retrain_val, RETRAIN_SEED)
-        cfg = ProxyTrainConfig(epochs=args.retrain_epochs, patience=args.retrain_epochs + 1,
+        cfg = CNNProxyTrainConfig(epochs=args.retrain_epochs, patience=args.retrain_epochs + 1,
                                min_acc_epoch=0, overfit_ratio=float("inf"))
         ev = CNNProxyEvaluator(data, spec, cfg)
     else:
-        from api.rnn.data import Corpus
-        from api.rnn.embedding import embedding_matrix
-        from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNTrainConfig
+        from api.lm.data import Corpus
+        from api.lm.embedding import embedding_matrix
+        from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNProxyTrainConfig
 
         corpus = Corpus(args.data)
         emsize = int(graph.settings.get("emsize", 100))
         emb = embedding_matrix(corpus.dictionary.idx2word, emsize, None, RETRAIN_SEED)
         data = LMData(corpus.train, corpus.valid, corpus.ntokens, emb)
         ev = RNNProxyEvaluator(data, emsize, emsize,
-                               RNNTrainConfig(epochs=args.retrain_epochs,
+                               RNNProxyTrainConfig(epochs=args.retrain_epochs,
                                               patience=args.retrain_epochs + 1))
     result = evaluate_safely(ev, Task("retrain", graph, RETRAIN_SEED))
     if result.fatal:  # a bug, not a training failure: never a quiet nan in the table

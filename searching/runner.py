@@ -13,12 +13,12 @@ from typing import Any, Callable, Dict
 
 import numpy as np
 
-from api.atomic_io import atomic_write_json
-from api.graph import CellGraph
+from api.runs.atomic_io import atomic_write_json
+from api.spaces.dag.graph import CellGraph
 from api.search.evaluator import Evaluator
 from api.search.executors import add_executor_flags, make_executor
 from api.search.objectives import Objective
-from searching.search import CellSearch
+from searching.cell_search import CellSearch
 
 
 @dataclass

@@ -5,7 +5,7 @@ minus one edge (edges shuffled with the seeded RNG), scores them with the object
 the best; the search stops when ``round(E0 * keep_fraction)`` edges remain. It sees only an
 :class:`~api.search.Evaluator`, an :class:`~api.search.Executor` and an objective, so it
 knows nothing about CNNs or RNNs; state, journal and resume live in
-:class:`~searching.search.CellSearch`.
+:class:`~searching.cell_search.CellSearch`.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from api.errors import UserError
-from api.graph import CellGraph
-from api.graph_io import save_graph
-from searching.search import CellSearch, SearchStalled, candidate_seed
+from api.spaces.dag.graph import CellGraph
+from api.spaces.dag.graph_io import save_graph
+from searching.cell_search import CellSearch, SearchStalled, candidate_seed
 
 __all__ = ["ShrinkConfig", "ShrinkSearch", "SearchStalled", "candidate_seed"]
 

@@ -186,14 +186,14 @@ def folder_files(root: Path) -> Dict[str, bytes]:
 
 def run_search_until_death(main, argv, point: str, root: Path, capsys,
                            monkeypatch) -> Dict[str, bytes]:
-    """Run a search CLI in this process until the fault-injection hook of searching/search.py
+    """Run a search CLI in this process until the fault-injection hook of searching/cell_search.py
     (``AUTOSHRINK_TEST_DIE_AT=<point>``, e.g. ``journal:2``) ends it, as kill -9 would at that
     instant; return the files of ``root`` at that instant.
 
     ``os._exit`` raises :class:`Died` instead of ending pytest. Unlike a killed process, the
     exception runs ``finally`` and ``except`` blocks on its way out, so this checks that they
     changed no file of ``root``: what a resume then sees is exactly what a kill leaves."""
-    from api.fault_injection import DIE_AT_ENV
+    from api.runs.fault_injection import DIE_AT_ENV
 
     at_death: Dict[str, bytes] = {}
 

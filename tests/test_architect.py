@@ -1,4 +1,4 @@
-"""DARTS's architecture step (searching/oneshot/architect.py) against hand computations on a
+"""DARTS's architecture step (searching/darts/architect.py) against hand computations on a
 2-node toy supernet, plus a smoke run on the NAS-Bench-201 supernet."""
 import copy
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searching.oneshot.architect import Architect
+from searching.darts.architect import Architect
 
 D = 3
 XI = 0.5          # a large ξ so that w' is far from w (tells "around w" from "around w'")

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from api.atomic_io import read_jsonl
+from api.runs.atomic_io import read_jsonl
 from conftest import die_at_every_kind_of_point, kill_9_when, run_cli_inprocess, run_script
-from api.network import NetworkSpec
+from api.spaces.autoshrink_cnn.network import NetworkSpec
 from searching.cnn.autoshrink_cnn import build_parser, main, search_cnn
 
 SCRIPT = "searching/cnn/autoshrink_cnn.py"
@@ -181,18 +181,18 @@ def test_speed_flags_are_runtime_settings():
     config, stay out of the evaluator's identity, and pick the layout per device."""
     import torch
 
-    from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig
+    from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig
     from searching.cnn.autoshrink_cnn import RUNTIME_FLAGS
 
     args = build_parser().parse_args(["--cuda_bf16", "--cuda_channels_last",
                                       "--no_cudnn_benchmark"])
     assert {"cuda_bf16", "cuda_channels_last", "no_cudnn_benchmark"} <= RUNTIME_FLAGS
     assert args.cuda_bf16 and args.cuda_channels_last and args.no_cudnn_benchmark
-    default = ProxyTrainConfig()
+    default = CNNProxyTrainConfig()
     assert not default.cuda_bf16 and default.cudnn_benchmark
     assert default.use_channels_last(torch.device("cpu"))
     assert not default.use_channels_last(torch.device("cuda"))
-    fast = ProxyTrainConfig(cuda_bf16=True, cuda_channels_last=True, cudnn_benchmark=False)
+    fast = CNNProxyTrainConfig(cuda_bf16=True, cuda_channels_last=True, cudnn_benchmark=False)
     assert fast.use_channels_last(torch.device("cuda"))
     from api.datasets import ProxyData
 

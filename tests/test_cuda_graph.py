@@ -1,4 +1,4 @@
-"""CUDA-graph capture of the CNN proxy step (api/cuda_graph.py, --cuda_graphs): where capture is
+"""CUDA-graph capture of the CNN proxy step (searching/fused/cuda_graph.py, --cuda_graphs): where capture is
 impossible the eager step runs, exactly, with one line saying so; on CUDA, graphed == eager
 within tolerance (skipped without a GPU)."""
 import contextlib
@@ -6,10 +6,10 @@ import contextlib
 import pytest
 import torch
 
-from api.cuda_graph import GraphedStep, make_capturable, reset_fallback_note, unsupported_reason
+from searching.fused.cuda_graph import GraphedStep, make_capturable, reset_fallback_note, unsupported_reason
 from api.datasets import DeviceBatches
-from api.graph import CellGraph
-from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, TrainStep, _param_groups
+from api.spaces.dag.graph import CellGraph
+from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, TrainStep, _param_groups
 from tests.test_proxy_bn import SPEC, toy_proxy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,7 +30,7 @@ def _train(device, graphs: bool, epochs=3, seed=0, wrap=lambda step: step, captu
     data = toy_proxy(n_train=100, n_val=8)
     mean, std = data.stats()
     train = DeviceBatches(data.train_x, data.train_y, mean, std, device)
-    ev = CNNProxyEvaluator(data, SPEC, ProxyTrainConfig())
+    ev = CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig())
     torch.manual_seed(seed)
     model = ev.build(GRAPH).to(device)
     opt = torch.optim.Adam(_param_groups(model, 1e-5), lr=1e-2)
@@ -111,7 +111,7 @@ class FakeStream:
 @pytest.fixture
 def fake_cuda(monkeypatch):
     """The CUDA side of GraphedStep replaced by CPU stand-ins, to test its control flow."""
-    import api.cuda_graph as cg
+    import searching.fused.cuda_graph as cg
 
     monkeypatch.setattr(cg, "unsupported_reason", lambda opt, device: None)
     monkeypatch.setattr(cg, "make_capturable", lambda opt: None)  # CPU Adam cannot be
@@ -175,21 +175,21 @@ def test_proxy_flag_on_cpu_gives_the_same_result_and_one_line(capsys):
     data = toy_proxy(n_train=100, n_val=40)
     kw = dict(epochs=2, batch_size=32, val_batch_size=20, lr=1e-2, patience=9,
               min_acc_epoch=0, overfit_ratio=float("inf"))
-    results = [CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(cuda_graphs=g, **kw)
+    results = [CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig(cuda_graphs=g, **kw)
                                  ).evaluate(GRAPH, 1) for g in (False, True, True)]
     curves = [[{k: v for k, v in c.items() if k != "seconds"} for c in r.curve]
               for r in results]
     assert curves[0] == curves[1] == curves[2]
     assert results[0].metrics == results[1].metrics
     assert capsys.readouterr().err.count("CUDA graphs:") == 1
-    ident = [CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(cuda_graphs=g)).describe()
+    ident = [CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig(cuda_graphs=g)).describe()
              for g in (False, True)]
     assert ident[0] == ident[1]  # a speed setting: not part of the evaluator's identity
 
 
 def test_batched_validation_matches_the_per_batch_one():
     data = toy_proxy(n_train=8, n_val=50)
-    ev = CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(val_batch_size=20))
+    ev = CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig(val_batch_size=20))
     torch.manual_seed(0)
     model = ev.build(GRAPH)
     _, val = ev._device_data(torch.device("cpu"))
@@ -202,10 +202,10 @@ def test_batched_validation_matches_the_per_batch_one():
 def test_cli_flag_reaches_the_proxy_and_is_a_runtime_flag():
     from searching.cnn.autoshrink_cnn import RUNTIME_FLAGS, build_parser
 
-    assert "cuda_graphs" in RUNTIME_FLAGS and "cuda_graphs" in ProxyTrainConfig.RUNTIME
+    assert "cuda_graphs" in RUNTIME_FLAGS and "cuda_graphs" in CNNProxyTrainConfig.RUNTIME
     assert not build_parser().parse_args([]).cuda_graphs
     assert build_parser().parse_args(["--cuda_graphs"]).cuda_graphs
-    assert not ProxyTrainConfig().cuda_graphs
+    assert not CNNProxyTrainConfig().cuda_graphs
 
 
 @CUDA
@@ -244,7 +244,7 @@ def test_proxy_with_graphs_on_cuda_trains_like_eager(capsys):
               device="cuda")
     torch.backends.cudnn.deterministic = True
     try:
-        eager, graphed = [CNNProxyEvaluator(data, SPEC, ProxyTrainConfig(cuda_graphs=g, **kw)
+        eager, graphed = [CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig(cuda_graphs=g, **kw)
                                             ).evaluate(GRAPH, 1) for g in (False, True)]
     finally:
         torch.backends.cudnn.deterministic = False

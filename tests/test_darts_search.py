@@ -110,7 +110,7 @@ def test_step_order_architecture_then_weights(one_thread):
 
 
 def test_darts_space_v2_genotype_is_accepted(cifar_root, tmp_path, capsys, one_thread):
-    from api.arch_train import build_arch_network
+    from api.train.arch_train import build_arch_network
     from api.spaces.arch_io import load_arch
     from evaluation.model_info import main as model_info
 

@@ -214,7 +214,7 @@ def test_image_folder_dataset(tmp_path, capsys):
 
 
 def test_cost_probe_projects_the_measured_steps():
-    from searching.enas.cnn_cost import measure
+    from bench.enas_cnn_cost import measure
 
     m = measure("micro", 1, 1, "cpu", train_images=320,
                 overrides=dict(batch_size=4, child_out_filters=4, child_num_layers=1,

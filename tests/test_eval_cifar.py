@@ -5,9 +5,9 @@ import pickle
 
 import pytest
 
-from api.atomic_io import read_jsonl
-from api.checkpoint import load_checkpoint
-from api.graph_io import save_graph
+from api.runs.atomic_io import read_jsonl
+from api.train.checkpoint import load_checkpoint
+from api.spaces.dag.graph_io import save_graph
 from conftest import run_cli_inprocess, run_script, write_cifar10
 from test_eval_components import search_graph
 
@@ -31,7 +31,7 @@ def train(*args):
 
 
 def test_train_learns_and_resume_is_exact(tmp_path, tiny_cifar, monkeypatch, capsys):
-    from api.trainer import Trainer
+    from api.train.trainer import Trainer
 
     common = ["--graph_path", "shrinkcnn-a", "--data", tiny_cifar, *TINY, "--epochs", 4,
               "--drop_path", "0.2"]
@@ -69,24 +69,24 @@ def test_death_between_log_and_checkpoint_and_changed_flags_on_resume(tmp_path, 
     """Killed after epoch 2's metrics line but before its last.pt (an injected death in the
     checkpoint writer, not a race): the resumed run redoes epoch 2 once, refuses a changed
     recipe flag by name unless --force, accepts runtime flags, and keeps the first args.json."""
-    import api.trainer
+    import api.train.trainer
     from api.errors import run_cli
     from evaluation.cnn.train_cifar import main
 
     out = tmp_path / "run"
     common = ["--graph_path", "shrinkcnn-a", "--data", tiny_cifar, *TINY, "--epochs", 3,
               "--output", out]
-    real_save = api.trainer.save_checkpoint
+    real_save = api.train.trainer.save_checkpoint
 
     def die_at_second(path, state):
         if state["epoch"] == 2:
             raise KeyboardInterrupt
         real_save(path, state)
 
-    monkeypatch.setattr(api.trainer, "save_checkpoint", die_at_second)
+    monkeypatch.setattr(api.train.trainer, "save_checkpoint", die_at_second)
     with pytest.raises(KeyboardInterrupt):
         train(*common)
-    monkeypatch.setattr(api.trainer, "save_checkpoint", real_save)
+    monkeypatch.setattr(api.train.trainer, "save_checkpoint", real_save)
     assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
     first_args = (out / "args.json").read_text()

@@ -8,17 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from api.augment import cutout, random_crop, random_flip
-from api.checkpoint import capture_rng, restore_rng
-from api.ema import ModelEma
+from api.train.augment import cutout, random_crop, random_flip
+from api.train.checkpoint import capture_rng, restore_rng
+from api.train.ema import ModelEma
 from api.errors import UserError
-from api.graph import CellGraph
-from api.graph_io import load_graph
-from api.metrics import topk_accuracy
-from api.model_spec import CIFAR_BASE, IMAGENET_BASE, ModelSpec, resolve_network
-from api.network import NetworkSpec
-from api.optim import RMSpropTF, WarmupCosineLR, weight_decay_groups
-from api.rnn_complexity import rnn_lm_params
+from api.spaces.dag.graph import CellGraph
+from api.spaces.dag.graph_io import load_graph
+from api.train.metrics import topk_accuracy
+from api.spaces.autoshrink_cnn.model_spec import CIFAR_BASE, IMAGENET_BASE, ModelSpec, resolve_network
+from api.spaces.autoshrink_cnn.network import NetworkSpec
+from api.train.optim import RMSpropTF, WarmupCosineLR, weight_decay_groups
+from api.spaces.autoshrink_rnn.cost import rnn_lm_params
 
 
 def test_rmsprop_tf_matches_the_tf_update():

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from api.atomic_io import read_jsonl
-from api.checkpoint import load_checkpoint
+from api.runs.atomic_io import read_jsonl
+from api.train.checkpoint import load_checkpoint
 from api.errors import UserError
-from api.graph_io import save_graph
+from api.spaces.dag.graph_io import save_graph
 from conftest import REPO, run_cli_inprocess
 from test_eval_components import search_graph
 
@@ -68,7 +68,7 @@ def test_build_imagenet_prints_paper_figures(tmp_path, capsys):
 
 
 def test_train_resume_validate_end_to_end(tmp_path, imagenet_root, monkeypatch, capsys):
-    from api.trainer import Trainer
+    from api.train.trainer import Trainer
     from evaluation.cnn.build_imagenet import main as build
     from evaluation.cnn.validate import main as validate
 
@@ -135,8 +135,8 @@ def test_torchrun_two_gloo_ranks(tmp_path):
     number: a padded or overlapping split would count 10 or more), and both ranks hold the
     same weights after training (the per-rank digests last.pt records are equal, and are the
     digest of the weights it holds)."""
-    from api.model_spec import ModelSpec
-    from api.trainer import param_digest
+    from api.spaces.autoshrink_cnn.model_spec import ModelSpec
+    from api.train.trainer import param_digest
 
     root = write_image_folder(tmp_path / "imagenet", train=8, val=3)
     out = tmp_path / "ddp"

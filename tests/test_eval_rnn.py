@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from api.atomic_io import append_jsonl, read_jsonl
+from api.runs.atomic_io import append_jsonl, read_jsonl
 from api.errors import run_cli
-from api.graph import CellGraph
-from api.graph_io import save_graph
+from api.spaces.dag.graph import CellGraph
+from api.spaces.dag.graph_io import save_graph
 from evaluation.rnn.lm import forward_raw, sample_seq_len, should_switch_to_asgd
 from evaluation.rnn.test import main as rnn_test_main
 from evaluation.rnn.train import main as train_main
-from api.rnn.model import RNNModel
+from api.spaces.autoshrink_rnn.model import RNNModel
 from conftest import run_script, write_chain_corpus
 
 # Small dropouts so that 4 tiny epochs show the loss falling; the rest is the real recipe.

@@ -7,15 +7,15 @@ import time
 import pytest
 import torch
 
-from api.atomic_io import read_jsonl
+from api.runs.atomic_io import read_jsonl
 from api.errors import UserError, run_cli
-from api.graph import CellGraph
+from api.spaces.dag.graph import CellGraph
 from api.scoped import torch_threads
 from api.search.evaluator import Evaluator, Result, Task, TrainingFailure
 from api.search.executors import (InProcessExecutor, ProcessExecutor, evaluate_safely,
                                   make_executor, plan_workers, resolve_threads, worker_devices)
 from searching.cnn.autoshrink_cnn import build_parser, search_cnn
-from searching.search import CandidateBug
+from searching.cell_search import CandidateBug
 from test_shrink import FakeEvaluator, journal
 from test_shrink import run as run_shrink
 
@@ -211,9 +211,9 @@ def test_evaluate_safely_restores_threads_and_cudnn_benchmark():
 
 
 def test_cnn_proxy_sets_cudnn_benchmark_for_its_candidate_only():
-    from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig
+    from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig
 
-    ev = CNNProxyEvaluator(None, None, ProxyTrainConfig(cudnn_benchmark=True))
+    ev = CNNProxyEvaluator(None, None, CNNProxyTrainConfig(cudnn_benchmark=True))
     seen = []
     ev._evaluate = lambda graph, seed: seen.append(torch.backends.cudnn.benchmark) or Result()
     before = torch.backends.cudnn.benchmark
@@ -226,7 +226,7 @@ def test_cnn_proxy_sets_cudnn_benchmark_for_its_candidate_only():
 
 
 def test_rnn_kernel_restores_threads_and_leaves_no_pool_work_running():
-    from api.rnn.recurrence import _one_thread, _run_parts
+    from api.spaces.autoshrink_rnn.recurrence import _one_thread, _run_parts
 
     finished = []
 

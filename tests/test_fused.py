@@ -1,4 +1,4 @@
-"""Fused candidates (api/fused.py): each member trains exactly as its own network would.
+"""Fused candidates (searching/fused/cnn_model.py): each member trains exactly as its own network would.
 
 float64 on CPU, tiny graphs: k=3 candidates of one parent (the parent minus one edge each).
 Each member's loss, gradients, weights and BN statistics are compared with its separate network
@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from api.fused import FusedCandidates, MemberFreezer, unsupported
-from api.graph import CellGraph
-from api.network import NetworkSpec
+from searching.fused.cnn_model import FusedCandidates, MemberFreezer, unsupported
+from api.spaces.dag.graph import CellGraph
+from api.spaces.autoshrink_cnn.network import NetworkSpec
 from searching.cnn.proxy import _param_groups
 
 RTOL, ATOL = 1e-9, 1e-11

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from api.atomic_io import read_jsonl
+from api.runs.atomic_io import read_jsonl
 from searching.cnn.autoshrink_cnn import RUNTIME_FLAGS, build_parser, make_search
-from searching.fused_executor import FusedExecutor
+from searching.fused.executor import FusedExecutor
 from searching.runner import run_search
 
 TINY = ["--nodes", "4", "--max_steps", "2", "--epochs", "1", "--proxy_train", "100",
@@ -42,7 +42,7 @@ def test_tiny_search_with_fused(tmp_path, cifar_root):
 
 def test_random_search_refuses_fused(tmp_path):
     from api.errors import UserError
-    from searching.random_search import parse, random_search
+    from searching.random.random_search import parse, random_search
     args, components, root_flag = parse(["cnn", "--model_root", str(tmp_path / "r"), "--fused"])
     with pytest.raises(UserError, match="--fused"):
         random_search(args, components, root_flag)

@@ -79,8 +79,8 @@ def test_rnn_step_bench_runs_tiny(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "separate" in out and "fused k2" in out and "ms per candidate-step" in out
     # the CUDA-only graphed variant's step, eager here (GraphedStep's CPU fallback)
-    from api.graph import CellGraph
-    from api.rnn.data import Corpus, batchify
+    from api.spaces.dag.graph import CellGraph
+    from api.lm.data import Corpus, batchify
     corpus = Corpus(str(root))
     parent = CellGraph.complete(6, list(rnn_step.REFERENCE_OPS), space="rnn")
     graphs = [parent.remove_edge(*e) for e in parent.edge_list[:2]]

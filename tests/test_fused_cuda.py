@@ -6,9 +6,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from api.cuda_graph import reset_fallback_note
-from searching.cnn.fused_proxy import train_fused as train_fused_cnn
-from searching.rnn.fused_proxy import train_fused as train_fused_rnn
+from searching.fused.cuda_graph import reset_fallback_note
+from searching.fused.cnn_trainer import train_fused as train_fused_cnn
+from searching.fused.rnn_trainer import train_fused as train_fused_rnn
 from test_fused_proxy import EDGES as CNN_EDGES, PARENT as CNN_PARENT, F64Evaluator, toy
 from test_fused_proxy import tiny_config, tiny_spec
 from test_fused_rnn import EDGES as RNN_EDGES, PARENT as RNN_PARENT, _evaluator

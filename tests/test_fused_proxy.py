@@ -1,4 +1,4 @@
-"""Fused proxy training (searching/cnn/fused_proxy.py): each candidate's result equals its own
+"""Fused proxy training (searching/fused/cnn_trainer.py): each candidate's result equals its own
 ``CNNProxyEvaluator.evaluate`` (float64, CPU), epoch-ending accuracy checks and early stops
 included, with members that stop at different batches and epochs."""
 import numpy as np
@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from api.datasets import ProxyData
-from api.graph import CellGraph
-from api.network import NetworkSpec
-from searching.cnn.fused_proxy import train_fused
-from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig
+from api.spaces.dag.graph import CellGraph
+from api.spaces.autoshrink_cnn.network import NetworkSpec
+from searching.fused.cnn_trainer import train_fused
+from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,9 +44,9 @@ def tiny_spec() -> NetworkSpec:
                        stem_channels=8, num_classes=4, image_size=16)
 
 
-def tiny_config(**kw) -> ProxyTrainConfig:
+def tiny_config(**kw) -> CNNProxyTrainConfig:
     """The tests' proxy recipe: small batches, quick accuracy stops and early stops."""
-    return ProxyTrainConfig(**{"epochs": 6, "lr": 1e-2, "batch_size": 16, "val_batch_size": 16,
+    return CNNProxyTrainConfig(**{"epochs": 6, "lr": 1e-2, "batch_size": 16, "val_batch_size": 16,
                                "train_acc_stop": 0.6, "patience": 2, "min_acc_epoch": 0,
                                "channels_last": False, **kw})
 EDGES = [(0, 1), (2, 3), (1, 3)]
@@ -54,7 +54,7 @@ EDGES = [(0, 1), (2, 3), (1, 3)]
 
 @pytest.mark.parametrize("recal", [2, 0])
 def test_fused_results_equal_separate_evaluations(recal, monkeypatch):
-    import searching.cnn.fused_proxy as fp
+    import searching.fused.cnn_trainer as fp
     actives = []
     step = fp.MemberAdam.step
     monkeypatch.setattr(fp.MemberAdam, "step",
@@ -87,8 +87,8 @@ def test_fused_results_equal_separate_evaluations(recal, monkeypatch):
 
 # ---------------------------------------------------------------- in a search (FusedExecutor)
 from api.search.objectives import CNNObjective  # noqa: E402
-from api.atomic_io import read_jsonl  # noqa: E402
-from searching.fused_executor import FusedExecutor  # noqa: E402
+from api.runs.atomic_io import read_jsonl  # noqa: E402
+from searching.fused.executor import FusedExecutor  # noqa: E402
 from searching.shrink import ShrinkConfig, ShrinkSearch  # noqa: E402
 
 
@@ -181,7 +181,7 @@ def test_fused_executor_takes_any_device():
     nothing, so it runs without a GPU)."""
     from api.search.evaluator import Task
     spec = tiny_spec()
-    ev = CNNProxyEvaluator(toy(), spec, ProxyTrainConfig(device="cuda"))
+    ev = CNNProxyEvaluator(toy(), spec, CNNProxyTrainConfig(device="cuda"))
     tasks = [Task(f"t{i}", PARENT.remove_edge(*e), i) for i, e in enumerate(EDGES)]
     assert FusedExecutor()._why_not(ev, tasks) is None
 
@@ -190,7 +190,7 @@ def test_member_orders_are_the_separate_runs_batches():
     """_orders draws each listed member's permutation from its own CPU generator exactly as
     DeviceBatches.batches does for the separate run (other rows are untouched generators)."""
     from api.datasets import DeviceBatches
-    from searching.cnn.fused_proxy import _orders
+    from searching.fused.cnn_trainer import _orders
     d = toy(n_train=37)
     data = DeviceBatches(d.train_x, d.train_y, *d.stats(), torch.device("cpu"))
     gens = [torch.Generator().manual_seed(s) for s in (3, 4, 5)]
@@ -206,10 +206,10 @@ def test_member_orders_are_the_separate_runs_batches():
 
 def test_member_adam_steps_per_member_and_is_capturable(monkeypatch):
     """MemberAdam updates only the active members, counts steps per member, keeps the last
-    active set when given none (the form a captured step replays), and api.cuda_graph
+    active set when given none (the form a captured step replays), and searching.fused.cuda_graph
     accepts it as capturable (nothing to switch)."""
-    import api.cuda_graph as cg
-    from searching.cnn.fused_proxy import MemberAdam
+    import searching.fused.cuda_graph as cg
+    from searching.fused.cnn_trainer import MemberAdam
     p = torch.nn.Parameter(torch.zeros(2, 3))
     q = torch.nn.Parameter(torch.zeros(4))
     opt = MemberAdam([{"params": [p], "weight_decay": 0.1}, {"params": [q], "weight_decay": 0}],
@@ -237,7 +237,7 @@ def test_cuda_graphs_flag_gives_the_eager_results_where_capture_is_impossible(ca
     statistics (the captured step has no branch on the active set) and validates in large
     batches; on the CPU it runs eagerly (one note) with the same results as without."""
     from dataclasses import replace
-    from api.cuda_graph import reset_fallback_note
+    from searching.fused.cuda_graph import reset_fallback_note
     torch.set_default_dtype(torch.float64)
     try:
         spec = tiny_spec()

@@ -1,4 +1,4 @@
-"""Fused RNN candidates (api/rnn/fused.py, searching/rnn/fused_proxy.py): in float64 on the CPU,
+"""Fused RNN candidates (searching/fused/rnn_model.py, searching/fused/rnn_trainer.py): in float64 on the CPU,
 each member's losses, gradients and whole proxy training equal its own model's, with members
 of different sequence lengths, pruned nodes, and early stops at different epochs."""
 from pathlib import Path
@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from api.graph import CellGraph
-from api.rnn.data import Corpus
-from api.rnn.embedding import embedding_matrix
-from api.rnn.fused import FusedRNNCandidates
-from api.rnn.model import RNNModel
+from api.spaces.dag.graph import CellGraph
+from api.lm.data import Corpus
+from api.lm.embedding import embedding_matrix
+from searching.fused.rnn_model import FusedRNNCandidates
+from api.spaces.autoshrink_rnn.model import RNNModel
 from conftest import write_chain_corpus
-from searching.rnn.fused_proxy import member_sgd_step, train_fused
-from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNTrainConfig
+from searching.fused.rnn_trainer import member_sgd_step, train_fused
+from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNProxyTrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,7 +88,7 @@ def _evaluator(tmp_path, **kw):
     c = Corpus(str(root))
     data = LMData(c.train, c.valid, c.ntokens,
                   embedding_matrix(c.dictionary.idx2word, 8, None, 0).double())
-    cfg = RNNTrainConfig(**{"epochs": 6, "batch_size": 8, "eval_batch_size": 8, "bptt": 6, **kw})
+    cfg = RNNProxyTrainConfig(**{"epochs": 6, "batch_size": 8, "eval_batch_size": 8, "bptt": 6, **kw})
     return RNNProxyEvaluator(data, 8, 8, cfg)
 
 
@@ -134,7 +134,7 @@ def test_diverged_member_fails_alone(tmp_path, float64):
 
 # ------------------------------------------------------------- in a search (FusedExecutor)
 from api.search.objectives import RNNObjective  # noqa: E402
-from searching.fused_executor import FusedExecutor  # noqa: E402
+from searching.fused.executor import FusedExecutor  # noqa: E402
 from searching.shrink import ShrinkConfig, ShrinkSearch  # noqa: E402
 from test_fused_proxy import KilledMidStep, _journal, _same  # noqa: E402  (the CNN's helpers)
 
@@ -204,7 +204,7 @@ def test_cli_fused_flag(tmp_path, capsys):
 def test_fused_executor_falls_back_when_the_group_runs_out_of_memory(monkeypatch, capsys):
     """k members in one model may not fit where one at a time does: that step trains
     separately (not k fatal failures), and the executor goes on fusing later steps."""
-    import searching.fused_executor as fe
+    import searching.fused.executor as fe
     from api.search.evaluator import Result, Task
 
     class Plain:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from api.errors import UserError
-from api.graph import CellGraph
-from api.graph_io import load_graph, loads_graph, save_graph
+from api.spaces.dag.graph import CellGraph
+from api.spaces.dag.graph_io import load_graph, loads_graph, save_graph
 
 OPS4 = ["input", "SepConv3x3", "Conv1x1", "SepConv3x3"]
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from api.spaces.enas_micro.presets import NAONET_A, NAONET_B
+from api.spaces.nao.presets import NAONET_A, NAONET_B
 from conftest import (REPO, assert_same_oneshot_search, oneshot_history, run_cli_inprocess,
                       run_script, run_search_until_death)
 from searching.nao.pool import read_pool
@@ -112,8 +112,8 @@ def test_bad_search_flags_are_one_line(flags, message, cifar_root, tmp_path, cap
 
 
 def test_fixed_arc_picks_the_space_and_the_scripts_pass_the_zoo_cells(tmp_path):
-    from api.arch_train import fixed_arc
-    from api.spaces.enas_micro.presets import NAONET_WS
+    from api.train.arch_train import fixed_arc
+    from api.spaces.nao.presets import NAONET_WS
 
     assert fixed_arc(NAONET_A).space == "nao" and fixed_arc(NAONET_B).space == "enas-micro"
     assert fixed_arc(NAONET_WS).text == NAONET_WS

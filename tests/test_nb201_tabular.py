@@ -16,7 +16,7 @@ import pytest
 
 from api.benchmarks.nasbench201 import (REPORTED_COLUMNS, SIGNAL_COLUMNS, Benchmark,
                                         arch_strings, load_table)
-from api.search.tabular import TabularEvaluator, index_of_ops
+from api.benchmarks.nb201_lookup import TabularEvaluator, index_of_ops
 from api.spaces.nasbench201.cell import NUM_ARCHS, arch_at
 from conftest import SHARED_DATA, folder_files, run_cli_inprocess, run_script, \
     run_search_until_death

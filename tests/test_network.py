@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from api.complexity import complexity, count_macs, flop_counter_macs
+from api.spaces.complexity import complexity, count_macs, flop_counter_macs
 from api.errors import UserError
-from api.graph import CellGraph
-from api.graph_io import load_graph
-from api.network import NetworkSpec, build_network, make_divisible
-from api.ops import PROTOCOLS, draw_ops
+from api.spaces.dag.graph import CellGraph
+from api.spaces.dag.graph_io import load_graph
+from api.spaces.autoshrink_cnn.network import NetworkSpec, build_network, make_divisible
+from api.spaces.autoshrink_cnn.ops import PROTOCOLS, draw_ops
 
 TINY = dict(scale=[0.5, 1], pool=[1, 2], replicate=[1, 2], image_size=16)
 
@@ -84,7 +84,7 @@ def test_make_divisible_and_spec_validation():
 
 def test_cpu_channels_last_guard():
     """Tiny channel counts into a strided 1x1 projection crash PyTorch's CPU channels_last."""
-    from api.network import cpu_channels_last_ok
+    from api.spaces.autoshrink_cnn.network import cpu_channels_last_ok
 
     g = CellGraph.complete(3, ["input", "Conv1x1", "Conv1x1"])
     tiny = NetworkSpec(scale=[0.25, 0.25], pool=[1, 2], replicate=[1, 1], stem_channels=4)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from api.datasets import DeviceBatches, ProxyData
-from api.graph import CellGraph
-from api.network import NetworkSpec
-from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, recalibrate_bn, stop_reason
+from api.spaces.dag.graph import CellGraph
+from api.spaces.autoshrink_cnn.network import NetworkSpec
+from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, recalibrate_bn, stop_reason
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SPEC = NetworkSpec(scale=[0.5, 1], pool=[1, 2], replicate=[1, 1], num_classes=4)
@@ -53,7 +53,7 @@ def test_stale_statistics_are_replaced_before_validation():
     with correct ones once recalibrated; without recalibration it reads near chance."""
     data = toy_proxy()
     graph = CellGraph.complete(3, ["input", "Conv1x1", "SepConv3x3"])
-    cfg = ProxyTrainConfig(epochs=4, batch_size=32, val_batch_size=48, lr=1e-2, patience=9,
+    cfg = CNNProxyTrainConfig(epochs=4, batch_size=32, val_batch_size=48, lr=1e-2, patience=9,
                            min_acc_epoch=0, overfit_ratio=float("inf"))
     ev = CNNProxyEvaluator(data, SPEC, cfg)
     torch.manual_seed(0)
@@ -81,7 +81,7 @@ def test_recalibration_leaves_the_training_trajectory_unchanged():
     graph = CellGraph.complete(3, ["input", "Conv1x1", "SepConv3x3"])
     curves = {}
     for batches in (0, 2):
-        cfg = ProxyTrainConfig(epochs=3, batch_size=32, patience=9, min_acc_epoch=0,
+        cfg = CNNProxyTrainConfig(epochs=3, batch_size=32, patience=9, min_acc_epoch=0,
                                overfit_ratio=float("inf"), bn_recal_batches=batches)
         result = CNNProxyEvaluator(data, SPEC, cfg).evaluate(graph, seed=3)
         curves[batches] = result.curve
@@ -105,7 +105,7 @@ def test_device_batches_feed_recalibration_in_the_training_layout():
     (2, 2, 0.5, 0.5, 1.0, None),
 ])
 def test_stop_reasons_are_the_papers(epoch, best_epoch, best_acc, train_loss, val_loss, reason):
-    assert stop_reason(ProxyTrainConfig(), epoch, best_epoch, best_acc, train_loss,
+    assert stop_reason(CNNProxyTrainConfig(), epoch, best_epoch, best_acc, train_loss,
                        val_loss) == reason
 
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from api.atomic_io import read_jsonl
-from api.graph import CellGraph
+from api.runs.atomic_io import read_jsonl
+from api.spaces.dag.graph import CellGraph
 from api.search.evaluator import Evaluator, Result
 from api.search.objectives import CNNObjective, RNNObjective
 from searching.shrink import ShrinkConfig, ShrinkSearch
@@ -100,8 +100,8 @@ def test_compare_retraining_stops_on_a_bug_instead_of_reporting_nan(tmp_path, ci
     import argparse
 
     from api.errors import UserError
-    from api.graph_io import save_graph
-    from api.network import NetworkSpec
+    from api.spaces.dag.graph_io import save_graph
+    from api.spaces.autoshrink_cnn.network import NetworkSpec
     from searching import compare
     from searching.cnn.proxy import CNNProxyEvaluator
 

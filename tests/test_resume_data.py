@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from api.errors import UserError
-from api.fingerprint import content_fingerprint
+from api.runs.fingerprint import content_fingerprint
 from conftest import write_chain_corpus, write_cifar10
 from searching.cnn.autoshrink_cnn import build_parser as cnn_parser
 from searching.cnn.autoshrink_cnn import make_search as make_cnn_search

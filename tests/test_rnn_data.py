@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from api.errors import UserError
-from api.rnn.data import Corpus, batchify, get_batch, unigram_perplexity
+from api.lm.data import Corpus, batchify, get_batch, unigram_perplexity
 from searching.rnn.make_penn_proxy import main as make_proxy_main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from api.graph import CellGraph
-from api.presets import get as get_preset
-from api.rnn.model import CellPlan, DagCell, RNNModel, linear_cross_entropy
-from api.spaces.autoshrink import RNN_OPS
+from api.spaces.dag.graph import CellGraph
+from api.spaces.zoo import get_graph as get_preset
+from api.spaces.autoshrink_rnn.model import CellPlan, DagCell, RNNModel, linear_cross_entropy
+from api.spaces.autoshrink_rnn.space import RNN_OPS
 
 ACT = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
        "identity": lambda v: v}
@@ -90,7 +90,7 @@ def test_batched_cell_matches_per_edge_reference(masks):
 
 def test_backward_block_sizes_agree_and_second_backward_is_refused():
     """The backward prepares its factors in blocks of steps; any block size is exact."""
-    from api.rnn import recurrence as rnn_model
+    from api.spaces.autoshrink_rnn import recurrence as rnn_model
 
     torch.manual_seed(1)
     graph = random_graphs()[5]
@@ -201,7 +201,7 @@ def test_dropout_masks_only_in_training():
 @pytest.mark.parametrize("masks", [False, True])
 def test_batch_halves_in_threads_match_reference(masks):
     """With 2+ CPU threads and B >= 64 the step loops run on two batch halves in threads."""
-    from api.rnn.recurrence import _batch_parts
+    from api.spaces.autoshrink_rnn.recurrence import _batch_parts
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

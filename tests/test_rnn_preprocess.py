@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from api.errors import UserError
-from api.rnn.data import Corpus
+from api.lm.data import Corpus
 from searching.rnn.preprocess import main as preprocess_main
-from api.rnn.embedding import embedding_matrix, load_w2v
+from api.lm.embedding import embedding_matrix, load_w2v
 
 
 def write_corpus(root: Path) -> Path:

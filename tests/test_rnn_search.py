@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.atomic_io import read_jsonl
+from api.runs.atomic_io import read_jsonl
 from api.errors import UserError
-from api.graph import CellGraph
+from api.spaces.dag.graph import CellGraph
 from api.search.objectives import RNNObjective
 from conftest import (die_at_every_kind_of_point, kill_9_when, run_cli_inprocess,
                       write_chain_corpus)
-from api.rnn.data import Corpus
-from api.rnn.embedding import embedding_matrix
-from searching.rnn.proxy import Diverged, LMData, RNNProxyEvaluator, RNNTrainConfig
+from api.lm.data import Corpus
+from api.lm.embedding import embedding_matrix
+from searching.rnn.proxy import Diverged, LMData, RNNProxyEvaluator, RNNProxyTrainConfig
 from searching.rnn.train import main as train_main
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
@@ -42,8 +42,8 @@ def corpus_dir(tmp_path_factory) -> Path:
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_config(**kw) -> RNNTrainConfig:
-    return replace(RNNTrainConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=6), **kw)
+def tiny_config(**kw) -> RNNProxyTrainConfig:
+    return replace(RNNProxyTrainConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=6), **kw)
 
 
 def make_evaluator(corpus_dir, emsize=8, **kw) -> RNNProxyEvaluator:
@@ -54,7 +54,7 @@ def make_evaluator(corpus_dir, emsize=8, **kw) -> RNNProxyEvaluator:
 
 
 def test_lr_drops_only_after_epoch_zero():
-    drops = {e: [i for i in range(e) if RNNTrainConfig(epochs=e).lr_drops_after(i)]
+    drops = {e: [i for i in range(e) if RNNProxyTrainConfig(epochs=e).lr_drops_after(i)]
              for e in (1, 2, 3, 4, 10)}
     assert drops == {1: [], 2: [], 3: [1], 4: [2], 10: [6, 8]}
 
@@ -127,7 +127,7 @@ def test_original_eval_factor_reproduces_the_original_validation_formula(corpus_
     token mean and convert with original_eval_factor."""
     import torch
 
-    from api.rnn.data import batchify, get_batch
+    from api.lm.data import batchify, get_batch
     from searching.rnn.proxy import original_eval_factor
 
     ev = make_evaluator(corpus_dir, eval_batch_size=4, bptt=5)
@@ -242,7 +242,7 @@ def test_real_penn_proxy_candidate_learns():
     c = Corpus(str(PENN_PROXY))
     data = LMData(c.train[:128 * 36 + 1], c.valid, c.ntokens,
                   embedding_matrix(c.dictionary.idx2word, 32, None, 0))
-    ev = RNNProxyEvaluator(data, 32, 32, RNNTrainConfig(epochs=1))
+    ev = RNNProxyEvaluator(data, 32, 32, RNNProxyTrainConfig(epochs=1))
     result = ev.evaluate(CellGraph.complete(4, OPS, space="rnn"), seed=0)
     assert result.ok and 100 < result.metrics["perplexity"] < c.ntokens
 

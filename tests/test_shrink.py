@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from api.atomic_io import read_jsonl
+from api.runs.atomic_io import read_jsonl
 from api.errors import UserError
-from api.graph import CellGraph
+from api.spaces.dag.graph import CellGraph
 from api.search.evaluator import Evaluator, Result
 from api.search.objectives import CNNObjective, RNNObjective
 from searching.shrink import SearchStalled, ShrinkConfig, ShrinkSearch
@@ -153,8 +153,8 @@ def test_objectives():
 @pytest.mark.parametrize("where", ["journal", "state"])
 def test_crash_during_a_write_resumes_cleanly(tmp_path, monkeypatch, where):
     """Killed mid-write: a torn journal line or a half-written state file never survives."""
-    import searching.search as shrink
-    from api import atomic_io
+    import searching.cell_search as shrink
+    from api.runs import atomic_io
 
     ref, ref_best = run(tmp_path / "ref")
     calls = {"n": 0}

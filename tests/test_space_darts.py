@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import api.spaces as spaces
-from api import zoo
+from api.spaces import zoo
 from api.errors import UserError
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, load_arch, loads_arch, parse_arch, save_arch

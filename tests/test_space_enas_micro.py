@@ -9,14 +9,14 @@ import random
 import pytest
 import torch
 
-from api import zoo
+from api.spaces import zoo
 from api.errors import UserError
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, load_arch, loads_arch, parse_arch, save_arch
 from api.spaces.base import params_without_auxiliary
 from api.spaces.enas_micro import (MicroArch, from_genotype, loose_ends, loose_inputs,
                                    make_arch, to_genotype)
-from api.spaces.enas_micro.presets import NAONET_A, NAONET_B, NAONET_WS
+from api.spaces.nao.presets import NAONET_A, NAONET_B, NAONET_WS
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ def test_cost_equals_benchmark_columns(space, rows, dataset):
 
 
 def test_cost_without_cache_and_against_macs(space, rows):
-    from api.complexity import count_macs
+    from api.spaces.complexity import count_macs
 
     by_arch = {r["arch"]: r for r in rows}
     for text in (BEST, uniform("none").to_string(), rows[0]["arch"]):

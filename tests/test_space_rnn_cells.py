@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from api import zoo
+from api.spaces import zoo
 from api.errors import UserError
 from api.spaces import get_space, space_names
 from api.spaces.arch_io import Arch, load_arch, parse_arch, save_arch

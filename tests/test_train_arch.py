@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from api.atomic_io import read_jsonl
-from api.checkpoint import load_checkpoint
+from api.runs.atomic_io import read_jsonl
+from api.train.checkpoint import load_checkpoint
 from conftest import REPO, SHARED_DATA, run_cli_inprocess, run_script, write_cifar10
 
 NB201_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
@@ -119,10 +119,10 @@ def test_model_info_bad_input_is_one_line(tmp_path, capsys, case):
 def test_model_info_reports_rnn_cells_language_models(capsys):
     """RNN cells report their PTB language model at their space's own size: params (tied
     embedding once) and the MACs of one word (cell and decoder matmuls)."""
-    from api import presets
-    from api.rnn_complexity import rnn_lm_params
+    from api.spaces.zoo import get_graph
+    from api.spaces.autoshrink_rnn.cost import rnn_lm_params
 
-    expected = {"shrinkrnn": rnn_lm_params(presets.get("shrinkrnn"), 10000, 745, 745),
+    expected = {"shrinkrnn": rnn_lm_params(get_graph("shrinkrnn"), 10000, 745, 745),
                 "darts-ptb": 10000 * 850 + 1700 * 1700 + 8 * 850 * 1700 + 10000,
                 "enas-ptb": 10000 * 748 + 1496 * 1496 + 11 * 748 * 1496}  # 12 nodes, no bias
     for name, params in expected.items():
@@ -283,7 +283,7 @@ def test_darts_cell_on_imagenet_with_the_mobile_recipe(tmp_path, capsys):
 def test_epoch_decay_schedule():
     import torch
 
-    from api.arch_train import EpochDecayLR
+    from api.train.arch_train import EpochDecayLR
 
     w = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([w], lr=0.1)

@@ -3,7 +3,7 @@ parameter count is the one the README's zoo table prints."""
 import pytest
 import torch
 
-from api import zoo
+from api.spaces import zoo
 from api.spaces import get_space
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -13,7 +13,7 @@ def build_full_size(name):
     arch = zoo.get(name)
     space = get_space(arch.space)
     if arch.space == "autoshrink-rnn":  # the ShrinkRNN LM at the paper's 745 units
-        from api.rnn.model import RNNModel
+        from api.spaces.autoshrink_rnn.model import RNNModel
 
         return RNNModel(arch.value, 200, 745, 745), "rnn"
     if space.kind == "rnn":

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from api.graph import CellGraph
+from api.spaces.dag.graph import CellGraph
 
 
 class TrainingFailure(RuntimeError):

@@ -11,7 +11,7 @@ import io
 import os
 from typing import Dict, List
 
-from api.atomic_io import atomic_write_bytes, atomic_write_text
+from api.runs.atomic_io import atomic_write_bytes, atomic_write_text
 
 
 def png_bytes(fig) -> bytes:

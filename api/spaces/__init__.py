@@ -15,15 +15,15 @@ from api.spaces.base import SearchSpace
 #: name -> "module:Class". Modules are imported only when their space is asked for, so
 #: importing this package stays cheap. Each space's package registers its own line here.
 SPACE_CLASSES: Dict[str, str] = {
-    "autoshrink-cnn": "api.spaces.autoshrink:AutoShrinkCNNSpace",
-    "autoshrink-rnn": "api.spaces.autoshrink:AutoShrinkRNNSpace",
+    "autoshrink-cnn": "api.spaces.autoshrink_cnn.space:AutoShrinkCNNSpace",
+    "autoshrink-rnn": "api.spaces.autoshrink_rnn.space:AutoShrinkRNNSpace",
     "darts": "api.spaces.darts.space:DartsSpace",
     "darts-rnn": "api.spaces.darts_rnn:DartsRNNSpace",
     "enas-macro": "api.spaces.enas_macro:EnasMacroSpace",
     "enas-micro": "api.spaces.enas_micro:EnasMicroSpace",
     "enas-rnn": "api.spaces.enas_rnn:EnasRNNSpace",
     "nas-bench-201": "api.spaces.nasbench201:NASBench201Space",
-    "nao": "api.spaces.enas_micro:NAOSpace",
+    "nao": "api.spaces.nao:NAOSpace",
 }
 
 _INSTANCES: Dict[str, SearchSpace] = {}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from api.atomic_io import atomic_pickle, atomic_write_text
+from api.runs.atomic_io import atomic_pickle, atomic_write_text
 from api.errors import UserError
 from api.spaces import get_space, space_names
 
@@ -46,7 +46,8 @@ def _rebuild_arch(space: str, data: Dict[str, Any]) -> Arch:
     return Arch(space, get_space(space).from_json(data))
 
 
-_ALLOWED = {("api.spaces.arch_io", "_rebuild_arch"), ("api.graph", "_rebuild_graph")}
+_ALLOWED = {("api.spaces.arch_io", "_rebuild_arch"), ("api.spaces.dag.graph", "_rebuild_graph"),
+            ("api.graph", "_rebuild_graph")}  # older pickles name the old module
 
 
 class _ArchUnpickler(pickle.Unpickler):
@@ -65,7 +66,7 @@ def save_arch(arch: Arch, path: str) -> None:
 
 def from_json(data: Any, source: str = "architecture") -> Arch:
     if isinstance(data, dict) and data.get("format") == "autoshrink-cell-graph":
-        from api.graph import CellGraph  # a graph-best's .json twin
+        from api.spaces.dag.graph import CellGraph  # a graph-best's .json twin
 
         graph = CellGraph.from_dict(data, source=source)
         return Arch(f"autoshrink-{graph.space}", graph)
@@ -102,7 +103,7 @@ def loads_arch(data: bytes, source: str = "architecture") -> Arch:
 def _as_arch(obj: Any, source: str) -> Arch:
     if isinstance(obj, Arch):
         return obj
-    from api.graph import CellGraph
+    from api.spaces.dag.graph import CellGraph
 
     if isinstance(obj, CellGraph):  # AutoShrink's graph-best and friends
         return Arch(f"autoshrink-{obj.space}", obj)
@@ -117,7 +118,7 @@ def parse_arch(text: str, space: Optional[str] = None, source: str = "architectu
         candidate = get_space(name)
         if candidate.looks_like(text):
             return Arch(name, candidate.parse(text))
-    from api import zoo
+    from api.spaces import zoo
 
     raise UserError(f"{source}: {text[:80]!r} is no file, zoo preset ({', '.join(zoo.names())})"
                     f" or architecture string of any space ({', '.join(space_names())})")
@@ -125,7 +126,7 @@ def parse_arch(text: str, space: Optional[str] = None, source: str = "architectu
 
 def load_arch(spec: str, space: Optional[str] = None) -> Arch:
     """A file any search wrote, a zoo preset name, or a space string (``--arch``)."""
-    from api import zoo
+    from api.spaces import zoo
 
     if spec.lower() in zoo.names():
         return zoo.get(spec)

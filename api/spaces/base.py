@@ -83,8 +83,8 @@ class SearchSpace(ABC):
 
         Params are every parameter, BatchNorm included, except an auxiliary head (DARTS's
         ``count_parameters_in_MB`` and NAS-Bench-201's convention); MACs count conv and linear
-        multiply-accumulates of the inference path (:func:`api.complexity.count_macs`)."""
-        from api.complexity import count_macs
+        multiply-accumulates of the inference path (:func:`api.spaces.complexity.count_macs`)."""
+        from api.spaces.complexity import count_macs
 
         shape, _ = dataset_info(dataset)
         model = self.build_network(arch, dataset, **kwargs)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from api.complexity import complexity
+from api.spaces.complexity import complexity
 from api.errors import run_cli
-from api.model_spec import (IMAGENET_BASE, TF_L2, ModelSpec, add_network_args,
+from api.spaces.autoshrink_cnn.model_spec import (IMAGENET_BASE, TF_L2, ModelSpec, add_network_args,
                             model_spec_from_args)
 
 

@@ -7,10 +7,10 @@
         --data ./data --output runs/nb201-cell
 
 --arch (alias --graph_path) takes a file any search wrote, a zoo preset or a space string; the
-network and the default recipe follow the architecture's space (api.arch_train):
+network and the default recipe follow the architecture's space (api.train.arch_train):
 
 * AutoShrink cells (recipe ``autoshrink``): the cell inside a CIFAR macro network
-  (api.model_spec.CIFAR_BASE): stem Conv3x3 stride 1 with 48 channels, three stages of 4
+  (api.spaces.autoshrink_cnn.model_spec.CIFAR_BASE): stem Conv3x3 stride 1 with 48 channels, three stages of 4
   cells with node widths 16 x [3, 6, 12] = [48, 96, 192], max-pool 2 at the first cell of
   stages 2-3 (32/16/8 px), residuals, no head conv, GAP -> FC. A search's graph-best keeps
   only its activation from the proxy network; presets keep their activation (ShrinkCNN-B:
@@ -43,23 +43,23 @@ from typing import Any, Dict, Optional, Sequence, Set
 import torch
 from torch import nn
 
-from api import arch_train as at
-from api.atomic_io import atomic_write_json
-from api.augment import CifarAugment
-from api.checkpoint import LAST, load_checkpoint
-from api.complexity import complexity
+from api.train import arch_train as at
+from api.runs.atomic_io import atomic_write_json
+from api.train.augment import CifarAugment
+from api.train.checkpoint import LAST, load_checkpoint
+from api.spaces.complexity import complexity
 from api.datasets import DeviceBatches, load_cifar
-from api.distributed import cleanup, init_distributed
-from api.drop_path import DropPath
-from api.ema import ModelEma
+from api.train.distributed import cleanup, init_distributed
+from api.train.drop_path import DropPath
+from api.train.ema import ModelEma
 from api.errors import UserError, run_cli
-from api.model_spec import (CIFAR_BASE, NETWORK_FLAGS, TF_L2, ModelSpec, add_network_args,
+from api.spaces.autoshrink_cnn.model_spec import (CIFAR_BASE, NETWORK_FLAGS, TF_L2, ModelSpec, add_network_args,
                             network_overrides, resolve_network)
-from api.optim import WarmupCosineLR
-from api.trainer import (DeviceSource, Trainer, TrainerConfig, add_run_flags, check_output,
+from api.train.optim import WarmupCosineLR
+from api.train.trainer import (DeviceSource, Trainer, TrainerConfig, add_run_flags, check_output,
                          given_flags, resume_args)
 
-# Flags a resumed run may change (with api.trainer.RUN_FLAGS): where the data is, how often
+# Flags a resumed run may change (with api.train.trainer.RUN_FLAGS): where the data is, how often
 # and in what batches it is evaluated, and CUDA execution details. Every other flag is recipe.
 RUNTIME_FLAGS = {"data", "eval_every", "val_batch_size", "no_amp", "no_channels_last"}
 

@@ -5,7 +5,7 @@
     torchrun --standalone --nproc_per_node 8 evaluation/cnn/train_imagenet.py \
         --arch darts-v2 --data /path/to/imagenet --output runs/darts-v2-imagenet
 
-The network and the default recipe follow the architecture (api.arch_train):
+The network and the default recipe follow the architecture (api.train.arch_train):
 
 * AutoShrink cells (--model_spec, or --arch/--graph_path; recipe ``autoshrink``, SPEC §8):
   TF-style RMSProp (decay 0.9, momentum 0.9, eps 1.0 inside the sqrt), lr 0.05 per 128
@@ -38,22 +38,22 @@ from typing import Any, Dict, Optional, Sequence, Set
 import torch
 from torch import nn
 
-from api import arch_train as at
-from api.atomic_io import atomic_write_json
-from api.checkpoint import LAST, load_checkpoint
-from api.complexity import complexity
-from api.distributed import cleanup, init_distributed
-from api.drop_path import DropPath
-from api.ema import ModelEma
+from api.train import arch_train as at
+from api.runs.atomic_io import atomic_write_json
+from api.train.checkpoint import LAST, load_checkpoint
+from api.spaces.complexity import complexity
+from api.train.distributed import cleanup, init_distributed
+from api.train.drop_path import DropPath
+from api.train.ema import ModelEma
 from api.errors import UserError, run_cli
-from api.imagenet import AugmentConfig, train_loader, val_loader
-from api.model_spec import (IMAGENET_BASE, NETWORK_FLAGS, TF_L2, ModelSpec, add_network_args,
+from api.train.imagenet import AugmentConfig, train_loader, val_loader
+from api.spaces.autoshrink_cnn.model_spec import (IMAGENET_BASE, NETWORK_FLAGS, TF_L2, ModelSpec, add_network_args,
                             model_spec_from_args, network_overrides, resolve_network)
-from api.optim import RMSpropTF, WarmupCosineLR, scaled_lr, weight_decay_groups
-from api.trainer import (LoaderSource, Trainer, TrainerConfig, add_run_flags, check_output,
+from api.train.optim import RMSpropTF, WarmupCosineLR, scaled_lr, weight_decay_groups
+from api.train.trainer import (LoaderSource, Trainer, TrainerConfig, add_run_flags, check_output,
                          given_flags, resume_args)
 
-# Flags a resumed run may change (with api.trainer.RUN_FLAGS): where the data is, how it is
+# Flags a resumed run may change (with api.train.trainer.RUN_FLAGS): where the data is, how it is
 # loaded, how often and in what batches it is evaluated, CUDA execution details.
 RUNTIME_FLAGS = {"data", "workers", "eval_every", "val_batch_size", "no_amp",
                  "no_channels_last"}

@@ -16,15 +16,15 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from api.atomic_io import atomic_write_json
-from api.checkpoint import LAST, load_checkpoint
+from api.runs.atomic_io import atomic_write_json
+from api.train.checkpoint import LAST, load_checkpoint
 from api.datasets import DeviceBatches, load_cifar
-from api.distributed import DistEnv, resolve_device
+from api.train.distributed import DistEnv, resolve_device
 from api.errors import UserError, run_cli
-from api.imagenet import AugmentConfig, val_loader
-from api.arch_train import build_from_record
-from api.model_spec import ModelSpec
-from api.trainer import evaluate
+from api.train.imagenet import AugmentConfig, val_loader
+from api.train.arch_train import build_from_record
+from api.spaces.autoshrink_cnn.model_spec import ModelSpec
+from api.train.trainer import evaluate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def validate(args: argparse.Namespace) -> Dict[str, Any]:
         path = path / LAST
     state = load_checkpoint(path)
     info = state.get("data") or {}
-    if state.get("arch_network"):  # any cell trained with --arch (api.arch_train)
+    if state.get("arch_network"):  # any cell trained with --arch (api.train.arch_train)
         model = build_from_record(state["arch_network"], source=str(path))
         default_size = info.get("image_size")
     elif "model_spec" in state:  # an AutoShrink cell in its macro network

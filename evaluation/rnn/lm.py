@@ -1,7 +1,7 @@
 """The parts of RNN language-model training and testing that both CLIs share.
 
 The language model is the one of the architecture's space: an AutoShrink cell graph
-(``autoshrink-rnn``) in :class:`api.rnn.model.RNNModel`, a DARTS or ENAS cell (``darts-rnn``,
+(``autoshrink-rnn``) in :class:`api.spaces.autoshrink_rnn.model.RNNModel`, a DARTS or ENAS cell (``darts-rnn``,
 ``enas-rnn``) in their space's network (:class:`api.spaces.darts_rnn.model.CellLM`); both have
 the same interface. This module only adds what final training needs on top of them: the raw
 (pre-dropout) cell outputs for TAR, DARTS' random sequence length, the non-monotone ASGD rule,
@@ -17,12 +17,12 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from api.errors import UserError
-from api.graph import CellGraph
-from api.rnn.data import get_batch
-from api.rnn.model import RNNModel, linear_cross_entropy
+from api.spaces.dag.graph import CellGraph
+from api.lm.data import get_batch
+from api.spaces.autoshrink_rnn.model import RNNModel, linear_cross_entropy
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, load_arch
-from api.spaces.autoshrink import RNN_OPS
+from api.spaces.autoshrink_rnn.space import RNN_OPS
 
 DROPOUTS = ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")
 #: The space of AutoShrink RNN cells, whose checkpoints keep their original layout.

@@ -23,11 +23,11 @@ from typing import Any, Dict, Optional, Sequence  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
-from api.atomic_io import atomic_write_json  # noqa: E402
-from api.checkpoint import BEST, load_checkpoint  # noqa: E402
-from api.distributed import resolve_device  # noqa: E402
+from api.runs.atomic_io import atomic_write_json  # noqa: E402
+from api.train.checkpoint import BEST, load_checkpoint  # noqa: E402
+from api.train.distributed import resolve_device  # noqa: E402
 from api.errors import UserError, run_cli  # noqa: E402
-from api.rnn.data import Corpus, batchify  # noqa: E402
+from api.lm.data import Corpus, batchify  # noqa: E402
 from evaluation.rnn.lm import (averaged_state_dict, build_model, check_vocabulary,  # noqa: E402
                                evaluate, perplexity)
 

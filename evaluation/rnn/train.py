@@ -34,16 +34,16 @@ from typing import Any, Dict, Optional, Sequence, Set  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from api.atomic_io import atomic_write_json, write_jsonl  # noqa: E402
-from api.checkpoint import (BEST, LAST, capture_rng, load_checkpoint, restore_rng,  # noqa: E402
+from api.runs.atomic_io import atomic_write_json, write_jsonl  # noqa: E402
+from api.train.checkpoint import (BEST, LAST, capture_rng, load_checkpoint, restore_rng,  # noqa: E402
                             save_checkpoint)
-from api.distributed import resolve_device  # noqa: E402
+from api.train.distributed import resolve_device  # noqa: E402
 from api.errors import UserError, run_cli  # noqa: E402
-from api.metrics import MetricsLog  # noqa: E402
-from api.rnn.data import Corpus, batchify, get_batch  # noqa: E402
-from api.rnn.embedding import embedding_matrix, load_w2v  # noqa: E402
-from api.rnn_complexity import rnn_lm_params  # noqa: E402
-from api.trainer import add_run_flags, check_output, given_flags, resume_args  # noqa: E402
+from api.train.metrics import MetricsLog  # noqa: E402
+from api.lm.data import Corpus, batchify, get_batch  # noqa: E402
+from api.lm.embedding import embedding_matrix, load_w2v  # noqa: E402
+from api.spaces.autoshrink_rnn.cost import rnn_lm_params  # noqa: E402
+from api.train.trainer import add_run_flags, check_output, given_flags, resume_args  # noqa: E402
 from evaluation.rnn.lm import (AUTOSHRINK_RNN, DROPOUTS, RNN_PRESETS,  # noqa: E402
                                arch_of, averaged_weights, build_model, check_vocabulary,
                                count_lm_params, evaluate, load_rnn_arch, make_optimizer,
@@ -51,8 +51,8 @@ from evaluation.rnn.lm import (AUTOSHRINK_RNN, DROPOUTS, RNN_PRESETS,  # noqa: E
                                should_switch_to_asgd)
 
 HIDDEN_POLICY = "zero at the start of every epoch"
-# Flags a resumed run may change besides api.trainer.RUN_FLAGS; any other flag given with
-# --resume must match the run unless --force (api.trainer.resume_args). --epochs is free here:
+# Flags a resumed run may change besides api.train.trainer.RUN_FLAGS; any other flag given with
+# --resume must match the run unless --force (api.train.trainer.resume_args). --epochs is free here:
 # no schedule depends on it.
 RUNTIME_FLAGS = {"data", "epochs", "emb_path"}
 

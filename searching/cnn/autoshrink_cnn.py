@@ -16,15 +16,15 @@ import numpy as np
 
 from api.datasets import PROXY_VAL_SOURCES, ProxyData, load_images, make_proxy
 from api.errors import UserError, run_cli
-from api.graph import CellGraph
-from api.ops import PROTOCOLS, draw_ops
+from api.spaces.dag.graph import CellGraph
+from api.spaces.autoshrink_cnn.ops import PROTOCOLS, draw_ops
 from api.search.executors import resolve_threads
 from api.search.objectives import CNNObjective
-from searching.cnn.proxy import CNNProxyEvaluator, ProxyTrainConfig, proxy_spec_from_args
+from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, proxy_spec_from_args
 from searching.runner import RUNTIME_FLAGS as SEARCH_RUNTIME_FLAGS
 from searching.runner import (SearchComponents, add_runtime_flags, add_search_flags,
                               open_search, run_search)
-from searching.search import CellSearch
+from searching.cell_search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
 # Flags that do not change results: excluded from the --resume settings check.
@@ -141,7 +141,7 @@ def build_components(args: argparse.Namespace) -> SearchComponents:
     data = load_proxy(args)
     spec = proxy_spec_from_args(args, data.num_classes, image_size=data.train_x.shape[-1],
                                 in_channels=data.train_x.shape[1])
-    train_cfg = ProxyTrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+    train_cfg = CNNProxyTrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                                  batch_size=args.batch_size, patience=args.patience,
                                  bn_recal_batches=args.bn_recal_batches,
                                  cuda_bf16=args.cuda_bf16,
@@ -169,7 +169,7 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
     search = open_search(ShrinkSearch, config, args, args.model_root,
                          lambda: build_components(args))
     if getattr(args, "fused", False):  # --fused: off by default (SPEC §23, issue 17)
-        from searching.fused_executor import FusedExecutor
+        from searching.fused.executor import FusedExecutor
         search.executor = FusedExecutor(search.executor)
     return search
 

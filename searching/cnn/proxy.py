@@ -25,13 +25,13 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn.functional as F
 
-from api.complexity import count_macs, count_params
-from api.cuda_graph import GraphedStep
+from api.spaces.complexity import count_macs, count_params
+from searching.fused.cuda_graph import GraphedStep
 from api.datasets import DeviceBatches, ProxyData
-from api.distributed import resolve_device
-from api.fingerprint import content_fingerprint
-from api.graph import CellGraph
-from api.network import NetworkSpec, build_network, cpu_channels_last_ok
+from api.train.distributed import resolve_device
+from api.runs.fingerprint import content_fingerprint
+from api.spaces.dag.graph import CellGraph
+from api.spaces.autoshrink_cnn.network import NetworkSpec, build_network, cpu_channels_last_ok
 from api.scoped import cudnn_benchmark
 from api.search.evaluator import Evaluator, Result, TrainingFailure
 
@@ -41,7 +41,7 @@ class Diverged(TrainingFailure):
 
 
 @dataclass
-class ProxyTrainConfig:
+class CNNProxyTrainConfig:
     epochs: int = 20
     lr: float = 4e-3
     weight_decay: float = 1e-5
@@ -58,11 +58,11 @@ class ProxyTrainConfig:
     # 8-node proxy net at batch 128 (bench/cnn_step.py): fp32 16.6 ms/step, fp32 channels_last
     # 17.9, bf16 21.7, bf16 channels_last 30.7 -- these small nets are launch-bound, and bf16
     # and the layout change only add kernels. On CPU channels_last is 1.68x faster.
-    channels_last: bool = True       # on CPU, where safe (see api.network)
+    channels_last: bool = True       # on CPU, where safe (see api.spaces.autoshrink_cnn.network)
     cuda_channels_last: bool = False
     cuda_bf16: bool = False          # bf16 autocast on CUDA
     cudnn_benchmark: bool = True
-    # CUDA-graph capture of the training step (api/cuda_graph.py) and validation in batches of
+    # CUDA-graph capture of the training step (searching/fused/cuda_graph.py) and validation in batches of
     # GRAPH_VAL_BATCH with one host sync; off by default, GPU speed unmeasured. Anywhere
     # capture is impossible (CPU included) the steps run eagerly, exactly as without it.
     cuda_graphs: bool = False
@@ -88,7 +88,7 @@ def next_accuracy_check(seen: int, correct: int, threshold: float) -> float:
     return seen + math.floor(margin / (1.0 - threshold) * (1.0 - 1e-9))
 
 
-def stop_reason(cfg: ProxyTrainConfig, epoch: int, best_epoch: int, best_acc: float,
+def stop_reason(cfg: CNNProxyTrainConfig, epoch: int, best_epoch: int, best_acc: float,
                 train_loss: float, val_loss: float) -> Optional[str]:
     """Why training stops after ``epoch`` (None: it goes on), by the paper's early stops."""
     if epoch - best_epoch >= cfg.patience:
@@ -139,7 +139,7 @@ GRAPH_VAL_BATCH = 1000  # validation batch with --cuda_graphs (eval mode: per-im
 class TrainStep:
     """One proxy training step (forward, backward, Adam), with the epoch's summed loss and
     correct count accumulated on the device, in place: nothing in it reads a value back, so
-    it can be captured as a CUDA graph (:class:`api.cuda_graph.GraphedStep`)."""
+    it can be captured as a CUDA graph (:class:`searching.fused.cuda_graph.GraphedStep`)."""
 
     def __init__(self, model, opt, amp: bool, device: torch.device,
                  amp_cache: bool = True) -> None:
@@ -182,7 +182,7 @@ class CNNProxyEvaluator(Evaluator):
     higher_is_better = True
     curve_metric = "val_acc"
 
-    def __init__(self, data: ProxyData, spec: NetworkSpec, config: ProxyTrainConfig) -> None:
+    def __init__(self, data: ProxyData, spec: NetworkSpec, config: CNNProxyTrainConfig) -> None:
         self.data = data
         self.spec = spec
         self.config = config
@@ -190,7 +190,7 @@ class CNNProxyEvaluator(Evaluator):
 
     def describe(self) -> Dict[str, Any]:
         cfg = asdict(self.config)
-        for name in ProxyTrainConfig.RUNTIME:
+        for name in CNNProxyTrainConfig.RUNTIME:
             cfg.pop(name)
         d = self.data
         return {"spec": self.spec.to_dict(), "train": cfg,

@@ -3,7 +3,7 @@ and V2 (``unrolled``: second order), on the supernet's ``softmax`` mode.
 
 Per step, as the official ``cnn/train_search.py`` (quark0/darts) ``train``:
 
-1. the architecture step: :class:`searching.oneshot.architect.Architect` on the architecture
+1. the architecture step: :class:`searching.darts.architect.Architect` on the architecture
    batch (the trainer's persistent validation iterator), V2 with the training batch for the
    virtual step, ξ = the weights' current learning rate and the weights' SGD optimizer (its
    momentum buffers, momentum and weight decay); Adam on the alphas (lr 3e-4, betas
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searching.oneshot.architect import Architect
+from searching.darts.architect import Architect
 from searching.oneshot.trainer import OneShotConfig, OneShotMethod
 
 

@@ -4,7 +4,7 @@ the one weight-sharing trainer's text data (:mod:`searching.oneshot.text`).
 Per step, on a training window (train split) and an architecture window (valid split):
 
 1. the weights' lr is scaled by seq_len / bptt for this step (restored after it);
-2. the architecture step: :class:`searching.oneshot.architect.Architect` on the architecture
+2. the architecture step: :class:`searching.darts.architect.Architect` on the architecture
    window from the carried architecture hidden state; V2 (``unrolled``) with the training
    window for the virtual step, ξ = the scaled lr, the weights' SGD (no momentum, wd 5e-7)
    and the RNN architect's clipping (``grad_clip`` = the weights' clip 0.25); Adam on alpha
@@ -26,8 +26,8 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
-from api.rnn.softmax_loss import linear_cross_entropy
-from searching.oneshot.architect import Architect
+from api.lm.softmax_loss import linear_cross_entropy
+from searching.darts.architect import Architect
 from searching.oneshot.trainer import OneShotConfig, OneShotMethod
 
 

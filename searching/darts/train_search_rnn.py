@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def darts_rnn_search(args: argparse.Namespace):
-    from api.distributed import resolve_device
+    from api.train.distributed import resolve_device
     from searching.darts.method_rnn import DARTSRNN
     from searching.oneshot.text import TextOneShotSearch
     from searching.oneshot.trainer import OneShotConfig

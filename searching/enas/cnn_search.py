@@ -125,7 +125,7 @@ def build_controller(args: argparse.Namespace, space: str):
 def run(args: argparse.Namespace):
     """Run the ENAS CNN search that ``args`` (main.py's namespace) describes; print and
     return the found architecture (an :class:`~api.spaces.arch_io.Arch`)."""
-    from api.distributed import resolve_device
+    from api.train.distributed import resolve_device
     from searching.enas.cnn_method import EnasCNN
     from searching.oneshot.trainer import OneShotConfig, OneShotSearch
 

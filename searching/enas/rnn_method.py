@@ -47,8 +47,8 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
-from api.rnn.data import get_batch
-from api.rnn.softmax_loss import linear_cross_entropy
+from api.lm.data import get_batch
+from api.lm.softmax_loss import linear_cross_entropy
 from searching.enas.reinforce import EMABaseline, controller_lr, make_controller_optimizer, \
     policy_loss
 from searching.enas.rnn_controller import RNNController

@@ -48,7 +48,7 @@ class EnasTextFeed(TextFeed):
         return step >= self.max_steps or state["pos"] >= self.data.train.size(0) - 2
 
     def batch(self, state, step: int):
-        from api.rnn.data import get_batch
+        from api.lm.data import get_batch
 
         i = int(state["pos"])
         x, y = get_batch(self.data.train, i, self.bptt)
@@ -71,7 +71,7 @@ class EnasTextSearch(TextOneShotSearch):
         data = super().load_data()
         n = int(self.config.train_size)
         if n > 0:
-            from api.rnn.data import batchify
+            from api.lm.data import batchify
 
             words = data.fingerprint["train_tokens"]
             if n > words:
@@ -136,7 +136,7 @@ def resolve_rnn_args(args: argparse.Namespace) -> argparse.Namespace:
 def run(args: argparse.Namespace):
     """The search ``args`` (main.py's namespace, ``args.data`` = the corpus folder) asks for;
     returns the found :class:`~api.spaces.arch_io.Arch`."""
-    from api.distributed import resolve_device
+    from api.train.distributed import resolve_device
     from searching.enas.rnn_method import EnasRNN, EnasRNNSettings
     from searching.oneshot.cli import resolve_seed
     from searching.oneshot.trainer import OneShotConfig

@@ -22,7 +22,7 @@ from typing import Iterable, List, Sequence, Tuple
 
 import torch
 
-from api.atomic_io import atomic_write_text
+from api.runs.atomic_io import atomic_write_text
 from api.spaces.enas_micro import MicroArch
 from api.spaces.enas_micro.arch import ARCH_LEN, CELL_LEN, ENAS_OPS, NODES, make_arch
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional, Sequence
 
 from api.errors import UserError
-from api.search.tabular import TabularEvaluator, index_of_ops
+from api.benchmarks.nb201_lookup import TabularEvaluator, index_of_ops
 
 #: consecutive repeated queries after which a search is declared stalled
 STALL_LIMIT = 10_000

@@ -34,7 +34,7 @@ import numpy as np
 
 from api.errors import UserError
 from api.spaces.nasbench201.cell import EDGES, NUM_ARCHS, OPS
-from api.search.tabular import TabularEvaluator
+from api.benchmarks.nb201_lookup import TabularEvaluator
 from searching.nasbench201.budget import QueryBudget, SearchOver
 
 N_EDGES, N_OPS = len(EDGES), len(OPS)

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 from api.benchmarks.nasbench201 import DATASETS, load_table
 from api.errors import UserError, run_cli
-from api.search.tabular import TabularEvaluator
+from api.benchmarks.nb201_lookup import TabularEvaluator
 from searching.nasbench201.methods import METHODS, check_budget, check_settings
 from searching.nasbench201.tabular_search import TabularSearch
 

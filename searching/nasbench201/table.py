@@ -23,10 +23,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from api.atomic_io import atomic_write_bytes, atomic_write_json
+from api.runs.atomic_io import atomic_write_bytes, atomic_write_json
 from api.benchmarks.nasbench201 import DATASETS, load_table
 from api.errors import UserError, run_cli
-from api.search.tabular import TabularEvaluator
+from api.benchmarks.nb201_lookup import TabularEvaluator
 from api.search.report import png_bytes
 from searching.nasbench201.expected import expected_random_search
 from searching.nasbench201.methods import METHODS, check_budget, run_method

@@ -6,7 +6,7 @@ policy and Adam moments, shrink position, RNG). Each new query is appended to
 ``history.jsonl`` and fsynced before the search goes on; ``--resume`` drops a torn last line,
 reruns the method from its seed replaying the journal (every replayed cell checked against
 it, at a look-up's cost) and continues, so it ends with exactly the uninterrupted run's files.
-As in AutoShrink's searches (:mod:`searching.search`), ``state.json`` (settings, done) is
+As in AutoShrink's searches (:mod:`searching.cell_search`), ``state.json`` (settings, done) is
 written atomically, a folder holding a search is never overwritten without ``--resume``,
 ``--resume`` refuses other settings or another table unless ``--force``, and the
 fault-injection points ``journal`` (after an append) and ``save`` (after a state write) let the
@@ -25,18 +25,18 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
-from api.atomic_io import (append_jsonl, atomic_write_bytes, atomic_write_json,
+from api.runs.atomic_io import (append_jsonl, atomic_write_bytes, atomic_write_json,
                            atomic_write_text, read_jsonl, write_jsonl)
 from api.benchmarks.nasbench201 import REPORTED_COLUMNS
 from api.errors import UserError
-from api.fault_injection import maybe_die
-from api.search.tabular import TabularEvaluator
+from api.runs.fault_injection import maybe_die
+from api.benchmarks.nb201_lookup import TabularEvaluator
 from api.spaces.arch_io import Arch, save_arch
 from api.spaces.nasbench201.cell import arch_at
 from api.machine import cpu_name
 from api.search.report import png_bytes
 from searching.nasbench201.methods import check_budget, check_settings, run_method
-from searching.search import check_resumable, refuse_changed_settings
+from searching.cell_search import check_resumable, refuse_changed_settings
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"

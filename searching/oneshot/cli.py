@@ -130,7 +130,7 @@ def run_search(args: argparse.Namespace, method, nesterov: bool,
     """Build the trainer's config from the common flags (``space``: the method's own, where it
     has no --space flag; ``config``: further OneShotConfig fields) and run ``method``'s search
     in ``--save``; print and return the searched architecture."""
-    from api.distributed import resolve_device
+    from api.train.distributed import resolve_device
     from searching.oneshot.trainer import OneShotConfig, OneShotSearch
 
     config = OneShotConfig(

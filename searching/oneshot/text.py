@@ -7,7 +7,7 @@ As DARTS's ``rnn/train_search.py``:
 
 - the weights train on the *train* split, the architecture on the *valid* split (there is no
   halving of the train split), each batchified into ``batch_size`` streams
-  (:func:`api.rnn.data.batchify`);
+  (:func:`api.lm.data.batchify`);
 - a step's training window starts at position i and has DARTS's variable length: ``bptt``
   with probability 0.95, else ``int(bptt / 2)`` (the official code's normal jitter around it is
   commented out); the architecture window starts at ``i mod (valid rows - 1)`` and has the
@@ -31,8 +31,8 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-from api.rnn.data import Corpus, batchify, get_batch
-from api.rnn.softmax_loss import linear_cross_entropy
+from api.lm.data import Corpus, batchify, get_batch
+from api.lm.softmax_loss import linear_cross_entropy
 from searching.oneshot.trainer import OneShotSearch
 
 #: DARTS: a window of bptt with probability 0.95, else of bptt / 2.

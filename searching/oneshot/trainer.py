@@ -46,26 +46,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from api.atomic_io import atomic_torch_save, atomic_write_bytes, atomic_write_json, \
+from api.runs.atomic_io import atomic_torch_save, atomic_write_bytes, atomic_write_json, \
     atomic_write_text, write_jsonl
-from api.augment import random_crop, random_flip
+from api.train.augment import random_crop, random_flip
 from api.benchmarks.nasbench201 import BENCHMARK_COLUMNS, Benchmark
-from api.checkpoint import capture_rng, restore_rng
+from api.train.checkpoint import capture_rng, restore_rng
 from api.datasets import (CIFAR_FOLDERS, DeviceBatches, _list_images, _read_image,
                           balanced_indices, load_cifar)
 from api.errors import UserError
-from api.fault_injection import maybe_die
+from api.runs.fault_injection import maybe_die
 from api.machine import device_name
 from api.search.report import png_bytes
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, save_arch
-from searching.search import refuse_changed_settings
+from searching.cell_search import refuse_changed_settings
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
 CHECKPOINT_VERSION = 1
 #: Fault injection for the resume tests, inert unless set (the same variable as
-#: searching/search.py): "<point>:<n>" ends the process with os._exit(137), as kill -9 would,
+#: searching/cell_search.py): "<point>:<n>" ends the process with os._exit(137), as kill -9 would,
 #: the n-th time the search passes <point>: "epoch" (a checkpoint written) or "step" (a step
 #: done, mid-epoch: the epoch's work since the last checkpoint is lost and redone).
 

@@ -2,7 +2,7 @@
 
 The CLI is ``searching/rnn/train.py`` (its parser); the evaluator is
 :class:`searching.rnn.proxy.RNNProxyEvaluator`; the loop is the shared shrink loop
-(:mod:`searching.shrink`). The random-search baseline (``searching/random_search.py rnn``)
+(:mod:`searching.shrink`). The random-search baseline (``searching/random/random_search.py rnn``)
 builds its candidates' training from the same :func:`build_components`.
 """
 from __future__ import annotations
@@ -13,16 +13,16 @@ from typing import Any, Dict
 import numpy as np
 
 from api.errors import UserError
-from api.graph import CellGraph
-from api.rnn.data import Corpus
-from api.rnn.embedding import embedding_matrix, load_w2v
+from api.spaces.dag.graph import CellGraph
+from api.lm.data import Corpus
+from api.lm.embedding import embedding_matrix, load_w2v
 from api.search.executors import resolve_threads
 from api.search.objectives import RNNObjective
-from api.spaces.autoshrink import draw_rnn_ops, parse_rnn_ops
-from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNTrainConfig
+from api.spaces.autoshrink_rnn.space import draw_rnn_ops, parse_rnn_ops
+from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNProxyTrainConfig
 from searching.runner import RUNTIME_FLAGS as SEARCH_RUNTIME_FLAGS
 from searching.runner import SearchComponents, open_search, run_search
-from searching.search import CellSearch
+from searching.cell_search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
 
 # Flags that do not change results: excluded from the --resume settings check.
@@ -39,8 +39,8 @@ def load_data(args: argparse.Namespace) -> LMData:
     return LMData(corpus.train, corpus.valid, corpus.ntokens, emb, corpus.dictionary.idx2word)
 
 
-def train_config_from_args(args: argparse.Namespace) -> RNNTrainConfig:
-    return RNNTrainConfig(
+def train_config_from_args(args: argparse.Namespace) -> RNNProxyTrainConfig:
+    return RNNProxyTrainConfig(
         epochs=args.epochs, lr=args.lr, clip=args.clip, batch_size=args.batch_size,
         eval_batch_size=args.eval_batch_size, bptt=args.bptt, wdecay=args.wdecay,
         patience=args.patience, dropout=args.dropout, dropouth=args.dropouth,
@@ -112,7 +112,7 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
     config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
     search = open_search(ShrinkSearch, config, args, args.save, lambda: build_components(args))
     if getattr(args, "fused", False):  # --fused: off by default (SPEC §23, issue 17)
-        from searching.fused_executor import FusedExecutor
+        from searching.fused.executor import FusedExecutor
         search.executor = FusedExecutor(search.executor)
     return search
 

@@ -12,7 +12,7 @@ import argparse
 import os
 from typing import Dict, Optional, Sequence
 
-from api.atomic_io import atomic_write_text
+from api.runs.atomic_io import atomic_write_text
 from api.errors import UserError, run_cli
 
 SPLITS = ("train", "valid", "test")

@@ -18,9 +18,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from api.atomic_io import atomic_write_bytes
+from api.runs.atomic_io import atomic_write_bytes
 from api.errors import UserError, run_cli
-from api.rnn.data import Corpus, read_lines
+from api.lm.data import Corpus, read_lines
 
 
 def _stable_hash(text: str) -> int:

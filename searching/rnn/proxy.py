@@ -22,11 +22,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from api.distributed import resolve_device
-from api.fingerprint import content_fingerprint
-from api.graph import CellGraph
-from api.rnn.data import batchify, get_batch
-from api.rnn.model import RNNModel, cell_flops, count_params
+from api.train.distributed import resolve_device
+from api.runs.fingerprint import content_fingerprint
+from api.spaces.dag.graph import CellGraph
+from api.lm.data import batchify, get_batch
+from api.spaces.autoshrink_rnn.model import RNNModel, cell_flops, count_params
 from api.search.evaluator import Evaluator, Result, TrainingFailure
 
 
@@ -46,7 +46,7 @@ class Diverged(TrainingFailure):
 
 
 @dataclass
-class RNNTrainConfig:
+class RNNProxyTrainConfig:
     epochs: int = 10
     lr: float = 20.0
     clip: float = 0.25
@@ -129,7 +129,7 @@ class RNNProxyEvaluator(Evaluator):
     higher_is_better = False
     curve_metric = "val_ppl"
 
-    def __init__(self, data: LMData, emsize: int, nhid: int, config: RNNTrainConfig) -> None:
+    def __init__(self, data: LMData, emsize: int, nhid: int, config: RNNProxyTrainConfig) -> None:
         self.data, self.emsize, self.nhid, self.config = data, emsize, nhid, config
         self._batches = None  # built lazily on the worker's device, not pickled
 
@@ -240,5 +240,5 @@ class RNNProxyEvaluator(Evaluator):
         return total / max(count, 1)
 
 
-__all__ = ["Diverged", "LMData", "RNNProxyEvaluator", "RNNTrainConfig",
+__all__ = ["Diverged", "LMData", "RNNProxyEvaluator", "RNNProxyTrainConfig",
            "original_eval_factor"]

@@ -3,7 +3,7 @@
 Genotypes are facts copied from the official code (sources below, per preset); papers' figures
 are what their CIFAR-10 tables report (networks trained with cutout). Our own counts for the
 DARTS networks come from :func:`zoo_table` (params without the auxiliary head, DARTS's
-convention; MACs by :func:`api.complexity.count_macs`).
+convention; MACs by :func:`api.spaces.complexity.count_macs`).
 
 Sources read:
   * quark0/darts ``cnn/genotypes.py``: NASNet, AmoebaNet, DARTS_V1, DARTS_V2. NASNet-A and
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-from api import zoo
+from api.spaces import zoo
 from api.spaces.arch_io import Arch
 from api.spaces.darts.genotype import Genotype, validate
 

@@ -18,8 +18,8 @@ forward call and shared by all steps and nodes; no masks in eval mode. Weights ~
 
 :class:`CellLM` is DARTS's ``RNNModel`` with this cell: embedding (word dropout ``dropoute``,
 locked ``dropouti``) -> cell -> locked ``dropout`` -> decoder tied to the embedding, with the
-interface and implementation of :class:`api.rnn.model.RNNModel` (both are
-:class:`api.rnn.tied_lm.TiedEmbeddingLM`: hidden state (B, nhid); ``forward`` returns the
+interface and implementation of :class:`api.spaces.autoshrink_rnn.model.RNNModel` (both are
+:class:`api.lm.tied_lm.TiedEmbeddingLM`: hidden state (B, nhid); ``forward`` returns the
 dropped cell outputs, ``log_prob``/``loss`` apply the decoder), so the RNN trainer can train
 either.
 """
@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from api.errors import UserError
-from api.rnn.tied_lm import TiedEmbeddingLM
+from api.lm.tied_lm import TiedEmbeddingLM
 
 INITRANGE = 0.04
 
@@ -128,7 +128,7 @@ class CellLM(TiedEmbeddingLM):
     ``dropout`` (cell outputs, locked), ``dropouth``/``dropoutx`` (the cell's h and x masks),
     ``dropouti`` (embedding outputs, locked), ``dropoute`` (whole words); all act in training
     mode only. ``decoder_bias=False`` keeps a zero, untrained bias (ENAS's decoder has none).
-    Forward pass, log-probabilities and loss: :class:`api.rnn.tied_lm.TiedEmbeddingLM`.
+    Forward pass, log-probabilities and loss: :class:`api.lm.tied_lm.TiedEmbeddingLM`.
     """
 
     def __init__(self, nodes: Sequence[Tuple[str, int]], concat: Sequence[int], ntoken: int,

@@ -6,7 +6,7 @@ Genotype: ``DARTS_V2`` of quark0/darts ``rnn/genotypes.py`` (the second-order se
 emsize = nhid = 850. Our network at those sizes: 22,960,000 parameters (10000 x 850 tied
 embedding 8.5M + W0 1700 x 1700 2.89M + 8 x 850 x 1700 11.56M + decoder bias 10k).
 """
-from api import zoo
+from api.spaces import zoo
 from api.spaces.arch_io import Arch
 from api.spaces.darts_rnn.genotype import DARTS_V2
 

@@ -1,6 +1,6 @@
 """The DARTS RNN search supernet (Liu et al., ICLR 2019; official ``rnn/model_search.py``).
 
-A :class:`~api.rnn.tied_lm.TiedEmbeddingLM` (embedding -> cell -> tied decoder, DARTS's
+A :class:`~api.lm.tied_lm.TiedEmbeddingLM` (embedding -> cell -> tied decoder, DARTS's
 dropouts) whose cell is DARTS's search cell:
 
 - s0 as in the fixed cell (``[x * mx ; h * mh] W0`` -> c0, h0;
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from api.errors import UserError
-from api.rnn.tied_lm import TiedEmbeddingLM
+from api.lm.tied_lm import TiedEmbeddingLM
 from api.spaces.darts_rnn.genotype import PRIMITIVES, STEPS, Genotype
 from api.spaces.darts_rnn.model import INITRANGE, _act
 from api.spaces.supernet import Supernet

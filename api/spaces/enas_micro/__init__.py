@@ -1,5 +1,5 @@
-"""The ENAS micro CNN space (Pham et al., 2018; NAO-WS searches the same space), and NAO's
-16-op numbering of it (``nao``, for NAONet-A).
+"""The ENAS micro CNN space (Pham et al., 2018; NAO-WS searches the same space).
+NAO's 16-op numbering of it (``nao``, for NAONet-A) is :mod:`api.spaces.nao`.
 
 ``enas-micro``: architectures are :class:`MicroArch` (40 integers, normal then reduction cell,
 5 nodes x ``[idx1, op1, idx2, op2]``; ops 0 sep_conv 3x3, 1 sep_conv 5x5, 2 avg pool 3x3,
@@ -12,10 +12,6 @@ loose-end nodes) and back (:meth:`EnasMicroSpace.from_genotype`); the fixed netw
 One difference from ENAS's and NAO's own networks: when a cell leaves one of its inputs
 unread, they concatenate that input with the loose-end nodes; a DARTS genotype's concat holds
 intermediate nodes only, so the DARTS network leaves it out (:func:`loose_inputs` tells which).
-
-``nao``: the same 40-integer form with NAO's op ids 0..15 (the 5 above, then NAONet-A's 11-op
-NASNet-style space: see :data:`NAO_OPS`), built in NAO's own network
-(:mod:`api.spaces.enas_micro.nao_network`).
 """
 from __future__ import annotations
 
@@ -28,7 +24,7 @@ from api.spaces.enas_micro.arch import (ARCH_LEN, ENAS_OPS, NAO_OPS, NODES,
                                         loose_inputs, make_arch, parse_arch, to_genotype,
                                         to_json)
 
-__all__ = ["MicroArch", "ENAS_OPS", "NAO_OPS", "EnasMicroSpace", "NAOSpace", "loose_ends",
+__all__ = ["MicroArch", "ENAS_OPS", "NAO_OPS", "EnasMicroSpace", "loose_ends",
            "loose_inputs", "to_genotype", "from_genotype", "make_arch"]
 
 
@@ -104,40 +100,3 @@ class EnasMicroSpace(_MicroSpace):
         shape, classes = dataset_info(dataset)
         return EnasMicroSupernet(num_classes=int(num_classes or classes),
                                  input_size=shape[1], in_channels=shape[0], **kwargs)
-
-
-#: (C, N) defaults of NAO's networks: CIFAR N=6 (20 cells), C=36 (NAO_V1 ``train_cifar.py``);
-#: ImageNet N=4 (14 cells), C=48 (``train_imagenet.py``).
-NAO_DEFAULT_SIZE = {"cifar10": (36, 6), "cifar100": (36, 6), "imagenet16": (36, 6),
-                    "imagenet": (48, 4)}
-
-
-class NAOSpace(_MicroSpace):
-    name = "nao"
-    ops = NAO_OPS
-    what = "NAO micro architecture"
-
-    def looks_like(self, text: str) -> bool:
-        values = _digits(text)
-        return values is not None and len(ENAS_OPS) <= _max_op(values) < len(NAO_OPS)
-
-    def build_network(self, arch: MicroArch, dataset: str = "cifar10", C: Optional[int] = None,
-                      N: Optional[int] = None, auxiliary: bool = False,
-                      drop_path_prob: float = 0.0, keep_prob: float = 1.0, **kwargs: Any):
-        """NAO's ``NASNetworkCIFAR`` (cifar10, cifar100; imagenet16 at 16x16) or
-        ``NASNetworkImageNet`` (imagenet): ``3N + 2`` cells of width ``C``."""
-        from api.spaces.enas_micro.nao_network import NAONetwork
-
-        if kwargs:
-            raise UserError(f"the nao space's networks take C, N, auxiliary, drop_path_prob and "
-                            f"keep_prob, not {', '.join(sorted(kwargs))}")
-        shape, classes = dataset_info(dataset)
-        C0, N0 = NAO_DEFAULT_SIZE[dataset]
-        C = C0 if C is None else int(C)
-        N = N0 if N is None else int(N)
-        if C < 2 or C % 2 or N < 1:
-            raise UserError(f"the nao network needs an even C >= 2 and N >= 1 (got C={C}, N={N})")
-        return NAONetwork(self.validate(arch), classes, C=C, N=N, auxiliary=bool(auxiliary),
-                          keep_prob=float(keep_prob), imagenet=dataset == "imagenet",
-                          input_hw=shape[1], drop_path_prob=float(drop_path_prob))
-

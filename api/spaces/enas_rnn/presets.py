@@ -9,7 +9,7 @@ marks its PTB language-model code as wrong (README errata, pointing to google-re
 ``enas_lm``, which reports another cell). Our network at ENAS's final size (emsize = nhid = 748,
 tied, no decoder bias): 22,027,104 parameters; at DARTS's 850 with a bias, 27,295,000.
 """
-from api import zoo
+from api.spaces import zoo
 from api.spaces.arch_io import Arch
 from api.spaces.enas_rnn import ENAS_PTB
 

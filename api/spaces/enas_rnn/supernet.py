@@ -24,7 +24,7 @@ decoder tied to the embedding, with a bias. Differences from carpedm20, on purpo
 - the clip scale is a constant of the backward pass (as carpedm20's numpy mask).
 
 Speed (the search runs a different sampled cell every step, so per-step overhead matters):
-as the AutoShrink cell (:mod:`api.rnn.recurrence`) and :class:`HighwayCell`, the input half of
+as the AutoShrink cell (:mod:`api.spaces.autoshrink_rnn.recurrence`) and :class:`HighwayCell`, the input half of
 W0 is applied to all steps in one matmul before the recurrence, and the nodes reading the same
 state share one matmul with their matrices concatenated once per forward (a 12-node cell with
 6 loose ends is ~7 matmuls a step, not 12).
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from api.errors import UserError
-from api.rnn.tied_lm import TiedEmbeddingLM
+from api.lm.tied_lm import TiedEmbeddingLM
 from api.spaces.darts_rnn.model import _act
 from api.spaces.enas_rnn import ACTIVATIONS, NUM_NODES, arc_loose_ends, check_arc
 from api.spaces.supernet import Supernet

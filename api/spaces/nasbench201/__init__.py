@@ -107,7 +107,7 @@ class NASBench201Space(SearchSpace):
         """(params, FLOPs) of one image, as the benchmark counts them (AutoDL's
         ``get_model_infos``): params include BN and the classifier; FLOPs are conv and linear
         multiply-accumulates plus the classifier's bias adds (``num_classes`` more than
-        :func:`api.complexity.count_macs`); pooling is not counted. ``params / 1e6`` and
+        :func:`api.spaces.complexity.count_macs`); pooling is not counted. ``params / 1e6`` and
         ``FLOPs / 1e6`` equal the table's ``params_M_<dataset>`` / ``flops_M_<dataset>``.
 
         Every edge of every cell is a stride-1 op at its stage's width and resolution, so the

@@ -1,0 +1,1 @@
+"""Random search at AutoShrink's budget: the baseline strategy and its CLI."""
