@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from conftest import run_cli_inprocess, run_script
+from tests.conftest import run_cli_inprocess, run_script
 
 
 class Evil:
