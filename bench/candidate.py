@@ -2,26 +2,14 @@
 
     python bench/candidate.py [--fused K]  # -> cnn_candidate_s=X rnn_candidate_s=Y
 
-CNN: a candidate of the reference search (the complete 8-node v3 cell minus one edge) trained
-on 5,000 / 1,000 real CIFAR-10 images for up to 20 epochs with the paper's early stops. RNN:
-the complete 6-node cell minus one edge on penn_proxy for 10 epochs. Runs on the device it
-finds (CUDA if present). ``--max_epochs`` caps the measured epochs on slow machines; the
-figure is then projected from the measured seconds per epoch and says so. The projected
-search counts the candidate trainings of a reference search (N=8, k=10 CNN: sum over steps
-of min(k, edges) = 235; N=6, k=10, keep 0.25 RNN: 95), one worker, no cache hits.
-``--cuda_graphs`` trains the CNN candidate with the proxy's CUDA-graph step (eager, with a
-note, where capture is impossible).
+CNN: a candidate of the reference search (complete 8-node v3 cell minus one edge) on 5,000 /
+1,000 CIFAR-10 images, up to 20 epochs with the paper's early stops. RNN: the complete 6-node
+cell minus one edge on penn_proxy for 10 epochs. The projection counts a reference search's
+candidate trainings (CNN 235, RNN 95) on one worker. ``--max_epochs`` caps slow runs (then
+projected from seconds per epoch); ``--cuda_graphs`` uses the CUDA-graph step; ``--fused K``
+also trains K first-step candidates as one fused group.
 
-``--fused K`` also trains K candidates of the reference search's first step as one fused group
-(searching/fused/cnn_trainer.py ``train_fused``, the same evaluator settings; K edges drawn as a
-search step draws them, seed 0; seeds 0..K-1): the group's seconds divided by K per candidate,
-and candidates per hour, next to the single candidate's. Projection as above: a capped group
-whose last member ran all the capped epochs is projected to 20 epochs from the group's seconds
-per epoch (stopped members are still computed in the fused model, so a group epoch costs about
-the same throughout). With ``--cuda_graphs`` the fused steps are captured too. The same for the RNN:
-K candidates of the reference RNN search's first step as one group
-(searching/fused/rnn_trainer.py; stopped members are no longer computed there), projected to 10
-epochs when capped.
+Results: bench/README.md.
 """
 from __future__ import annotations
 

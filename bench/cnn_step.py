@@ -3,29 +3,13 @@
     python bench/cnn_step.py [--nodes 8] [--batch_size 128] [--device auto] [--no_graphed]
                              [--fused_members 10]
 
-The network is the reference search's first candidate (the complete 8-node v3 cell minus
-edge 0->7 in the paper's proxy skeleton) on random 32x32 inputs, trained with Adam as the
-proxy does. Each variant times its first step (lazy initialisation and, with
-cudnn.benchmark, the autotuning of every convolution shape), runs warm-up steps, then takes
-the median of timed steps (synchronised on CUDA); on CUDA it runs every variant with and
-without cudnn.benchmark and counts the kernels one step launches, which tells a launch-bound
-step (many small kernels) from a compute-bound one.
+The network is the reference search's first candidate (complete 8-node v3 cell minus edge
+0->7) on random 32x32 inputs, trained with Adam as the proxy does: first-step time, then the
+median of timed steps; on CUDA with and without cudnn.benchmark and with kernels per step.
+``graphed`` variants (CUDA only) replay the step as a CUDA graph; ``fused kN`` variants train
+N candidates of the first search step as one fused model (ms per candidate-step).
 
-The ``graphed`` variants (CUDA only; skipped with a note elsewhere) replay the step as a CUDA
-graph (searching/fused/cuda_graph.py, the proxy's ``--cuda_graphs``): the batch is copied into static
-buffers and the whole forward, backward and capturable-Adam step is one graph launch. Their
-"first step" is an eager warm-up step; the capture happens within the warm-up steps. Their
-kernel count is what the profiler attributes to one replay.
-
-The ``fused kN`` variants (``--fused_members N``, default 10, 0 skips them) time one training
-step of N candidates of the reference search's first step trained as one fused model
-(searching/fused/cnn_model.py ``FusedCandidates.from_members``, ``searching.fused.cnn_trainer.MemberAdam``, the
-step the fused proxy trainer runs): the complete 8-node v3 cell minus one edge each, N edges
-drawn as a search step draws them (``rng.permutation``, seed 0), each member on its own batch of
-``--batch_size``. They report ms per fused step and ms per candidate-step (divided by N), with
-the ratio to the single-candidate fp32 step. ``graphed fused kN`` (CUDA only) captures that
-step with searching/fused/cuda_graph.py: ``MemberAdam`` is capturable (its step counts and active mask live
-on the device; with a fixed active set its step reads nothing back).
+Results: bench/README.md.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Measured cost of an ENAS CNN search at its paper settings, projected to the whole search
-(for the search-cost table, SPEC §22):
+(for the search-cost table):
 
     python bench/enas_cnn_cost.py --cnn_space micro [--child_steps 3] [--controller_steps 1]
         [--device auto] [--out cost.json]

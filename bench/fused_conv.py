@@ -2,41 +2,13 @@
 
     python bench/fused_conv.py [--device auto] [--members 10] [--batch 128] [--threads 2]
 
-searching/fused/cnn_model.py runs M members' convolutions as one grouped ``conv2d`` (``groups=M``, depthwise
-``groups=M*C``) on activations laid out ``(B, M*C, H, W)``. Issue 17 asks for grouped convs or
-batched matmuls, whichever measures faster. This times forward + backward (input and weight
-gradients) of both formulations of the same maths at the paper proxy skeleton's shapes
-(``NetworkSpec()``: node widths C = 16, 32, 64 at 32, 16, 8 pixels; M = 10, batch 128):
+searching/fused/cnn_model.py runs M members' convolutions as one grouped ``conv2d`` on
+activations laid out ``(B, M*C, H, W)``; the fused model should use grouped convs or batched
+matmuls, whichever measures faster. This times forward + backward of both formulations (3x3,
+1x1 and depthwise 3x3 at the paper proxy skeleton's shapes, M = 10, batch 128), each pair
+checked equal before it is timed; the figure is the median of ``--repeats`` runs.
 
-* ``conv3x3``   C -> C, 3x3 (a Conv3x3 node): grouped conv vs im2col (``F.unfold``) + ``bmm``;
-* ``conv1x1``  4C -> C (a node's 1x1 on its concatenated inputs, a SepConv's pointwise): grouped
-  conv vs ``bmm`` with the layout permutes to and from ``(B, M*C, H, W)``, and vs ``bmm`` on a
-  member-major ``(M, C, B*H*W)`` tensor (no permutes: the best case, if the whole network kept
-  that layout);
-* ``dw3x3``     4C depthwise 3x3 (a SepConv's first half): grouped conv (``groups=M*4C``) vs
-  im2col + ``einsum`` over the 9 taps.
-
-Each pair is checked to agree (output and weight gradient, to 1e-4 of their scale) before it
-is timed; the figure is the median of ``--repeats`` timed runs after ``--warmup`` (synchronised
-on CUDA).
-
-Measured on this 2-core CPU (``--threads 2``, M=10, batch 128, median of 5, one run; ms of
-forward + backward, in brackets the time relative to the grouped conv):
-
-    shape                   grouped    im2col/bmm             bmm member-major
-    conv3x3 16->16 @32px     352 ms    1684 ms (4.78x)
-    conv1x1 64->16 @32px     667 ms     476 ms (0.71x)        282 ms (0.42x)
-    dw3x3 64 @32px          1206 ms    8539 ms (7.08x einsum)
-    conv3x3 32->32 @16px     219 ms     834 ms (3.81x)
-    conv1x1 128->32 @16px    372 ms     260 ms (0.70x)        159 ms (0.43x)
-    dw3x3 128 @16px          559 ms    3443 ms (6.16x einsum)
-    conv3x3 64->64 @8px      144 ms     529 ms (3.68x)
-    conv1x1 256->64 @8px     204 ms     153 ms (0.75x)         89 ms (0.43x)
-    dw3x3 256 @8px           267 ms    2060 ms (7.71x einsum)
-
-So on CPU the grouped conv wins clearly for 3x3 and depthwise (im2col materialises k*k copies
-of the input), and a plain ``bmm`` wins for 1x1 (1.4x with the layout permutes, 2.3x without).
-GPU figures are unmeasured (run this with ``--device cuda`` where a GPU is lent).
+Results: bench/README.md.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of issue 17 (SPEC §23) in one device call, at most 9 minutes (each part
+# Every GPU measurement of the fused and CUDA-graph levers in one device call, at most 9 minutes (each part
 # has its own time limit, 540 s in all, so one that hangs does not eat the others' time):
 #   bash bench/gpu_speed.sh        # logs under ${OUT:-/tmp/gpu_speed}; summary in summary.txt
 # 1. tests: CUDA graphs (graphed == eager) and the fused trainers on CUDA (float64, each member

@@ -1,34 +1,14 @@
 """One search step (weights + architecture) of GDAS, DARTS-V1 and DARTS-V2 on the NAS-Bench-201
 space: ours against the official implementation's supernets (AutoDL-Projects' ``xautodl``).
 
-Paper settings: C=16, N=5 cells per stage, 4 nodes, batch 64, 32x32 inputs, 10 classes; BN in
-the cells without affine, with running statistics (our default, ``--track_running_stats 1``).
-
-- Ours: the supernet of ``get_space("nas-bench-201").supernet(...)`` built by the one-shot
-  trainer (:meth:`OneShotSearch.build_supernet`), its weights' SGD as the trainer makes it, and
-  the method's own ``step`` (searching/gdas/method.py, searching/darts/method.py with
-  searching/darts/architect.py), driven as :class:`OneShotSearch` drives it.
-- Official: ``xautodl.models.get_cell_based_tiny_net`` with the NB201 search config (name
-  "GDAS" / "DARTS-V1" / "DARTS-V2"), ``xautodl.procedures.get_optim_scheduler`` for the weights'
-  SGD and cosine schedule, wrapped in ``nn.DataParallel`` as the official scripts do (a plain
-  pass-through on a CPU), and a step that follows ``search_func`` of AutoDL's
-  ``exps/NAS-Bench-201-algos/{GDAS,DARTS-V1,DARTS-V2}.py`` (re-written here as a benchmark
-  driver: weight step then architecture step for GDAS and DARTS-V1; for DARTS-V2 the unrolled
-  architecture step on a deep copy of the network, the finite-difference Hessian-vector
-  product, then the weight step).
-
-Same optimizer settings both sides (SGD 0.025 Nesterov momentum 0.9 wd 5e-4, clip 5; Adam
-3e-4, betas (0.5, 0.999), wd 1e-3), the same random batches (weights batch, architecture
-batch) for both, torch threads fixed. Per method: warm-up steps excluded, then ``--repeats``
-timed blocks of ``--steps`` steps each, ours and official interleaved; the median per step.
-Then the projected search at paper settings on this machine: (25,000 / 64) weight batches per
-epoch, 250 epochs for GDAS and 50 for DARTS.
-
-One difference in step order that costs nothing: our DARTS-V1 takes the architecture step
-first (DARTS's order), AutoDL's DARTS-V1 the weight step first; the work per step is the same.
+At paper settings (C=16, N=5, batch 64, 32x32, 10 classes), with the same optimizer settings
+and the same random batches on both sides; ours and official interleaved, median per step,
+then the search projected to paper settings on this machine (GDAS 250 epochs, DARTS 50).
 
     pip install -e .[bench]      # xautodl (bench only)
     python bench/oneshot_speed.py [--threads 2] [--repeats 5] [--methods gdas,darts-v1,darts-v2]
+
+Results: bench/README.md. Fidelity notes: docs/fidelity/darts.md, docs/fidelity/gdas.md.
 """
 from __future__ import annotations
 

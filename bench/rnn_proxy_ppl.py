@@ -4,7 +4,7 @@
         [--seeds 0 1 2] [--drop_edge 0,5] [--threads 1]
 
 The cell is the complete 6-node DAG with node ops identity, relu, tanh, identity, identity
-(``--drop_edge 0,5`` removes one edge: the 14-edge candidate of SPEC section 15), trained with
+(``--drop_edge 0,5`` removes one edge: the 14-edge reference candidate), trained with
 the paper's proxy settings (10 epochs, lr 20, batch 128, bptt 35, clip 0.25). For each seed it
 prints the per-epoch validation perplexity twice: the true token mean, and the figure the
 original code would have logged (its validation loss is the true one times (rows-1)/rows:

@@ -1,4 +1,4 @@
-"""The reference RNN proxy candidate of the benchmarks (SPEC section 15), trained once.
+"""The reference RNN proxy candidate of the benchmarks, trained once.
 
 Used by ``bench/candidate.py`` (seconds per candidate), ``bench/rnn_proxy_ppl.py`` (its
 perplexity curve) and ``bench/rnn_speed.py`` (its node ops). Importable from the bench
@@ -14,7 +14,7 @@ from api.lm.embedding import embedding_matrix, load_w2v
 from api.search.evaluator import Result
 from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNProxyTrainConfig
 
-# The reference cell of the benchmarks (SPEC section 15): 6 nodes, these node ops.
+# The reference cell of the benchmarks: 6 nodes, these node ops.
 REFERENCE_OPS = ("input", "identity", "relu", "tanh", "identity", "identity")
 
 

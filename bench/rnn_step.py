@@ -2,24 +2,13 @@
 
     python bench/rnn_step.py [--fused_members 10] [--steps 5] [--device auto]
 
-"separate" is one candidate of the reference RNN search's first step (the complete 6-node
-reference cell minus edge 0->1) trained as the proxy trains it (api/spaces/autoshrink_rnn/model.py: hand-written
-recurrence and fused decoder loss; SGD lr 20 scaled by the window, clip 0.25) on penn_proxy
-windows of 35 x 128. "fused kN" trains N candidates of that step (minus edge 0->1, 0->2, ...)
-as one api/rnn/fused.FusedRNNCandidates with searching/rnn/fused_proxy's per-member clipping
-and SGD, every member on its own full window. Each variant runs one warm-up step, then the
-median of ``--steps`` timed steps (synchronised on CUDA); on CUDA it also counts the kernels
-one step launches, and adds "graphed fused kN": the fixed-shape fused step of
-``--fused --cuda_graphs`` replayed as a CUDA graph (its warm-up steps and capture happen in the
-untimed first calls). The last column divides by the members, which is what compares: a
-candidate's training costs about (steps per epoch x epochs) x ms per candidate-step.
+"separate" is one candidate of the reference RNN search's first step trained as the proxy
+trains it, on penn_proxy windows of 35 x 128; "fused kN" trains N candidates of that step as
+one fused model with per-member clipping and SGD. One warm-up step, then the median of
+``--steps`` timed steps; on CUDA also kernels per step and "graphed fused kN". The last column
+divides by the members: a candidate's cost is about steps x ms per candidate-step.
 
-Measured on the CPU here (2 threads, quiet machine, penn_proxy: 7,002 words, one run): separate
-226 ms/step; fused k3 1,833 ms/step = 611 ms per candidate-step (2.7x slower per candidate);
-fused k10 5,489 ms/step = 549 ms per candidate-step (2.3x slower). The fused recurrence runs
-through autograd (about 50 small ops per time step for all members) and the decoder as a
-plain (k x 4,480 x 7,002) softmax, where the separate path has a hand-written backward and a
-fused decoder loss. The fused model is for the GPU, where its speed is unmeasured.
+Results: bench/README.md.
 """
 from __future__ import annotations
 

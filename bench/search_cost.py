@@ -1,31 +1,12 @@
-"""Search cost side by side (SPEC §22): hours per search of each method at its paper settings,
+"""Search cost side by side: hours per search of each method at its paper settings,
 measured in one run on the device at hand, and the ratio to AutoShrink.
 
     python bench/search_cost.py --out search_cost.json [--quick] [--cifar DIR] [--ptb DIR]
 
-(``bash scripts/table_search_cost.sh`` runs it.) Each search is started as a user would start
-it (its own CLI, its paper flags) and stopped after a measured fraction; the fraction is
-projected to the whole search:
-
-- AutoShrink CNN / RNN (``searching/cnn/autoshrink_cnn.py``, ``searching/rnn/train.py``): the
-  reference searches of ``scripts/search_cnn.sh`` / ``search_rnn.sh`` (N=8, k=10: 235
-  candidate trainings of up to 20 epochs; N=6, k=10, keep 0.25: 95 of up to 10 epochs). The
-  first candidates are trained for ``--epochs`` E (their journal lines give seconds and
-  epochs), then the search is stopped; hours = candidates x max epochs x seconds per
-  candidate-epoch: an upper bound, as early stops end some candidates sooner.
-- ENAS RNN (``searching/enas/main.py --network_type rnn``, SPEC §19 sizes): one epoch with S
-  shared steps, C controller steps and D derive samples; its history gives each phase's
-  seconds; hours = 150 x (400 t_shared + 2000 t_controller + 100 t_derive).
-- ENAS CNN micro: the ENAS CNN search's own probe, ``bench/enas_cnn_cost.py`` (child and
-  controller steps of its code at the official sizes, projected to 150 epochs).
-- DARTS-V1, GDAS (image one-shot searches, DARTS/NASNet space): one epoch on
-  ``--train_size`` N images, projected to the paper's data (x 50,000 / N) and epochs (DARTS
-  50, GDAS 250).
-- DARTS-V1 RNN (``searching/darts/train_search_rnn.py``): one epoch on the PTB proxy, scaled
-  by PTB's 929,589 training words over the proxy's, x 50 epochs.
-
-Hours exclude the per-epoch evaluations the searches log but do not need (their
-``search_seconds`` convention) and data loading. A method whose CLI is missing or fails is
+(``bash scripts/table_search_cost.sh`` runs it.) Each search is started through its own CLI
+with its paper flags, stopped after a measured fraction (candidates x epochs, steps, or one
+epoch on N images) and projected to the whole search. Hours exclude the per-epoch evaluations
+the searches log but do not need, and data loading. A method whose CLI is missing or fails is
 reported as not measured, with the reason.
 """
 from __future__ import annotations
@@ -273,7 +254,7 @@ def enas_rnn(r: Runner, q: bool, device: str) -> Row:
     ctrl, der = rec["controller_seconds"], rec["derive_seconds"]
     return Row("enas", "rnn", hours, _device_of(out, device), frac,
                f"1 epoch with {s} shared / {c} controller steps / {d} derive samples at "
-               f"SPEC 19 sizes ({(rec['seconds'] - ctrl - der) / s:.2f} / {ctrl / c:.2f} / "
+               f"carpedm20 sizes ({(rec['seconds'] - ctrl - der) / s:.2f} / {ctrl / c:.2f} / "
                f"{der / d:.2f} s each), to 150 x (400 / 2000 / 100)")
 
 

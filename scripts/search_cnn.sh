@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The AutoShrink CNN cell search of the paper (SPEC §1): 8-node DAG, protocol v3
+# The AutoShrink CNN cell search of the paper: 8-node DAG, protocol v3
 # (SepConv3x3 / Conv1x1), k = 10 candidates per step, CIFAR-10 proxy (5,000 / 1,000 images).
 # Needs: CIFAR-10 under ./data (downloaded if absent) and ideally one GPU (paper: 1.5 GPU-hours).
 # Writes ./autoshrink/graph-best (+ .json, .png), logs and plots; retrain the result with

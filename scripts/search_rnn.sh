@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The AutoShrink RNN cell search of the paper (SPEC §1, §6): 6-node DAG, k = 10 candidates per
+# The AutoShrink RNN cell search of the paper: 6-node DAG, k = 10 candidates per
 # step, each a 100-unit LM trained for up to 10 epochs on the PTB proxy (4,000 / 300 / 300 lines).
 # Needs: data/penn_proxy (made here from the full PTB at data/penn when absent) and ideally
 # one GPU (paper: 1.5 GPU-hours; with --workers 6 one H100 ran it in 167 s). Word vectors: with

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# NAS-Bench-201 as a tabular benchmark (SPEC §21): every discrete method (rs, rea, reinforce,
+# NAS-Bench-201 as a tabular benchmark: every discrete method (rs, rea, reinforce,
 # shrink) RUNS times, seeds 0..RUNS-1, on BUDGET distinct queries per search; prints mean ± std
 # of the found cell's 200-epoch test accuracy per dataset next to the paper's Table 5 rows.
 #   RUNS=100 BUDGET=100 DATASETS="cifar10 cifar100 imagenet16" bash scripts/table_nasbench201.sh

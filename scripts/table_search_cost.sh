@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Search cost side by side (SPEC §22): every search at its paper settings for a measured
+# Search cost side by side: every search at its paper settings for a measured
 # fraction, projected to the whole search, on the device at hand, in one run; hours per search
 # and the ratio to AutoShrink. QUICK=1: the smallest fractions (a few minutes on 2 CPU cores).
 # Env: OUT (JSON table, default search_cost.json), CIFAR, PTB (data folders), DEVICE,

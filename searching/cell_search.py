@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from api.runs.atomic_io import append_jsonl, atomic_write_json, write_jsonl
+from api.runs.run_folder import check_resumable, refuse_changed_settings
 from api.errors import UserError
 from api.runs.fault_injection import maybe_die
 from api.spaces.dag.graph import CellGraph
@@ -44,15 +45,6 @@ STATE_VERSION = 1
 # record appended to candidates.jsonl, state.json not yet updated) or "save" (state.json
 # written: after start, a step's plan, each candidate, a step's end).
 EVALUATOR_KEY = "evaluator"  # settings entry holding Evaluator.describe()
-
-
-def check_resumable(root: str, state_file: str = STATE_FILE) -> None:
-    """``--resume`` of a folder that holds no search: one line naming the fix."""
-    if not os.path.isdir(root):
-        raise UserError(f"--resume: {root} does not exist")
-    if not os.path.exists(os.path.join(root, state_file)):
-        raise UserError(f"--resume: {root} holds no search state ({state_file} missing); "
-                        "run without --resume to start a search")
 
 
 class SearchStalled(UserError):
@@ -77,20 +69,6 @@ def candidate_seed(search_seed: int, graph_hash: str) -> int:
     """Seed of a candidate's training: fixed by the search seed and the candidate's graph."""
     digest = hashlib.sha256(f"{search_seed}:{graph_hash}".encode()).hexdigest()
     return int(digest[:8], 16)
-
-
-def refuse_changed_settings(saved: Dict[str, Any], now: Dict[str, Any], root,
-                            skip=(), dashes: bool = False,
-                            fix: str = "pass the same flags (or --force to continue anyway)"
-                            ) -> None:
-    """``--resume``: one line naming the first setting (in sorted order) whose value differs
-    from the saved search's; ``dashes`` writes it as a flag (``--lr``). Every search's resume
-    check goes through here."""
-    for key in sorted((set(saved) | set(now)) - set(skip)):
-        if saved.get(key) != now.get(key):
-            name = f"--{key}" if dashes else key
-            raise UserError(f"--resume: {name} is {now.get(key)!r} but the search in {root} "
-                            f"used {saved.get(key)!r}; {fix}")
 
 
 def _journal_line(rec: Dict[str, Any]) -> Dict[str, Any]:
@@ -197,7 +175,7 @@ class CellSearch:
     @staticmethod
     def check_resumable(root: str) -> None:
         """Fail fast (before any data is loaded) when ``root`` holds no search to resume."""
-        check_resumable(root)
+        check_resumable(root, STATE_FILE)
 
     def resume(self, force: bool = False) -> None:
         """Load the state of the search in ``root``; refuse different settings unless forced."""

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict
 
 import numpy as np
 
-from api.runs.atomic_io import atomic_write_json
+from api.runs.run_folder import RUN_FLAGS, add_run_flags, write_args
 from api.spaces.dag.graph import CellGraph
 from api.search.evaluator import Evaluator
 from api.search.executors import add_executor_flags, make_executor
@@ -46,26 +46,21 @@ def add_search_flags(parser: argparse.ArgumentParser, root_flag: str, root_defau
     g.add_argument("--keep_fraction", type=float, default=keep_fraction,
                    help="stop when round(E0 * keep_fraction) edges remain")
     g.add_argument("--efficiency_weight", type=float, default=efficiency_weight, help=score_help)
-    g.add_argument("--seed", type=int, default=0,
-                   help="seeds the op draw, edge order, data sampling and every candidate")
-    g.add_argument("--resume", action="store_true", help=f"continue the search in --{root_flag}")
-    g.add_argument("--force", action="store_true",
-                   help="with --resume: continue even if flags differ from the saved search")
+    add_run_flags(g, root_flag, seed_help="seeds the op draw, edge order, data sampling and "
+                                          "every candidate; -1: a random seed, printed")
     return g
 
 
 # The flags of add_search_flags and add_runtime_flags that never change a search's results,
 # so the --resume settings check ignores them (--threads is not here: it is kept on resume).
-RUNTIME_FLAGS = frozenset({"resume", "force", "device", "no_plots", "quiet", "executor",
-                           "workers", "ray_address", "gpus_per_candidate"})
+RUNTIME_FLAGS = RUN_FLAGS | {"no_plots", "executor", "workers", "ray_address",
+                             "gpus_per_candidate"}
 
 
 def add_runtime_flags(parser: argparse.ArgumentParser, group) -> None:
     """Where and how quietly a search runs (device, plots, progress bars, executor): flags
     that never change its results, so ``--resume`` accepts new values for them."""
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     group.add_argument("--no_plots", action="store_true", help="skip PNG plots and drawings")
-    group.add_argument("--quiet", action="store_true", help="no progress bars")
     add_executor_flags(parser)
 
 
@@ -84,7 +79,7 @@ def open_search(cls, config: Any, args: argparse.Namespace, root: str,
         search.resume(force=args.force)
     else:
         search.start(built.make_initial)
-        atomic_write_json(os.path.join(root, "args.json"), vars(args))
+        write_args(root, args)
     return search
 
 

@@ -1,2 +1,2 @@
 """Tabular benchmarks: precomputed accuracies of every architecture of a space, so a search is
-judged against ground truth and a query costs a look-up (SPEC §21)."""
+judged against ground truth and a query costs a look-up."""

@@ -59,7 +59,7 @@ CIFAR_RECIPES: Dict[str, Dict[str, Any]] = {
 
 #: ImageNet recipes (train_imagenet.py); ``lr`` is per 128 images (scaled by the global batch).
 IMAGENET_RECIPES: Dict[str, Dict[str, Any]] = {
-    # the AutoShrink paper's (SPEC §8): TF RMSProp, 10 warm-up + cosine over 300 epochs, EMA
+    # the AutoShrink paper's: TF RMSProp, 10 warm-up + cosine over 300 epochs, EMA
     "autoshrink": dict(optimizer="rmsprop_tf", schedule="cosine", lr_decay=0.97, epochs=300,
                        warmup_epochs=10.0, batch_size=128, lr=0.05, momentum=0.9,
                        nesterov=False, weight_decay=None, weight_decay_all=False,

@@ -2,7 +2,7 @@
 
 Random crop with zero padding, horizontal flip and cutout, drawn per sample from a seeded
 generator that lives on the images' device. No PIL, no DataLoader: the whole split stays on
-the GPU (SPEC §10) and an epoch's augmentation is a handful of kernels. The images are already
+the GPU and an epoch's augmentation is a handful of kernels. The images are already
 normalised, so padding and cutout fill with 0 = the dataset mean colour.
 """
 from __future__ import annotations

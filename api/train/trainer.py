@@ -10,10 +10,7 @@ ImageNet's val is its reporting split), so the reported model and figures are th
 epoch's. Under torchrun the model is wrapped in DDP, only rank 0 writes files and shows a
 progress bar, evaluation shards are summed over ranks, and every checkpoint records each
 rank's parameter digest (they must agree).
-
-The CLIs' ``--resume`` flag policy lives here too (:func:`given_flags`, :func:`resume_args`):
-a resumed run keeps its recipe, refuses a changed recipe flag unless ``--force``, and accepts
-new values of runtime flags (device, paths, workers, progress).
+The ``--resume`` flag rule is every run folder's (:mod:`api.runs.run_folder`).
 """
 from __future__ import annotations
 
@@ -35,6 +32,7 @@ from api.train.checkpoint import (LAST, capture_rng, last_checkpoint, load_check
 from api.train.distributed import DistEnv, all_gather_objects, all_reduce_sum, barrier
 from api.train.ema import ModelEma
 from api.errors import UserError
+from api.runs.run_folder import add_run_flags as common_run_flags
 from api.train.metrics import MetricsLog, topk_correct
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
@@ -100,57 +98,13 @@ def add_run_flags(parser, output_default: str, image_model: bool = True):
     group so a CLI can add its own."""
     g = parser.add_argument_group("run")
     g.add_argument("--output", default=output_default, help="checkpoints and logs")
-    g.add_argument("--resume", action="store_true", help="continue from --output/last.pt")
-    g.add_argument("--force", action="store_true",
-                   help="with --resume: accept recipe flags that differ from the run's (the "
-                        "checkpoint records the new values; args.json keeps the original)")
+    common_run_flags(g, folder="output")
     if image_model:
         g.add_argument("--eval_every", type=int, default=1, help="validate every N epochs")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
     if image_model:
         g.add_argument("--no_amp", action="store_true", help="no bf16 autocast on CUDA")
         g.add_argument("--no_channels_last", action="store_true")
     return g
-
-
-# Flags of add_run_flags a resumed run may always change; each CLI adds its own runtime flags.
-RUN_FLAGS = frozenset({"output", "resume", "force", "device", "quiet"})
-
-
-def given_flags(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> Set[str]:
-    """Destinations of the flags actually on the command line (argparse keeps pre-set
-    namespace attributes instead of defaults, so a sentinel tells them apart)."""
-    unset = object()
-    ns = parser.parse_args(argv, argparse.Namespace(**{a.dest: unset for a in parser._actions}))
-    return {k for k, v in vars(ns).items() if v is not unset}
-
-
-def resume_args(args: argparse.Namespace, saved: Dict[str, Any], given: Set[str],
-                runtime: Iterable[str]) -> Tuple[argparse.Namespace, List[str]]:
-    """The resumed run's flags: the saved ones, plus the runtime flags (``RUN_FLAGS`` and
-    ``runtime``) given now. A recipe flag given with another value is refused, naming it,
-    unless ``--force``; then it is used and listed in the second return value. A flag the
-    saved run did not know yet takes its value now."""
-    free = RUN_FLAGS | set(runtime)
-    merged, changed = dict(saved), []
-    for key, value in vars(args).items():
-        if key not in saved or key in ("output", "resume", "force") or (
-                key in given and key in free):
-            merged[key] = value
-        elif key in given and saved[key] != value:
-            changed.append(f"--{key} {_flag_value(value)} (the run's: {_flag_value(saved[key])})")
-            merged[key] = value
-    if changed and not getattr(args, "force", False):
-        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
-        raise UserError(f"{changed[0]}{more} differs from the run in {args.output}: drop it, "
-                        "pass --force to continue with it, or start a new --output")
-    return argparse.Namespace(**merged), changed
-
-
-def _flag_value(value: Any) -> str:
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def param_digest(model: nn.Module) -> str:

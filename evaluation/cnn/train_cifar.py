@@ -44,7 +44,6 @@ import torch
 from torch import nn
 
 from api.train import arch_train as at
-from api.runs.atomic_io import atomic_write_json
 from api.train.augment import CifarAugment
 from api.train.checkpoint import LAST, load_checkpoint
 from api.spaces.complexity import complexity
@@ -56,10 +55,10 @@ from api.errors import UserError, run_cli
 from api.spaces.autoshrink_cnn.model_spec import (CIFAR_BASE, NETWORK_FLAGS, TF_L2, ModelSpec, add_network_args,
                             network_overrides, resolve_network)
 from api.train.optim import WarmupCosineLR
-from api.train.trainer import (DeviceSource, Trainer, TrainerConfig, add_run_flags, check_output,
-                         given_flags, resume_args)
+from api.train.trainer import (DeviceSource, Trainer, TrainerConfig, add_run_flags, check_output)
+from api.runs.run_folder import given_flags, resume_args, write_args
 
-# Flags a resumed run may change (with api.train.trainer.RUN_FLAGS): where the data is, how often
+# Flags a resumed run may change (with api.runs.run_folder.RUN_FLAGS): where the data is, how often
 # and in what batches it is evaluated, and CUDA execution details. Every other flag is recipe.
 RUNTIME_FLAGS = {"data", "eval_every", "val_batch_size", "no_amp", "no_channels_last"}
 
@@ -159,7 +158,8 @@ def _train_cifar(args: argparse.Namespace, given: Optional[Set[str]], env) -> Di
     forced = []
     if args.resume:
         resumed = load_checkpoint(output / LAST)
-        args, forced = resume_args(args, resumed.get("args") or {}, given, RUNTIME_FLAGS)
+        args, forced = resume_args(args, resumed.get("args") or {}, given, RUNTIME_FLAGS,
+                                    args.output, "output")
     arch, family = at.arch_from_args(args)
     at.apply_recipe(args, at.CIFAR_RECIPES, at.DEFAULT_RECIPE["cifar"][family])
     at.check_family_flags(args, family, NETWORK_FLAGS, given)
@@ -229,7 +229,7 @@ def _train_cifar(args: argparse.Namespace, given: Optional[Set[str]], env) -> Di
     output.mkdir(parents=True, exist_ok=True)
     if resumed is None:  # a resumed run keeps its original flags there
         if env.is_main:
-            atomic_write_json(output / "args.json", vars(args))
+            write_args(output, args)
     elif family != "autoshrink" and resumed.get("arch_network") != record:
         raise UserError(f"{output / LAST} was trained with another architecture or network; "
                         "give the same --arch and network flags, or a new --output")

@@ -7,7 +7,7 @@
 
 The network and the default recipe follow the architecture (api.train.arch_train):
 
-* AutoShrink cells (--model_spec, or --arch/--graph_path; recipe ``autoshrink``, SPEC §8):
+* AutoShrink cells (--model_spec, or --arch/--graph_path; recipe ``autoshrink``):
   TF-style RMSProp (decay 0.9, momentum 0.9, eps 1.0 inside the sqrt), lr 0.05 per 128
   images, cosine over 300 epochs after 10 linear warm-up epochs, weight EMA 0.999, BN momentum
   0.001 / eps 1e-3, L2 4e-5 TF-style (weight_decay 8e-5) not on depthwise or BN, label
@@ -39,7 +39,6 @@ import torch
 from torch import nn
 
 from api.train import arch_train as at
-from api.runs.atomic_io import atomic_write_json
 from api.train.checkpoint import LAST, load_checkpoint
 from api.spaces.complexity import complexity
 from api.train.distributed import cleanup, init_distributed
@@ -50,10 +49,10 @@ from api.train.imagenet import AugmentConfig, train_loader, val_loader
 from api.spaces.autoshrink_cnn.model_spec import (IMAGENET_BASE, NETWORK_FLAGS, TF_L2, ModelSpec, add_network_args,
                             model_spec_from_args, network_overrides, resolve_network)
 from api.train.optim import RMSpropTF, WarmupCosineLR, scaled_lr, weight_decay_groups
-from api.train.trainer import (LoaderSource, Trainer, TrainerConfig, add_run_flags, check_output,
-                         given_flags, resume_args)
+from api.train.trainer import (LoaderSource, Trainer, TrainerConfig, add_run_flags, check_output)
+from api.runs.run_folder import given_flags, resume_args, write_args
 
-# Flags a resumed run may change (with api.train.trainer.RUN_FLAGS): where the data is, how it is
+# Flags a resumed run may change (with api.runs.run_folder.RUN_FLAGS): where the data is, how it is
 # loaded, how often and in what batches it is evaluated, CUDA execution details.
 RUNTIME_FLAGS = {"data", "workers", "eval_every", "val_batch_size", "no_amp",
                  "no_channels_last"}
@@ -159,7 +158,8 @@ def _train(args: argparse.Namespace, env, given: Set[str]) -> Dict[str, Any]:
     forced = []
     if args.resume:
         resumed = load_checkpoint(output / LAST)
-        args, forced = resume_args(args, resumed.get("args") or {}, given, RUNTIME_FLAGS)
+        args, forced = resume_args(args, resumed.get("args") or {}, given, RUNTIME_FLAGS,
+                                    args.output, "output")
     if getattr(args, "model_spec", None):
         arch, family = None, "autoshrink"
     else:
@@ -249,7 +249,7 @@ def _train(args: argparse.Namespace, env, given: Set[str]) -> Dict[str, Any]:
               f"weight decay {wd:g}", flush=True)
         output.mkdir(parents=True, exist_ok=True)
         if resumed is None:  # a resumed run keeps its original flags there
-            atomic_write_json(output / "args.json", vars(args))
+            write_args(output, args)
     if resumed is not None and record is not None and resumed.get("arch_network") != record:
         raise UserError(f"{output / LAST} was trained with another architecture or network; "
                         "give the same --arch and network flags, or a new --output")

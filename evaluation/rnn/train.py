@@ -17,6 +17,12 @@ on the raw cell outputs, 3000 epochs. SGD becomes ASGD by the non-monotone rule 
 from then on validation (batch 10) uses ASGD's averaged weights. best.pt holds the weights
 with the best validation loss; last.pt everything --resume needs. The hidden state starts
 at zero every epoch (as DARTS), so a checkpoint at an epoch boundary needs none.
+
+Why this loop is not :class:`api.train.trainer.Trainer`: its optimizer changes class mid-run
+(SGD to ASGD), validation then runs on ASGD's averaged weights, the lr is rescaled at every
+step by the drawn window length, and the run keeps ``best.pt`` by validation loss; the shared
+loop has one fixed optimizer and scheduler and top-k evaluation. The run folder (flags,
+``args.json``, the ``--resume`` rule) is the shared one (:mod:`api.runs.run_folder`).
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ from typing import Any, Dict, Optional, Sequence, Set  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from api.runs.atomic_io import atomic_write_json, write_jsonl  # noqa: E402
+from api.runs.atomic_io import write_jsonl  # noqa: E402
 from api.train.checkpoint import (BEST, LAST, capture_rng, load_checkpoint, restore_rng,  # noqa: E402
                             save_checkpoint)
 from api.train.distributed import resolve_device  # noqa: E402
@@ -43,7 +49,8 @@ from api.train.metrics import MetricsLog  # noqa: E402
 from api.lm.data import Corpus, batchify, get_batch  # noqa: E402
 from api.lm.embedding import embedding_matrix, load_w2v  # noqa: E402
 from api.spaces.autoshrink_rnn.cost import rnn_lm_params  # noqa: E402
-from api.train.trainer import add_run_flags, check_output, given_flags, resume_args  # noqa: E402
+from api.train.trainer import add_run_flags, check_output  # noqa: E402
+from api.runs.run_folder import given_flags, resume_args, write_args  # noqa: E402
 from evaluation.rnn.lm import (AUTOSHRINK_RNN, DROPOUTS, RNN_PRESETS,  # noqa: E402
                                arch_of, averaged_weights, build_model, check_vocabulary,
                                count_lm_params, evaluate, load_rnn_arch, make_optimizer,
@@ -51,8 +58,8 @@ from evaluation.rnn.lm import (AUTOSHRINK_RNN, DROPOUTS, RNN_PRESETS,  # noqa: E
                                should_switch_to_asgd)
 
 HIDDEN_POLICY = "zero at the start of every epoch"
-# Flags a resumed run may change besides api.train.trainer.RUN_FLAGS; any other flag given with
-# --resume must match the run unless --force (api.train.trainer.resume_args). --epochs is free here:
+# Flags a resumed run may change besides api.runs.run_folder.RUN_FLAGS; any other flag given with
+# --resume must match the run unless --force (api.runs.run_folder.resume_args). --epochs is free here:
 # no schedule depends on it.
 RUNTIME_FLAGS = {"data", "epochs", "emb_path"}
 
@@ -165,7 +172,8 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
     ckpt = None
     if args.resume:
         ckpt = load_checkpoint(output / LAST)
-        args, forced = resume_args(args, ckpt["args"], given or set(), RUNTIME_FLAGS)
+        args, forced = resume_args(args, ckpt["args"], given or set(), RUNTIME_FLAGS,
+                                    args.output, "output")
         for change in forced:
             print(f"warning: --force: continuing with {change}", flush=True)
     check_args(args)
@@ -213,7 +221,7 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
         opt = make_optimizer("sgd", model.parameters(), args.lr, args.wdecay)
         output.mkdir(parents=True, exist_ok=True)
         write_jsonl(log.jsonl, [])
-        atomic_write_json(output / "args.json", vars(args))
+        write_args(output, args)
     print(f"{described}\n{params / 1e6:.2f}M params, {corpus.ntokens} words, "
           f"{corpus.train.numel()} train tokens, on {device}", flush=True)
 

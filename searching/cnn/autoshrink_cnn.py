@@ -10,7 +10,7 @@ graph-best, graph-<ratio>, candidates.jsonl, logs and plots into ``--model_root`
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Set
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from api.datasets import PROXY_VAL_SOURCES, ProxyData, load_images, make_proxy
 from api.errors import UserError, run_cli
 from api.spaces.dag.graph import CellGraph
 from api.spaces.autoshrink_cnn.ops import PROTOCOLS, draw_ops
+from api.runs.run_folder import adopt_recorded_flags, given_flags, resolve_seed
 from api.search.executors import resolve_threads
 from api.search.objectives import CNNObjective
 from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, proxy_spec_from_args
@@ -168,19 +169,23 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
     config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
     search = open_search(ShrinkSearch, config, args, args.model_root,
                          lambda: build_components(args))
-    if getattr(args, "fused", False):  # --fused: off by default (SPEC §23, issue 17)
+    if getattr(args, "fused", False):  # --fused: off by default (GPU speed unmeasured)
         from searching.fused.executor import FusedExecutor
         search.executor = FusedExecutor(search.executor)
     return search
 
 
-def search_cnn(args: argparse.Namespace) -> CellGraph:
-    """Run (or resume) a CNN search; returns graph-best."""
+def search_cnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> CellGraph:
+    """Run (or resume) a CNN search; returns graph-best. ``given``: the flags on the command
+    line (a resumed search takes the others from its args.json)."""
+    adopt_recorded_flags(args, args.model_root, given, "model_root")
+    resolve_seed(args, args.model_root)
     return run_search(make_search(args), args.model_root)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    search_cnn(build_parser().parse_args(argv))
+    parser = build_parser()
+    search_cnn(parser.parse_args(argv), given_flags(parser, argv))
 
 
 if __name__ == "__main__":

@@ -1,57 +1,15 @@
 """DARTS's architecture step (Liu et al., ICLR 2019), first order (V1) and second order (V2).
 
-A re-implementation of the official ``cnn/architect.py`` (quark0/darts, commit a00cad0, the
-one that evaluates the Hessian-vector product around w) on the supernet interface of
-:mod:`api.spaces.supernet`. The loss is a callable ``loss_fn(model, batch) -> loss`` so the
-same architect serves the CNN supernets and the RNN one (which may return ``(loss, aux)``,
-e.g. the next hidden state; the validation forward's ``aux`` is kept in ``last_aux``).
+A re-implementation of quark0/darts ``cnn/architect.py`` (commit a00cad0) on the supernet
+interface of :mod:`api.spaces.supernet`. ``loss_fn(model, batch) -> loss`` (or ``(loss, aux)``,
+e.g. the RNN's next hidden state, kept in ``last_aux``) lets one architect serve the CNN
+supernets and the RNN one. V1: dα = ∇α L_val(w, α). V2: the virtual step
+w' = w − ξ (μ·b + ∇w L_train + λ·w) (the weight optimizer's own next SGD step), then
+dα = ∇α L_val(w', α) − ξ [∇α L_train(w⁺) − ∇α L_train(w⁻)] / (2ε) with w± = w ± ε v,
+v = ∇w' L_val(w', α), ε = 0.01 / ‖v‖. Then one Adam step on α. The step leaves the weights,
+their ``.grad`` and the BN buffers as they were.
 
-One step, on a training batch and a validation batch, ξ = the weights' current learning rate:
-
-- V1 (``unrolled=False``): dα = ∇α L_val(w, α).
-- V2 (``unrolled=True``):
-  - the virtual step is the one DARTS's ``_compute_unrolled_model`` takes (for DARTS's
-    optimizer exactly that optimizer's own next SGD step): w' = w − ξ (μ·b + ∇w L_train(w, α) + λ·w), with b the
-    weight optimizer's momentum buffer (zero where it has none yet), μ its momentum and λ its
-    weight decay (read per parameter from the weight optimizer's param groups; DARTS takes the
-    same numbers from its args);
-  - dα = ∇α L_val(w', α) − ξ [∇α L_train(w⁺, α) − ∇α L_train(w⁻, α)] / (2ε), where
-    w± = w ± ε v, v = ∇w' L_val(w', α) and ε = 0.01 / ‖v‖ (the norm over all weights). The
-    difference is taken around w, the original weights, as the paper's Eq. 8 says and as the
-    official code does since darts#21 (its first release perturbed w').
-
-Then α.grad = dα (replacing whatever was there) and one Adam step (DARTS: lr 3e-4, betas
-(0.5, 0.999), weight decay 1e-3; no clipping of dα, as the official code since a00cad0).
-
-Decisions (where this differs from the official code, the maths does not):
-
-- No model copy. w', w⁺ and w⁻ are written into the model's parameters in place and the saved
-  w is copied back at the end (a copy, not ``+ε v − 2ε v + ε v`` arithmetic, so w comes back
-  bit for bit, also if a forward raises).
-- Buffers (BN running statistics, ``num_batches_tracked``) are saved before the step and
-  copied back after it: the architect step leaves no trace on them, in V1 and in V2. The
-  official code runs these forwards in train mode, so its V1 validation forward and the
-  three training-batch forwards of V2 on the model (w for the virtual step, w⁺, w⁻) move the
-  running statistics (its unrolled model is a fresh copy, whose statistics are thrown away).
-  In train mode BN normalises with the batch's statistics, so this changes no gradient; it
-  only keeps the statistics that eval-mode validation uses to those of the weight steps.
-- Gradients are taken with ``torch.autograd.grad``, so the weights' ``.grad`` are left as
-  they were (the official V1 calls ``backward()``, which also writes weight grads that its
-  trainer then zeroes).
-- w⁺ and w⁻ see the same random numbers (the RNG state is rewound between them), so a model
-  with dropout (the RNN supernet) gets a central difference of one function, not of two
-  dropout masks. Without randomness (the CNN supernets in softmax mode) this changes nothing.
-- A missing momentum buffer counts as zero per parameter (DARTS: all zero if any is missing;
-  the same whenever every weight had a gradient in the last weight step).
-- The virtual step is DARTS's heavy-ball formula whatever the optimizer's ``nesterov`` and
-  ``dampening``, as both official codes do (AutoDL's NAS-Bench-201 DARTS-V2 searches with
-  Nesterov SGD and unrolls with this same formula). For DARTS's optimizer (momentum 0.9,
-  no Nesterov, no dampening) it is exactly the optimizer's next step.
-
-Paper vs code: the paper's Eq. 6-8 write the virtual step as a plain gradient step
-w − ξ ∇w L_train; the code (followed here) adds the momentum and weight-decay terms. The first
-code release also perturbed w' instead of w (darts#21), added λ·w' to v and clipped dα to
-norm 10; a00cad0 dropped all three, and this follows a00cad0 (as does AutoDL's NB201 DARTS-V2).
+Fidelity notes: docs/fidelity/darts.md.
 """
 from __future__ import annotations
 

@@ -1,24 +1,12 @@
 """DARTS's step (Liu et al., ICLR 2019) on the one weight-sharing trainer: V1 (first order)
 and V2 (``unrolled``: second order), on the supernet's ``softmax`` mode.
 
-Per step, as the official ``cnn/train_search.py`` (quark0/darts) ``train``:
+Per step, as quark0/darts ``cnn/train_search.py``: the architecture step
+(:class:`searching.darts.architect.Architect` on the architecture batch, Adam on the alphas),
+then the weight step (cross-entropy on the training batch, gradient norm clipped to 5, SGD).
+The recorded ``val_loss``/``val_acc`` are the architecture forward's: at w for V1, at w' for V2.
 
-1. the architecture step: :class:`searching.darts.architect.Architect` on the architecture
-   batch (the trainer's persistent validation iterator), V2 with the training batch for the
-   virtual step, ξ = the weights' current learning rate and the weights' SGD optimizer (its
-   momentum buffers, momentum and weight decay); Adam on the alphas (lr 3e-4, betas
-   (0.5, 0.999), wd 1e-3);
-2. the weight step: a softmax forward on the training batch, cross-entropy, backward into the
-   weights, their gradient norm clipped to 5 (DARTS clips ``model.parameters()``, which in its
-   search ``Network`` holds only the weights: its alphas are plain tensors), the SGD step.
-
-The recorded ``val_loss``/``val_acc`` are the architecture forward's: at w for V1, at the
-virtual weights w' for V2 (AutoDL's DARTS-V2 records the same ``unrolled_loss``).
-
-Order of the two steps on NAS-Bench-201: AutoDL-Projects' ``exps/algos/DARTS-V2.py`` takes the
-architecture step first, as DARTS; its ``DARTS-V1.py`` takes the weight step first (as its
-GDAS). Both variants here keep DARTS's order (architecture first), so V1 and V2 differ only
-in the architecture gradient.
+Fidelity notes (step order on NAS-Bench-201, settings): docs/fidelity/darts.md.
 """
 from __future__ import annotations
 

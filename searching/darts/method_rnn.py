@@ -1,23 +1,14 @@
 """DARTS's RNN step (official ``rnn/train_search.py`` + ``rnn/architect.py``, quark0/darts) on
 the one weight-sharing trainer's text data (:mod:`searching.oneshot.text`).
 
-Per step, on a training window (train split) and an architecture window (valid split):
+Per step, on a training window (train split) and an architecture window (valid split): the
+weights' lr is scaled by seq_len / bptt; the architecture step
+(:class:`searching.darts.architect.Architect`, plain NLL, the RNN architect's clipping, Adam
+on alpha); then the weight step (NLL plus TAR on the raw cell outputs, norm clipped to 0.25,
+SGD). Hidden states are detached every step, zero at each epoch start and checkpointed.
+``train_loss`` is the weight step's raw NLL, ``val_loss`` the architecture step's.
 
-1. the weights' lr is scaled by seq_len / bptt for this step (restored after it);
-2. the architecture step: :class:`searching.darts.architect.Architect` on the architecture
-   window from the carried architecture hidden state; V2 (``unrolled``) with the training
-   window for the virtual step, ξ = the scaled lr, the weights' SGD (no momentum, wd 5e-7)
-   and the RNN architect's clipping (``grad_clip`` = the weights' clip 0.25); Adam on alpha
-   (lr 3e-3, betas (0.9, 0.999): torch's defaults, as the official RNN architect, wd 1e-3).
-   The architecture loss is the plain NLL (no TAR), as DARTS's ``_loss``. The next
-   architecture hidden state is the architecture forward's (at w' for V2, as DARTS);
-3. the weight step: forward on the training window from the carried hidden state, NLL plus
-   TAR ``beta * mean((h_{t+1} - h_t)^2)`` on the raw cell outputs (DARTS's search: beta 1e-3,
-   AR alpha 0), backward into the weights, their norm clipped to 0.25, the SGD step.
-
-The hidden states are detached at every step, zero at each epoch start and part of the
-method's state (so a mid-epoch checkpoint resumes them). ``train_loss`` is the raw NLL of the
-weight step, ``val_loss`` the architecture step's NLL (training mode, dropout on).
+Fidelity notes: docs/fidelity/darts.md.
 """
 from __future__ import annotations
 

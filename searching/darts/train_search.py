@@ -4,7 +4,7 @@ DARTS CNN space or NAS-Bench-201.
     python searching/darts/train_search.py [--unrolled] --space darts --dataset cifar10 --data DIR --save DIR
     python searching/darts/train_search.py [--unrolled] --space nas-bench-201 --dataset cifar10 --data DIR --save DIR
 
-Defaults (SPEC §18). darts space, as quark0/darts cnn/train_search.py: C=16, 8 cells, batch
+Defaults: darts space as quark0/darts cnn/train_search.py: C=16, 8 cells, batch
 64, 50 epochs, weights SGD 0.025 cosine to 0.001, momentum 0.9, wd 3e-4, clip 5. NAS-Bench-201
 space, as AutoDL-Projects' DARTS-V1/V2 (scripts-search/algos/DARTS-V*.sh,
 configs/nas-benchmark/algos/DARTS.config): C=16, N=5, batch 64, 50 epochs, weights SGD 0.025
@@ -20,7 +20,7 @@ import sys
 from typing import Optional, Sequence
 
 from api.errors import run_cli
-from searching.oneshot.cli import add_search_flags, resolve_search_args, run_search, \
+from searching.oneshot.cli import adopt_flags, add_search_flags, resolve_search_args, run_search, \
     supernet_kwargs
 
 #: Per space: the defaults of the flags left at None, and whether SGD is Nesterov.
@@ -53,7 +53,8 @@ def darts_search(args: argparse.Namespace):
 
 
 def main(argv: Optional[Sequence[str]] = None):
-    return darts_search(build_parser().parse_args(argv))
+    parser = build_parser()
+    return darts_search(adopt_flags(parser.parse_args(argv), parser, argv))
 
 
 if __name__ == "__main__":

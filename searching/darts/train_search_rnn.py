@@ -3,7 +3,7 @@
 
     python searching/darts/train_search_rnn.py [--unrolled] --data ./data/penn --save DIR
 
-Defaults (SPEC §18), as quark0/darts rnn/train_search.py: emsize = nhid = 300, 8 nodes, the
+Defaults as quark0/darts rnn/train_search.py: emsize = nhid = 300, 8 nodes, the
 5 ops (none, tanh, relu, sigmoid, identity), batch 256, bptt 35 (DARTS's variable window:
 bptt / 2 with probability 0.05), 50 epochs, weights SGD lr 20 (constant, scaled per step by
 seq_len / bptt), wd 5e-7, clip 0.25, TAR beta 1e-3, dropouts 0.75 / h 0.25 / x 0.75 / i 0.2 /
@@ -20,7 +20,8 @@ import sys
 from typing import Optional, Sequence
 
 from api.errors import UserError, run_cli
-from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, resolve_seed
+from api.runs.run_folder import resolve_seed
+from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, adopt_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +70,7 @@ def darts_rnn_search(args: argparse.Namespace):
     if args.nhid != args.emsize:
         raise UserError(f"the decoder is tied to the embedding: --nhid ({args.nhid}) must "
                         f"equal --emsize ({args.emsize})")
-    resolve_seed(args)
+    resolve_seed(args, args.save)
     supernet = dict(emsize=args.emsize, nhid=args.nhid, dropout=args.dropout,
                     dropouth=args.dropouth, dropoutx=args.dropoutx, dropouti=args.dropouti,
                     dropoute=args.dropoute)
@@ -90,7 +91,8 @@ def darts_rnn_search(args: argparse.Namespace):
 
 
 def main(argv: Optional[Sequence[str]] = None):
-    return darts_rnn_search(build_parser().parse_args(argv))
+    parser = build_parser()
+    return darts_rnn_search(adopt_flags(parser.parse_args(argv), parser, argv))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,14 @@
 """ENAS's CNN controllers (melodyguan/enas ``src/cifar10/micro_controller.py`` and
 ``general_controller.py`` with ``search_whole_channels``), as PyTorch modules.
 
-Both are one-layer LSTMs of ENAS's own form (``[x, h] @ W`` split into i, f, o, g; no bias),
-every weight drawn uniform in [-0.1, 0.1] as ENAS's initializer. ``sample(generator)`` draws
-one architecture with ``torch.multinomial`` on ``generator`` (so a seed fixes the samples) and
-returns a :class:`Sample`: the architecture as the space's value, the summed log-probability
-(differentiable, for REINFORCE), the entropy (a float: ENAS stops its gradient) and, for the
-macro controller, the skip penalty (differentiable) and the number of skips.
+Both are one-layer LSTMs of ENAS's own bias-free form, weights U(-0.1, 0.1).
+``sample(generator)`` draws one architecture with ``torch.multinomial`` on ``generator`` (a
+seed fixes the samples) and returns a :class:`Sample`: the architecture, the summed
+log-probability (differentiable), the entropy (a float) and, for the macro controller, the
+skip penalty (differentiable) and the number of skips. Logits are divided by ``temperature``
+when set, then ``tanh_c * tanh(.)`` when ``tanh_c`` is set.
 
-Logits: divided by ``temperature`` when set, then ``tanh_c * tanh(.)`` when ``tanh_c`` is set.
-
-- micro: per cell (normal, then reduction, the LSTM state carried over) two anchors, then per
-  node two inputs chosen by attention over the anchors, then two ops (``tanh_c /
-  op_tanh_reduce``; ENAS's learned op bias starts at [10, 10, 0, 0, 0], and the normal cell's
-  op logits add the fixed [0.25, 0.25, -0.25, -0.25, -0.25]); entropy: the full softmax
-  entropy of each decision;
-- macro: per layer an op (``tanh_c``; ENAS's macro controller has no op reduction, so
-  ``--controller_op_tanh_reduce`` does not apply) and, from layer 1 on, one sigmoid-style
-  skip decision per earlier output (logits ``[-q, q]``); the skip penalty is the mean over
-  layers of ``sum(p * log(p / [1 - target, target]))`` with ``p = sigmoid([-q, q])``, as
-  ENAS's code computes it; entropy: ``-log p * p`` of each sampled decision (ENAS's
-  ``log_prob * exp(-log_prob)``).
+Fidelity notes (op bias, entropy, skip penalty): docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ of melodyguan/enas ``src/cifar10/main.py``) that ``searching/enas/main.py`` adds
 
 Flags whose official default differs between the macro and the micro search default to None
 here; :func:`searching.enas.cnn_search.resolve_cnn_args` fills them from
-``cifar10_macro_search.sh`` / ``cifar10_micro_search.sh`` (SPEC §19). The flags main.py owns
+``cifar10_macro_search.sh`` / ``cifar10_micro_search.sh``. The flags main.py owns
 (``--controller_optim``, ``--controller_lr``, ``--entropy_coeff``, ``--tanh_c``,
 ``--max_epoch``, ``--batch_size``, ...) are not defined again here.
 """

@@ -1,30 +1,13 @@
 """ENAS's CNN search (macro or micro) as a method of the one weight-sharing trainer.
 
 Per epoch, as melodyguan/enas ``src/cifar10/main.py`` with ``controller_train_every=1``:
+a child phase (:meth:`EnasCNN.step`: the controller samples an architecture per training
+minibatch and the shared network takes one SGD step on it), a controller phase
+(:meth:`EnasCNN.epoch_end`: ``controller_max_step`` REINFORCE steps averaging
+``num_aggregate`` samples, rewarded by accuracy on one validation minibatch plus an entropy
+bonus), then derivation (the best of ``derive_num_sample`` samples).
 
-1. child phase (:meth:`EnasCNN.step`, one per training minibatch): the controller samples a
-   fresh architecture (no gradient), the shared network trains on it: cross-entropy (+ 0.4 x
-   the auxiliary head's, micro), gradient norm clipped, SGD Nesterov with cosine restarts
-   (:func:`sgdr_lr`: per epoch, ``T_0``, ``T_mul``);
-2. controller phase (:meth:`EnasCNN.epoch_end`): ``controller_max_step`` steps, each averaging
-   the REINFORCE gradients of ``num_aggregate`` samples (ENAS's ``SyncReplicasOptimizer`` with
-   ``num_aggregate``); a sample's reward is its accuracy on one validation minibatch (the
-   trainer's persistent architecture-half iterator, unaugmented) plus ``entropy_coeff`` x its
-   entropy; the EMA baseline takes each reward; loss ``-(R - b) log p`` (+ ``skip_weight`` x
-   the skip penalty, macro). The reward's forward runs as ENAS's: micro in training mode
-   (ENAS forces ``is_training=True`` in its micro search network: batch statistics, dropout),
-   macro in inference mode (BN running statistics, no dropout);
-3. derivation: ``derive_num_sample`` samples (ENAS's main.py prints 10 after each epoch), each
-   scored on one validation minibatch; the best is the epoch's architecture.
-
-Choices where the official code and the paper/SPEC differ (recorded in the README too):
-ENAS's child "norm" clipping is a no-op in its code (``clipped.append(g)``), SPEC says clip 5:
-we clip the global norm at ``--child_grad_bound`` (5). ENAS adds ``l2 * sum(w^2)`` to the
-loss, so the SGD weight decay is ``2 * --child_l2_reg``. ENAS's baseline starts at 0 and is
-updated before the advantage is taken; the shared :class:`~searching.enas.reinforce.
-EMABaseline` starts at the first reward (ENAS-RNN's choice; the same after a few steps).
-ENAS's micro search network applies no drop-path (only its fixed network does), so
-``--child_drop_path_keep_prob`` is not used by the search.
+Fidelity notes (gradient clip, l2, baseline, drop-path): docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

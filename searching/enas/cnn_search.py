@@ -1,27 +1,13 @@
 """ENAS CNN search (macro or micro space) on the one weight-sharing trainer:
 ``searching/enas/main.py --network_type cnn`` calls :func:`run`.
 
-Defaults (flags left at None) are the official scripts' (SPEC §19):
+Defaults (flags left at None) are the official scripts' (``cifar10_macro_search.sh`` /
+``cifar10_micro_search.sh``); e.g. macro 310 epochs, batch 128, 12 layers, 36 filters; micro
+150 epochs, batch 160, 6 layers, 20 filters, auxiliary head 0.4. Both: child SGD Nesterov 0.9
+with cosine restarts 0.05 -> 0.0005, clip 5; controller entropy 1e-4, baseline decay 0.99;
+45k/5k split (``--valid_fraction 0.1``).
 
-=====================  ============================  ============================
-flag                   macro (cifar10_macro_search)  micro (cifar10_micro_search)
-=====================  ============================  ============================
---max_epoch            310                           150
---batch_size           128                           160
---child_num_layers     12                            6 (6 normal + 2 reduction)
---child_out_filters    36                            20
---child_l2_reg         2.5e-4                        1e-4
---controller_lr        1e-3 (Adam)                   3.5e-3 (Adam)
---tanh_c               1.5                           1.10 (ops: / 2.5)
---controller_max_step  50                            30
---controller_num_agg.  20                            10
-=====================  ============================  ============================
-
-Both: child SGD Nesterov 0.9, cosine restarts 0.05 -> 0.0005 (T0 10, Tmul 2), clip 5, keep
-prob 0.9; controller LSTM 64, entropy 1e-4 in the reward, baseline decay 0.99, no softmax
-temperature (ENAS's ``controller_temperature`` is unset in both scripts); 45k/5k split
-(``--valid_fraction 0.1``); 10 samples to derive. Macro: skip target 0.4, weight 0.8. Micro:
-auxiliary head (0.4).
+Fidelity notes (every default): docs/fidelity/enas.md.
 """
 from __future__ import annotations
 
@@ -84,9 +70,9 @@ def resolve_cnn_args(args: argparse.Namespace) -> argparse.Namespace:
     from searching.enas.reinforce import check_controller_optim
 
     check_controller_optim(args.controller_optim)
-    from searching.oneshot.cli import resolve_seed
+    from api.runs.run_folder import resolve_seed
 
-    resolve_seed(args)
+    resolve_seed(args, args.save)
     return args
 
 

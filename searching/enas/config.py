@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from api.runs.run_folder import add_run_flags
 from api.errors import UserError
 
 NETWORK_TYPES = ("rnn", "cnn")
@@ -68,13 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", default=None,
                    help="the dataset folder itself (overrides ./data/<dataset>)")
     d.add_argument("--save", default=None, help="output folder [./logs/enas-<type>-<dataset>]")
-    d.add_argument("--seed", "--random_seed", dest="seed", type=int, default=-1,
-                   help="-1: a random seed, printed")
-    d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    d.add_argument("--resume", action="store_true", help="continue the search in --save")
-    d.add_argument("--force", action="store_true",
-                   help="with --resume: continue even if the flags differ from the saved search")
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_flags(d, "save", seed_aliases=("--random_seed",))
     d.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
     d.add_argument("--train_size", type=int, default=0,
                    help="rnn: use the first N training words; cnn: N training images "

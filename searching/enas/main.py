@@ -20,6 +20,7 @@ import sys
 from typing import Optional, Sequence
 
 from api.errors import UserError, run_cli
+from api.runs.run_folder import adopt_recorded_flags, given_flags
 from searching.enas.config import NETWORK_TYPES, build_parser
 
 IMAGE_NAMES = ("cifar", "cifar10", "cifar100")
@@ -45,7 +46,8 @@ def check_text_folder(folder: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.network_type not in NETWORK_TYPES:
         raise UserError(f"--network_type {args.network_type!r} is not one of "
                         f"{', '.join(NETWORK_TYPES)}")
@@ -59,6 +61,7 @@ def main(argv: Optional[Sequence[str]] = None):
         cnn_search.check_space(args)
     if args.save is None:
         args.save = f"./logs/enas-{args.network_type}-{args.dataset}"
+    adopt_recorded_flags(args, args.save, given_flags(parser, argv), "save")
     resolve_data(args)
     if args.network_type == "rnn":
         from searching.enas import rnn_search

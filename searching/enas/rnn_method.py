@@ -1,42 +1,14 @@
 """ENAS's RNN cell search as a method of the one weight-sharing trainer (text variant).
 
-An epoch, as carpedm20/ENAS-pytorch ``trainer.py`` (``train_shared`` then ``train_controller``):
+An epoch, as carpedm20/ENAS-pytorch ``trainer.py``: ``shared_max_step`` shared steps
+(:meth:`EnasRNN.step`: the controller samples a cell, the shared LM takes one SGD step on the
+next training window), then ``controller_max_step`` REINFORCE steps (:meth:`EnasRNN.epoch_end`:
+reward ``reward_c / ppl + entropy_coeff * H`` on the next validation window, EMA baseline
+:class:`searching.enas.reinforce.EMABaseline`), then :meth:`EnasRNN.derive` keeps the best of
+``derive_num_sample`` samples on the first validation window.
 
-1. ``shared_max_step`` shared steps (:meth:`EnasRNN.step`): the controller samples one cell
-   (no gradient), the shared LM runs it on the next training window (bptt 35, batch 64,
-   hidden state carried across windows, zero at the epoch's start) and takes one SGD step
-   (lr 20, clip 0.25, l2 1e-7; lr x 0.96 per epoch from epoch 15 on, carpedm20's
-   ``shared_decay``/``shared_decay_after``);
-2. ``controller_max_step`` controller steps (:meth:`EnasRNN.epoch_end`): sample one cell, run
-   it on the next validation window (the valid split in ``batch_size`` streams, from its start
-   each epoch, wrapping; hidden carried), reward ``R = reward_c / ppl + entropy_coeff * H``
-   (80 / ppl; H = the sample's entropy), advantage ``R - b`` with the EMA baseline ``b``
-   (:class:`searching.enas.reinforce.EMABaseline`), loss ``-(R - b) log p(cell)``, one
-   optimizer step (Adam 3.5e-4 by default; ``--controller_lr_cosine`` for a cosine over all the
-   search's controller steps);
-3. derive (:meth:`EnasRNN.derive`): sample ``derive_num_sample`` (100) cells and keep the one
-   with the lowest perplexity on the first validation window (zero hidden state): the
-   epoch's ``arch``, and the search's result after the last epoch.
-
-Paper (Pham et al. 2018) vs the seed's code (carpedm20), and what we chose:
-
-- EMA baseline decay: SPEC/paper 0.95, carpedm20's ``config.py`` 0.9: **0.95**
-  (``--ema_baseline_decay``). carpedm20 also restarts its baseline every epoch and updates it
-  before taking the advantage; we keep one baseline for the whole search (the TF code's
-  variable) and take ``R - b`` with b before the update (the shared reinforce module).
-- Entropy bonus: carpedm20 adds each decision's entropy to that decision's reward (a vector
-  of rewards); the paper and the TF code add the sample's summed entropy to the one reward:
-  **the scalar form**.
-- Reward forward pass: carpedm20 computes the validation perplexity with the shared model in
-  training mode (its ``shared.eval()`` is commented out); we use **eval mode** (no dropout,
-  BN running statistics), as the TF code's validation graph: the reward scores the cell,
-  not the dropout masks.
-- Shared steps per epoch: carpedm20's loop runs ``shared_max_step + 1`` steps (``if step >
-  max_step: break``); we run **exactly** ``shared_max_step`` (or until the training split
-  ends, whichever is first: at batch 64, bptt 35, 400 steps are about one pass over PTB).
-- Shared weights per pair of nodes (paper, carpedm20), not per node and activation (TF); the
-  next hidden state is the mean of the loose ends (see :mod:`api.spaces.enas_rnn.supernet`).
-- carpedm20's AWD regularisers (AR/TAR) are off by default in its code and are not used.
+Fidelity notes (baseline decay, entropy bonus, reward forward, shared steps per epoch):
+docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

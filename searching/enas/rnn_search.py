@@ -9,7 +9,7 @@ history, plots); this module adds what ENAS does differently:
   ``--shared_max_step`` of them per epoch (the epoch also ends when the split does);
 - :class:`EnasTextSearch`: ``--train_size N`` (the first N training words), the controller's
   curves (``controller.png``) and its figures in ``summary.json``;
-- :func:`run`: main.py's namespace -> settings (RNN defaults of SPEC §19 filled in) -> search.
+- :func:`run`: main.py's namespace -> settings (ENAS RNN defaults filled in) -> search.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 from api.errors import UserError
 from searching.oneshot.text import TextData, TextFeed, TextOneShotSearch
 
-#: SPEC §19 / carpedm20 config.py (ema_baseline_decay: 0.95 as the SPEC and paper; see
+#: carpedm20 config.py (ema_baseline_decay: 0.95 as the paper; see
 #: searching/enas/rnn_method.py for every choice).
 RNN_DEFAULTS: Dict[str, Any] = dict(
     max_epoch=150, batch_size=64, num_blocks=12, controller_hid=100, controller_optim="adam",
@@ -138,11 +138,11 @@ def run(args: argparse.Namespace):
     returns the found :class:`~api.spaces.arch_io.Arch`."""
     from api.train.distributed import resolve_device
     from searching.enas.rnn_method import EnasRNN, EnasRNNSettings
-    from searching.oneshot.cli import resolve_seed
+    from api.runs.run_folder import resolve_seed
     from searching.oneshot.trainer import OneShotConfig
 
     args = resolve_rnn_args(args)
-    resolve_seed(args)
+    resolve_seed(args, args.save)
     settings = EnasRNNSettings(
         num_blocks=args.num_blocks, controller_hid=args.controller_hid,
         softmax_temperature=args.softmax_temperature, tanh_c=args.tanh_c,

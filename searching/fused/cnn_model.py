@@ -1,4 +1,4 @@
-"""The k candidates of one AutoShrink step as one fused CNN (SPEC §23; issue 17). Off by default.
+"""The k candidates of one AutoShrink step as one fused CNN. Off by default.
 
 A step's candidates are its parent graph minus one edge each, so every candidate is a sub-network
 of the parent. :class:`FusedCandidates` builds the parent's network once with a leading *member*

@@ -1,4 +1,4 @@
-"""The CNN proxy training of k candidates as one fused model (SPEC §23; issue 17). Off by default.
+"""The CNN proxy training of k candidates as one fused model. Off by default.
 
 :func:`train_fused` gives each candidate of one AutoShrink step the result that
 ``CNNProxyEvaluator.evaluate(graph, seed)`` gives it alone -- same initialisation (its own seed),

@@ -1,4 +1,4 @@
-"""An executor that trains a search step's candidates as one fused model (``--fused``; SPEC §23).
+"""An executor that trains a search step's candidates as one fused model (``--fused``).
 
 Both AutoShrink searches hand the executor one step's candidates at a time; each is its
 parent minus one edge. :class:`FusedExecutor` trains them together with the fused trainer of

@@ -1,4 +1,4 @@
-"""The k RNN candidates of one AutoShrink step as one fused language model (SPEC §23; issue 17).
+"""The k RNN candidates of one AutoShrink step as one fused language model.
 
 A step's candidates are its parent cell minus one edge each, so every candidate's cell is a
 sub-graph of the parent's. :class:`FusedRNNCandidates` holds the M members' language models

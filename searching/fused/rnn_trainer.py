@@ -1,4 +1,4 @@
-"""The RNN proxy training of k candidates as one fused model (SPEC §23; issue 17). Off by default.
+"""The RNN proxy training of k candidates as one fused model. Off by default.
 
 :func:`train_fused` gives each candidate of one AutoShrink RNN step the result that
 ``RNNProxyEvaluator.evaluate(graph, seed)`` gives it alone -- same initialisation (its own

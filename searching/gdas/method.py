@@ -1,22 +1,13 @@
 """GDAS's step on the one weight-sharing trainer (AutoDL-Projects' ``exps/NAS-Bench-201-algos/
 GDAS.py`` and ``exps/algos/GDAS.py``, ``search_func``).
 
-Per step, on the supernet's ``gumbel`` mode (a hard one-hot Gumbel-softmax sample of
-log-softmax(alpha)/tau per edge, straight-through gradient, only the sampled op of each edge
-running; :func:`api.spaces.supernet.gumbel_hard`):
+Per step, on the supernet's ``gumbel`` mode (:func:`api.spaces.supernet.gumbel_hard`): the
+weight step (cross-entropy, gradient norm of ``network.parameters()`` clipped to 5, SGD), then
+the architecture step on a fresh sample (cross-entropy, Adam on the alphas). The alphas'
+gradient is part of the checkpointed state, so a resumed search clips identically. tau decays
+linearly per epoch from ``tau_max`` to ``tau_min``.
 
-1. the weight step: a forward on the weights batch, cross-entropy, backward, the gradient norm
-   of ``network.parameters()`` clipped to 5, the weights' SGD step;
-2. the architecture step: a fresh sample and forward on the architecture batch,
-   cross-entropy, backward, Adam on the alphas (lr 3e-4, betas (0.5, 0.999), wd 1e-3).
-
-AutoDL clips ``network.parameters()``, which holds the alphas too; the weights optimizer's
-``zero_grad`` does not clear them, so their gradient in that norm is the last architecture
-step's plus this weight step's. That is kept (it is the official maths), and the alphas'
-gradient is part of the method's checkpointed state so a resumed search clips identically.
-
-tau decays linearly per epoch, ``tau_max - (tau_max - tau_min) * epoch / (epochs - 1)``
-(AutoDL's ``set_tau`` at each epoch's start; ``tau_max`` for a 1-epoch search).
+Fidelity notes (clipping with the alphas, tau schedule): docs/fidelity/gdas.md.
 """
 from __future__ import annotations
 

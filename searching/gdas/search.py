@@ -3,8 +3,8 @@
     python searching/gdas/search.py --space nas-bench-201 --dataset cifar10 --data DIR --save DIR
     python searching/gdas/search.py --space darts [--frc] --dataset cifar10 --data DIR --save DIR
 
-Defaults are AutoDL-Projects' (SPEC §18): NAS-Bench-201 C=16, N=5, batch 64, 250 epochs
-(AutoDL's algos/GDAS.config says 240; the NAS-Bench-201 paper and SPEC say 250); NASNet space
+Defaults are AutoDL-Projects': NAS-Bench-201 C=16, N=5, batch 64, 250 epochs
+(AutoDL's algos/GDAS.config says 240; the NAS-Bench-201 paper says 250); NASNet space
 C=16, N=2 (6 cells: NASNetworkGDAS's 3N, reductions after N and 2N), BN-ReLU head, batch 256,
 250 epochs (configs/search-opts/GDAS-NASNet-CIFAR.config). Weights SGD 0.025 cosine to 0.001,
 Nesterov 0.9, wd 5e-4, clip 5; alphas Adam 3e-4 (0.5, 0.999) wd 1e-3; tau 10 -> 0.1. Outputs
@@ -18,7 +18,7 @@ import sys
 from typing import Optional, Sequence
 
 from api.errors import UserError, run_cli
-from searching.oneshot.cli import add_search_flags, resolve_search_args, run_search, \
+from searching.oneshot.cli import adopt_flags, add_search_flags, resolve_search_args, run_search, \
     supernet_kwargs
 
 #: Per space: (C, cells flag default, batch size, epochs, weights' SGD weight decay).
@@ -65,7 +65,8 @@ def gdas_search(args: argparse.Namespace):
 
 
 def main(argv: Optional[Sequence[str]] = None):
-    return gdas_search(build_parser().parse_args(argv))
+    parser = build_parser()
+    return gdas_search(adopt_flags(parser.parse_args(argv), parser, argv))
 
 
 if __name__ == "__main__":

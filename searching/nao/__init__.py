@@ -1,2 +1,2 @@
 """NAO-WS (Luo et al., NeurIPS 2018): encoder-predictor-decoder search over a pool of ENAS
-micro architectures on the one weight-sharing trainer (SPEC §20)."""
+micro architectures on the one weight-sharing trainer."""

@@ -1,27 +1,14 @@
-"""NAO-WS on the one weight-sharing trainer (TF renqianluo/NAO ``NAO-WS/cnn``; SPEC §20).
+"""NAO-WS on the one weight-sharing trainer (TF renqianluo/NAO ``NAO-WS/cnn``).
 
-- ``step``: one supernet weight step on an architecture drawn uniformly from the pool (NAO's
-  ``child_sample_policy=uniform``), cross-entropy plus 0.4 x the auxiliary head's when the
-  supernet returns one, gradient norm clipped, SGD.
-- ``epoch_end`` at the evaluation points (``--epochs`` cut into ``--iterations + 1`` equal
-  parts; TF: 150 epochs, every 30): every pool architecture is scored on one validation batch
-  (``--eval_batch_size`` images, 500 as TF; dropout and drop-path off, BatchNorm on the
-  batch's statistics as NAO_pytorch's ``bn_train=True``, running statistics untouched);
-  ``arch_pool`` / ``arch_pool.final`` are written; then, except at the last point, the
-  controller is trained on the pool (:func:`searching.nao.optimize.train_controller`),
-  generates ``--new_arch`` unseen architectures from the pool's top 100, and the pool becomes
-  its best ``N - new - random`` + the new ones + ``random`` fresh random ones (TF adds 50
-  random to a 1,000 pool: ``--random_arch``, default ``seed_arch // 20``).
-- ``derive``: the best measured architecture of the last evaluation (the seed pool's first
-  before any).
-- the weights' learning rate: ENAS's cosine with warm restarts (0.05 -> 0.0005, T0 10,
-  Tmul 2), as the TF NAO-WS script.
+- ``step``: one supernet weight step on an architecture drawn uniformly from the pool.
+- ``epoch_end`` at the evaluation points (``--epochs`` cut into ``--iterations + 1`` parts):
+  every pool architecture is scored on one validation batch, ``arch_pool`` /
+  ``arch_pool.final`` are written, and (except at the last point) the controller is trained
+  on the pool (:func:`searching.nao.optimize.train_controller`) and generates ``--new_arch``
+  unseen architectures that replace the pool's worst.
+- ``derive``: the best measured architecture of the last evaluation.
 
-Pool sizes: the TF release's (1,000 seeds, 500 new per round from the top 100), because the
-paper's NAO-WS numbers and the controller sizes of SPEC §20 are that code's; NAO_pytorch's
-600 / 300 (no random additions) is ``--seed_arch 600 --new_arch 300 --random_arch 0``.
-Not done: NAO_pytorch's final 10-epoch retraining of the top 5 (the TF code ranks by the
-weight-sharing accuracy, as here).
+Fidelity notes (pool sizes, TF vs NAO_pytorch): docs/fidelity/nao.md.
 """
 from __future__ import annotations
 

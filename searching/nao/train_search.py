@@ -23,7 +23,8 @@ import sys
 from typing import Optional, Sequence
 
 from api.errors import UserError, run_cli
-from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, resolve_seed, run_search
+from api.runs.run_folder import resolve_seed
+from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, adopt_flags, run_search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +101,7 @@ def nao_search(args: argparse.Namespace):
         raise UserError(f"--lr_T_0 and --lr_T_mul must be at least 1 (cosine restarts), got "
                         f"{args.lr_T_0} and {args.lr_T_mul}")
     eval_points(args.epochs, args.iterations)
-    resolve_seed(args)
+    resolve_seed(args, args.save)
     controller = ControllerConfig(lr=args.controller_lr, batch_size=args.controller_batch_size,
                                   trade_off=args.controller_trade_off)
     method = NAOWS(args.seed_arch, args.new_arch, args.random_arch, args.iterations,
@@ -112,7 +113,8 @@ def nao_search(args: argparse.Namespace):
 
 
 def main(argv: Optional[Sequence[str]] = None):
-    return nao_search(build_parser().parse_args(argv))
+    parser = build_parser()
+    return nao_search(adopt_flags(parser.parse_args(argv), parser, argv))
 
 
 if __name__ == "__main__":

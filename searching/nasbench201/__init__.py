@@ -1,2 +1,2 @@
-"""Discrete searches on the NAS-Bench-201 table (SPEC §21): random search, regularised
+"""Discrete searches on the NAS-Bench-201 table: random search, regularised
 evolution, REINFORCE and AutoShrink's shrinking, judged by the benchmark's ground truth."""

@@ -1,29 +1,13 @@
 """The discrete methods on the NAS-Bench-201 table, each a function of a budget and a seeded RNG.
 
-A cell is 6 op indices (edges in the benchmark string's order, ops in ``OPS`` order:
-0 none, 1 skip_connect, 2 nor_conv_1x1, 3 nor_conv_3x3, 4 avg_pool_3x3). A method asks the
-:class:`~searching.nasbench201.budget.QueryBudget` for signals until it raises
-:class:`~searching.nasbench201.budget.SearchOver`; the answer of every method is the best
-queried cell by signal (first of equals), so all four are judged at equal distinct queries.
+A cell is 6 op indices (edges in the benchmark string's order, ops in ``OPS`` order). A method
+asks the :class:`~searching.nasbench201.budget.QueryBudget` for signals until it raises
+:class:`~searching.nasbench201.budget.SearchOver`; every method answers the best queried cell
+by signal (first of equals), so all are judged at equal distinct queries. Methods: random
+search, REA and REINFORCE with the settings of AutoDL-Projects' NAS-Bench-201 scripts, and
+AutoShrink's shrinking mapped to the table (restarting from new op draws while budget is left).
 
-Settings follow the official NAS-Bench-201 experiments (AutoDL-Projects,
-``scripts-search/algos/R-EA.sh`` / ``REINFORCE.sh`` and ``exps/algos/{R_EA,reinforce}.py``):
-
-- REA: population 10, tournament (sample) size 3 drawn with replacement, the parent is the
-  sample's best, the child changes one uniformly drawn edge to a different uniformly drawn op,
-  the oldest member dies. A repeated child joins the population (aging goes on) at no cost.
-- REINFORCE: one softmax over the 5 ops per edge, logits initialised as 1e-3 * N(0, 1), Adam
-  at lr 0.001 (torch's defaults otherwise), reward = the signal in percent, baseline = an
-  exponential moving average (momentum 0.9, debiased) updated before the advantage is taken.
-  The answer is the best cell sampled (AutoDL's final version; its first returned the
-  policy's argmax). A repeated sample is answered for free and still updates the policy.
-- shrink (AutoShrink on the NB201 topology): the seed draws a non-``none`` op for each of the
-  6 edges (as AutoShrink's nodes get their ops); the full cell is queried, then each step
-  queries up to k cells that each set one more remaining edge to ``none`` (edges in a seeded
-  random order) and keeps the best, until every edge is ``none``. k defaults to AutoShrink's
-  10, i.e. every remaining edge. One shrink costs at most 22 queries; while budget is left the
-  search restarts from a new seed-drawn op assignment (repeats free), keeping the best cell of
-  all restarts.
+Fidelity notes: docs/fidelity/nasbench201.md.
 """
 from __future__ import annotations
 

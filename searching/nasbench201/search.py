@@ -19,6 +19,8 @@ import sys
 from typing import Optional, Sequence
 
 from api.benchmarks.nasbench201 import DATASETS, load_table
+from api.runs.run_folder import (add_run_flags, adopt_recorded_flags, given_flags,
+                                   resolve_seed)
 from api.errors import UserError, run_cli
 from api.benchmarks.nb201_lookup import TabularEvaluator
 from searching.nasbench201.methods import METHODS, check_budget, check_settings
@@ -34,17 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="cifar10", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--budget", type=int, default=100,
                    help="distinct cells queried (100 is about NAS-Bench-201's 12,000 s)")
-    p.add_argument("--seed", type=int, default=0, help="seeds every random choice of the method")
     p.add_argument("--benchmark_file", default=DEFAULT_TABLE,
                    help="the NAS-Bench-201 table (gzip CSV; or NAS-Bench-201-v1_*.pth / "
                         "NATS-tss-* with their API packages installed)")
     p.add_argument("--save", default=None,
                    help="output folder (default runs/nb201-<method>-<dataset>-seed<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue the search in --save")
-    p.add_argument("--force", action="store_true",
-                   help="with --resume: continue even if flags differ from the saved search")
+    add_run_flags(p, "save", device=False, quiet_help="print nothing but errors",
+                  seed_help="seeds every random choice of the method")
     p.add_argument("--no_plots", action="store_true", help="skip search.png")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     g = p.add_argument_group("method settings (default: NAS-Bench-201's)")
     g.add_argument("--population", type=int, help="rea: population size (10)")
     g.add_argument("--sample_size", type=int, help="rea: tournament size (3)")
@@ -55,14 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    root = args.save or os.path.join("runs", f"nb201-{args.method}-{args.dataset}-seed{args.seed}")
+    adopt_recorded_flags(args, root, given_flags(parser, argv), "save")
+    resolve_seed(args, root)
     if args.dataset not in DATASETS:
         raise UserError(f"unknown --dataset {args.dataset!r} (datasets: {', '.join(DATASETS)})")
     given = {k: getattr(args, k) for k in ("population", "sample_size", "lr", "ema_momentum",
                                            "k") if getattr(args, k) is not None}
     settings = check_settings(args.method, given)
     check_budget(args.budget)
-    root = args.save or os.path.join("runs", f"nb201-{args.method}-{args.dataset}-seed{args.seed}")
     if args.resume:
         TabularSearch.check_resumable(root)
     evaluator = TabularEvaluator(load_table(args.benchmark_file), args.dataset)

@@ -31,8 +31,8 @@ from api.search.report import png_bytes
 from searching.nasbench201.expected import expected_random_search
 from searching.nasbench201.methods import METHODS, check_budget, run_method
 
-#: NAS-Bench-201 (Dong & Yang, ICLR 2020) Table 5, CIFAR-10 test accuracy (mean ± std): the
-#: rows the issue quotes. The paper's CIFAR-100 and ImageNet16-120 rows could not be checked
+#: NAS-Bench-201 (Dong & Yang, ICLR 2020) Table 5, CIFAR-10 test accuracy (mean ± std).
+#: The paper's CIFAR-100 and ImageNet16-120 rows could not be checked
 #: against the paper from this machine, so they are not printed.
 PAPER = {"rs": {"cifar10": (93.70, 0.36)}, "rea": {"cifar10": (93.92, 0.30)},
          "reinforce": {"cifar10": (93.85, 0.37)}, "bohb": {"cifar10": (93.61, 0.52)}}

@@ -12,7 +12,7 @@ written atomically, a folder holding a search is never overwritten without ``--r
 fault-injection points ``journal`` (after an append) and ``save`` (after a state write) let the
 tests kill a search deterministically.
 
-Outputs (SPEC §16): ``arch-best`` (+ ``.json``, ``.txt``), ``history.jsonl`` (one line per
+Outputs: ``arch-best`` (+ ``.json``, ``.txt``), ``history.jsonl`` (one line per
 distinct query: the cell, its signal and reported figure, the best so far), ``search.log``,
 ``summary.json`` (method, space, seed, dataset, arch, the reported figure, the cell's test
 accuracy on all three datasets, ``search_seconds``, ``device``), ``search.png`` (signal and
@@ -36,7 +36,7 @@ from api.spaces.nasbench201.cell import arch_at
 from api.machine import cpu_name
 from api.search.report import png_bytes
 from searching.nasbench201.methods import check_budget, check_settings, run_method
-from searching.cell_search import check_resumable, refuse_changed_settings
+from api.runs.run_folder import check_resumable, refuse_changed_settings, write_args
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -82,7 +82,7 @@ class TabularSearch:
                             "it, or choose another output folder")
         os.makedirs(self.root, exist_ok=True)
         if args is not None:
-            atomic_write_json(self._path("args.json"), args)
+            write_args(self.root, args)
         write_jsonl(self._path(HISTORY_FILE), [])
         self._write_state(done=False, queries=0)
 

@@ -9,12 +9,11 @@ defaults with :func:`resolve_search_args`, builds its method object and calls
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import random
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from api.errors import UserError
+from api.runs.run_folder import add_run_flags as common_run_flags
+from api.runs.run_folder import adopt_recorded_flags, given_flags, resolve_seed
 
 
 def add_search_flags(p: argparse.ArgumentParser, save_default: str,
@@ -64,13 +63,8 @@ def add_search_flags(p: argparse.ArgumentParser, save_default: str,
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """Seed, device, resume and output flags of every one-shot search (image and text)."""
-    p.add_argument("--seed", type=int, default=-1, help="-1: a random seed, printed")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--resume", action="store_true", help="continue the search in --save")
-    p.add_argument("--force", action="store_true",
-                   help="with --resume: continue even if the flags differ from the saved search")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    """The common run flags of every one-shot search (image and text), plus --no_plots."""
+    common_run_flags(p, "save")
     p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
 
 
@@ -78,15 +72,6 @@ def add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint_minutes", type=float, default=10.0,
                    help="also checkpoint mid-epoch after a step when this many minutes have "
                         "passed since the last save (0: every step; -1: epochs only)")
-
-
-def saved_seed(save: str) -> int:
-    """The seed of the search in ``save`` (its args.json), -1 if none."""
-    try:
-        with open(os.path.join(save, "args.json"), encoding="utf-8") as f:
-            return int(json.load(f)["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return -1
 
 
 def resolve_search_args(args: argparse.Namespace, method: str,
@@ -102,18 +87,13 @@ def resolve_search_args(args: argparse.Namespace, method: str,
             setattr(args, key, value)
     if args.epochs < 1 or args.batch_size < 1:
         raise UserError("--epochs and --batch_size must be at least 1")
-    return resolve_seed(args)
+    return resolve_seed(args, args.save)
 
 
-def resolve_seed(args: argparse.Namespace) -> argparse.Namespace:
-    """``--seed -1``: the resumed search's own seed, else a random one, printed (the GDAS
-    seed scripts' convention)."""
-    if args.seed < 0 and args.resume:
-        args.seed = saved_seed(args.save)
-    if args.seed < 0:
-        args.seed = random.randint(1, 100000)
-        print(f"seed: {args.seed}")
-    return args
+def adopt_flags(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """``--resume``: the flags not on the command line take the search's recorded values."""
+    return adopt_recorded_flags(args, args.save, given_flags(parser, argv), "save")
 
 
 def supernet_kwargs(args: argparse.Namespace, **darts_extra: Any) -> Dict[str, Any]:

@@ -1,26 +1,14 @@
 """The one weight-sharing trainer on text: a PTB-format corpus instead of the image halves.
 
 :class:`TextOneShotSearch` is :class:`~searching.oneshot.trainer.OneShotSearch` with its four
-data hooks replaced; checkpoints, --resume, outputs and plots are the trainer's own.
+data hooks replaced; checkpoints, --resume, outputs and plots are the trainer's own. As DARTS's
+``rnn/train_search.py``: weights train on the train split and the architecture on the valid
+split, each batchified into ``batch_size`` streams, with DARTS's variable window lengths;
+hidden states are carried across windows and zeroed each epoch; after each epoch the supernet
+is evaluated on the whole valid split (DARTS's "valid ppl"). Window lengths come from a seeded
+generator saved in the checkpoint, so a resumed search draws the same windows.
 
-As DARTS's ``rnn/train_search.py``:
-
-- the weights train on the *train* split, the architecture on the *valid* split (there is no
-  halving of the train split), each batchified into ``batch_size`` streams
-  (:func:`api.lm.data.batchify`);
-- a step's training window starts at position i and has DARTS's variable length: ``bptt``
-  with probability 0.95, else ``int(bptt / 2)`` (the official code's normal jitter around it is
-  commented out); the architecture window starts at ``i mod (valid rows - 1)`` and has the
-  full ``bptt`` (cut at the split's end); i advances by the training window's length and the
-  epoch ends when fewer than two rows are left;
-- the weights' lr is constant (no schedule; the method scales it per step by
-  seq_len / bptt); the hidden states (one per stream, training and architecture) are the
-  method's, zero at every epoch start and carried across windows (in the checkpoint);
-- after each epoch the supernet is evaluated on the whole valid split in eval mode, batch 10,
-  bptt windows (``eval_loss``/``eval_ppl``: DARTS's per-epoch "valid ppl").
-
-The window lengths are drawn from a seeded generator saved in the checkpoint (DARTS draws
-from numpy's global one), so a resumed search draws the same windows.
+Fidelity notes: docs/fidelity/darts.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one weight-sharing trainer (SPEC §16, §18): DARTS, GDAS, ENAS and NAO-WS run on it.
+"""The one weight-sharing trainer: DARTS, GDAS, ENAS and NAO-WS run on it.
 
 :class:`OneShotSearch` owns everything a weight-sharing search shares, and a *method* object
 owns the per-step maths:
@@ -19,7 +19,7 @@ owns the per-step maths:
   ``checkpoint_seconds`` (the epoch's data order, step and running sums too; 10 minutes by
   default, as a paper-size epoch takes about an hour on a CPU), so ``--resume`` after kill -9
   ends exactly as the uninterrupted run on CPU;
-- the outputs of SPEC §16 (see :meth:`OneShotSearch.write_outputs`).
+- the outputs every search writes (see :meth:`OneShotSearch.write_outputs`).
 
 The data reach the loop through a *feed* (:class:`ImageFeed` here; the PTB search's
 :class:`searching.oneshot.text.TextFeed`, through :class:`searching.oneshot.text.
@@ -59,7 +59,7 @@ from api.machine import device_name
 from api.search.report import png_bytes
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, save_arch
-from searching.cell_search import refuse_changed_settings
+from api.runs.run_folder import refuse_changed_settings, write_args
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
@@ -404,7 +404,7 @@ class OneShotSearch:
             partial = state.get("partial")
             self.write_outputs(net, history, seconds, benchmark, final=False)
         else:
-            atomic_write_json(self.root / "args.json", self.args)
+            write_args(self.root, self.args)
             atomic_write_text(self.root / "search.log", "")
 
         def save(epochs_done: int, partial_state: Optional[Dict[str, Any]]) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import numpy as np
 
 from api.errors import UserError, run_cli
+from api.runs.run_folder import adopt_recorded_flags, given_flags, resolve_seed
 from api.spaces.dag.graph import CellGraph
 from searching.random.strategy import (RandomConfig, RandomSearch, autoshrink_budget,
                                        count_trainings)
@@ -39,6 +40,8 @@ def _space(name: str):
 
 
 def parse(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, Any, str]:
+    """The flags of the space's AutoShrink CLI plus the budget; with --resume, the flags not
+    given take the run's recorded values."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
@@ -52,7 +55,9 @@ def parse(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, Any, str]:
                    help="candidate trainings (0: as many as AutoShrink with these flags)")
     g.add_argument("--match_run", default=None,
                    help="an AutoShrink run folder whose trained candidates set the budget")
-    return parser.parse_args(argv[1:]), components, root_flag
+    args = parser.parse_args(argv[1:])
+    adopt_recorded_flags(args, getattr(args, root_flag), given_flags(parser, argv[1:]), root_flag)
+    return args, components, root_flag
 
 
 def random_search(args: argparse.Namespace,
@@ -64,6 +69,7 @@ def random_search(args: argparse.Namespace,
                         "search does not support it (drop --fused)")
     if args.resume:  # checked before the data is loaded: fail fast
         CellSearch.check_resumable(root)
+    resolve_seed(args, root)
     if args.match_run:
         args.budget = count_trainings(args.match_run)
     built = components(args)

@@ -8,7 +8,7 @@ builds its candidates' training from the same :func:`build_components`.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Set
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from api.errors import UserError
 from api.spaces.dag.graph import CellGraph
 from api.lm.data import Corpus
 from api.lm.embedding import embedding_matrix, load_w2v
+from api.runs.run_folder import adopt_recorded_flags, resolve_seed
 from api.search.executors import resolve_threads
 from api.search.objectives import RNNObjective
 from api.spaces.autoshrink_rnn.space import draw_rnn_ops, parse_rnn_ops
@@ -111,14 +112,17 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
     """The AutoShrink RNN search (started or resumed) from parsed flags."""
     config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
     search = open_search(ShrinkSearch, config, args, args.save, lambda: build_components(args))
-    if getattr(args, "fused", False):  # --fused: off by default (SPEC §23, issue 17)
+    if getattr(args, "fused", False):  # --fused: off by default (GPU speed unmeasured)
         from searching.fused.executor import FusedExecutor
         search.executor = FusedExecutor(search.executor)
     return search
 
 
-def search_rnn(args: argparse.Namespace) -> CellGraph:
-    """Run (or resume) an RNN cell search; returns graph-best."""
+def search_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> CellGraph:
+    """Run (or resume) an RNN cell search; returns graph-best. ``given``: the flags on the
+    command line (a resumed search takes the others from its args.json)."""
+    adopt_recorded_flags(args, args.save, given, "save")
+    resolve_seed(args, args.save)
     return run_search(make_search(args), args.save)
 
 

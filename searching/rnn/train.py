@@ -24,6 +24,7 @@ import argparse  # noqa: E402
 from typing import Optional, Sequence  # noqa: E402
 
 from api.errors import run_cli  # noqa: E402
+from api.runs.run_folder import given_flags  # noqa: E402
 from searching.runner import add_runtime_flags, add_search_flags  # noqa: E402
 # build_components is re-exported for searching/random/random_search.py
 from searching.rnn.autoshrink_rnn import build_components, search_rnn  # noqa: E402,F401
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    search_rnn(build_parser().parse_args(argv))
+    parser = build_parser()
+    search_rnn(parser.parse_args(argv), given_flags(parser, argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Training any architecture (issue 12, items 4-5): model_info.py's figures, train_cifar /
+"""Training any architecture: model_info.py's figures, train_cifar /
 train_imagenet with --arch for DARTS-family and NAS-Bench-201 cells (auxiliary head, drop-path,
 recipes, resume from the recorded architecture, validate), the --graph_path alias, the GDAS
 seed's two scripts, and bad input in one line. Tiny networks, 1-2 epochs, CPU."""

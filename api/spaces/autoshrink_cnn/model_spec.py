@@ -96,7 +96,7 @@ def load_model_spec(path: str) -> ModelSpec:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"model spec {path} not found (write one with "
-                        "evaluation/cnn/build_imagenet.py --out SPEC.json)")
+                        "evaluation/cnn/build_imagenet.py --out NETWORK.json)")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

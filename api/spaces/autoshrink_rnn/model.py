@@ -1,7 +1,7 @@
 """The AutoShrink RNN cell's language model (search proxy and final training): embedding ->
 DAG cell -> tied decoder.
 
-The cell (SPEC section 6) runs through :mod:`api.spaces.autoshrink_rnn.recurrence` (one autograd
+The cell runs through :mod:`api.spaces.autoshrink_rnn.recurrence` (one autograd
 Function with a hand-written backward) and the decoder loss through
 :mod:`api.lm.softmax_loss` (fused tied-decoder cross-entropy); this module holds the
 cell's parameters, and :class:`api.lm.tied_lm.TiedEmbeddingLM` (shared with the DARTS/ENAS

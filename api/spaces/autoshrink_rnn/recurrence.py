@@ -1,6 +1,6 @@
 """The DAG cell's recurrence as one autograd Function: a fast forward and a hand-written backward.
 
-Cell (SPEC section 6), with input x_t and previous state h::
+Cell, with input x_t and previous state h::
 
     [c0, h0] = [x_t ; h] W0                 s0 = h + sigmoid(c0) * (tanh(h0) - h)
     edge i->j: [c, h'] = s_i W_ij           contribution s_i + sigmoid(c) * (f_j(h') - s_i)

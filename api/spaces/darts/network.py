@@ -1,32 +1,14 @@
 """DARTS's fixed networks for retraining a genotype: ``NetworkCIFAR`` and ``NetworkImageNet``.
 
-Re-implemented from DARTS's ``cnn/model.py`` (quark0/darts) with the same layers, the same
-order and the same module names, so that for a given genotype and width the parameter count
-is exactly DARTS's (``count_parameters_in_MB``: every parameter except the auxiliary head's)
-and DARTS's released state dicts load by name. E.g. DARTS-V2: 3,349,342 parameters on CIFAR-10
-(C=36, 20 cells), 4,718,752 on ImageNet (C=48, 14 cells). AutoDL-Projects' ``NetworkCIFAR`` /
-``NetworkImageNet`` (``nas_infer_model/DXYs``) build the same networks.
+Re-implemented from DARTS's ``cnn/model.py`` (quark0/darts) with the same layers, order and
+module names, so parameter counts are exactly DARTS's and its released state dicts load by name.
 
-Layout: a stem, ``layers`` cells with reduction cells (stride 2, channels doubled) at
-``layers // 3`` and ``2 * layers // 3``, global average pooling and a linear classifier; an
-optional auxiliary head reads the output of cell ``2 * layers // 3``.
+Forward: ``model(x)`` returns the logits, or ``(logits, logits_aux)`` while training a model
+built with ``auxiliary=True``; trainers add ``auxiliary_weight * loss(logits_aux)``. Drop-path:
+set ``model.drop_path_prob`` (ramped by the trainer); node inputs through any op but a stride-1
+``skip_connect`` are dropped per sample, as in DARTS.
 
-Forward: ``model(x)`` returns the logits, except that a model built with ``auxiliary=True``
-returns ``(logits, logits_aux)`` while ``model.training`` (as DARTS's models do; DARTS returns
-the pair always, with ``None`` for the auxiliary logits outside training). Trainers add
-``auxiliary_weight * loss(logits_aux)`` (DARTS uses 0.4).
-
-Drop-path: set ``model.drop_path_prob`` (DARTS's trainer ramps it linearly per epoch, e.g.
-``0.2 * epoch / epochs``). During training, each node input that went through an op other than
-a stride-1 ``skip_connect`` is zeroed per sample with that probability and the rest scaled by
-``1 / (1 - p)``, as in DARTS.
-
-Deviations, none of which changes a parameter or a MAC at the reference input sizes: global
-pooling is adaptive (DARTS's ImageNet net uses ``AvgPool2d(7)``, identical at 224x224); the
-auxiliary heads use DARTS's ``AvgPool2d(5, stride 3 or 2)`` whenever it yields the 2x2 map the
-head's 2x2 conv expects (8x8 CIFAR, 7x7 ImageNet inputs) and adaptive 2x2 pooling otherwise (so
-ImageNet-16-120 and other sizes work); ``FactorizedReduce`` pads its shifted branch on odd sizes
-where DARTS's would fail to concatenate.
+Fidelity notes (adaptive pooling, odd sizes): docs/fidelity/darts.md.
 """
 from __future__ import annotations
 

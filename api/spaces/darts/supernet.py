@@ -1,51 +1,16 @@
 """The weight-sharing search model of the DARTS CNN space: DARTS's ``Network`` of
 ``cnn/model_search.py`` (quark0/darts), which GDAS searches too (AutoDL-Projects'
-``NASNetworkGDAS`` / ``NASNetworkGDAS_FRC`` over ``NASNetSearchCell``), re-implemented on this
-package's ops (:mod:`api.spaces.darts.ops`).
+``NASNetworkGDAS`` / ``NASNetworkGDAS_FRC``), re-implemented on :mod:`api.spaces.darts.ops`
+with DARTS's module names, creation order and α initialisation (its state dicts load by name).
+Architecture parameters: ``alphas_normal`` and ``alphas_reduce``, (edges, 8) each.
 
-Layout, as DARTS: a 3x3 conv stem (``stem_multiplier * C`` channels, BN affine), ``layers``
-search cells with reductions (stride 2, channels doubled) at ``layers // 3`` and
-``2 * layers // 3``, global average pooling and a linear classifier. A cell preprocesses its two
-inputs (ReLU-conv1x1-BN, or a :class:`FactorizedReduce` after a reduction) and has ``steps``
-intermediate nodes; node i sums one :class:`MixedOp` per predecessor (the 2 cell inputs and the
-earlier nodes: 14 edges for 4 nodes, in DARTS's order 0->2, 1->2, 0->3, 1->3, 2->3, 0->4, ...);
-the cell's output concatenates the last ``multiplier`` nodes. A MixedOp holds the 8
-:data:`PRIMITIVES`, every BN without affine, each pooling followed by such a BN. Module names,
-creation order and the alphas' initialisation (``1e-3 * randn``, after the weights) are
-DARTS's, so under the same seed the weights are DARTS's and DARTS's state dicts load by name;
-the parameter count is DARTS's: 1,930,618 at C=16, 8 cells, CIFAR-10 (its "param size =
-1.930618MB"). Architecture parameters: ``alphas_normal`` and ``alphas_reduce``, (edges, 8) each.
+Modes of :meth:`DartsSupernet.forward` (see :mod:`api.spaces.supernet`): ``softmax`` (DARTS;
+the ``none`` term is not computed), ``gumbel`` (GDAS, with ``tau``; only the sampled op runs,
+indices kept in ``last_sample``) and ``fixed`` (with ``arch``). ``frc=True`` is GDAS-FRC (fixed
+reduction cell, :data:`FRC_REDUCE` as its derived stand-in); ``lastact=True`` adds GDAS's BN-ReLU
+head. :meth:`DartsSupernet.derive` is DARTS's ``genotype()``; ``rule="gdas"`` is AutoDL's.
 
-Modes of :meth:`DartsSupernet.forward` (see :mod:`api.spaces.supernet`):
-
-* ``softmax`` (DARTS): an edge is ``sum_k softmax(alpha)[e, k] * op_k(x)``. The ``none`` term
-  (``w * 0``) is not computed: its value and its gradients are 0. The four conv ops of an edge
-  share one ``ReLU(x)`` (each starts with that same ReLU; the maths is unchanged).
-  On CPU the input is made channels-last (see :func:`_cpu_channels_last`).
-* ``gumbel`` (GDAS, with ``tau``): ``hard, index = gumbel_hard(alpha, tau)`` once per forward
-  and cell type; edge e runs only op ``index[e]`` and is ``hard[e, index[e]] * op(x)``, as
-  AutoDL's ``MixedOp.forward_gdas`` of its NASNet-space search cell: the value is the op's
-  output, the straight-through gradient reaches every alpha of the edge through the
-  softmax inside ``hard[e, index[e]]``. (AutoDL's NAS-Bench-201 cell also adds the unsampled
-  ``hard[e, j]``, zeros with a gradient; its NASNet-space cell, the one of this space, does
-  not.) The sampled indices are kept in ``last_sample``.
-* ``fixed`` (with ``arch``, a genotype or its text): the discrete cells through the shared
-  weights; each ``(op, j)`` pair of a node runs that op of edge ``j -> node``.
-
-``frc=True`` is GDAS-FRC: every reduction cell is GDAS's fixed reduction cell
-(:class:`FixedReductionCell`), so only ``alphas_normal`` exists, and :meth:`derive` writes
-:data:`FRC_REDUCE` as the reduction cell (see there). ``lastact=True`` adds the BN-ReLU that
-AutoDL's NASNet-space search models put before the pooling (GDAS's supernet, with
-``layers = 3 * N``: ``N = 2`` gives its 6 cells). That layout counts AutoDL's parameters
-(``NASNetworkGDAS`` 1,343,034, ``NASNetworkGDAS_FRC`` 744,570 at C=16, N=2) less the conv
-biases AutoDL adds whenever BN is not affine (20,032 and 11,776), which DARTS's and GDAS's
-own cells do not have: 1,323,002 and 732,794.
-
-:meth:`DartsSupernet.derive` is DARTS's ``genotype()``: per node, the 2 incoming edges (so 2
-distinct predecessors) with the largest strongest non-``none`` softmax weight, each with its
-arg-max non-``none`` op (ties: the lower edge, the earlier op); concat the last ``multiplier``
-nodes. ``derive(rule="gdas")`` is AutoDL's NASNet-space ``genotype()``: per node the 2 largest
-(op, predecessor) weights over all non-``none`` ops, which may take 2 ops from one predecessor.
+Fidelity notes: docs/fidelity/darts.md, docs/fidelity/gdas.md.
 """
 from __future__ import annotations
 

@@ -1,27 +1,14 @@
 """The highway RNN cell of DARTS and ENAS, and its language model (PTB network).
 
-One implementation serves both spaces (re-implemented from DARTS ``rnn/model.py``
-``DARTSCell``/``RNNModel`` and ENAS ``src/ptb/ptb_enas_child.py`` ``_rhn_fixed``; both cells
-compute the same thing):
+One implementation serves both spaces (DARTS ``rnn/model.py`` ``DARTSCell``/``RNNModel`` and
+ENAS ``ptb_enas_child.py`` ``_rhn_fixed`` compute the same thing): a first highway state from
+x_t and h_{t-1}, then node k with predecessor p: ``s_k = s_p + sigmoid(c) * (f(h) - s_p)``;
+the output (= new hidden state) is the mean of the states in ``concat``. ``dropoutx`` /
+``dropouth`` masks are drawn once per forward; weights ~ U(-0.04, 0.04).
 
-* first state: ``[c0, h0] = [x_t * mx ; h_{t-1} * mh] W0`` (W0: (ninp + nhid) x 2 nhid),
-  ``s0 = h_{t-1} + sigmoid(c0) * (f0(h0) - h_{t-1})``; ``f0`` is tanh in DARTS, ENAS's
-  ``act_0`` in ENAS;
-* node k = 1..N with predecessor p and activation f: ``[c, h] = (s_p * mh) W_k``
-  (W_k: nhid x 2 nhid), ``s_k = s_p + sigmoid(c) * (f(h) - s_p)``;
-* output (= new hidden state) = mean of the states in ``concat`` (DARTS: the genotype's
-  ``concat``; ENAS: the loose ends, the states no node reads).
-
-``mx``/``mh`` are DARTS's variational masks (``dropoutx``/``dropouth``), drawn once per
-forward call and shared by all steps and nodes; no masks in eval mode. Weights ~ U(-0.04,
-0.04) (DARTS's ``INITRANGE``; ENAS uses the same range above 400 units).
-
-:class:`CellLM` is DARTS's ``RNNModel`` with this cell: embedding (word dropout ``dropoute``,
-locked ``dropouti``) -> cell -> locked ``dropout`` -> decoder tied to the embedding, with the
-interface and implementation of :class:`api.spaces.autoshrink_rnn.model.RNNModel` (both are
-:class:`api.lm.tied_lm.TiedEmbeddingLM`: hidden state (B, nhid); ``forward`` returns the
-dropped cell outputs, ``log_prob``/``loss`` apply the decoder), so the RNN trainer can train
-either.
+:class:`CellLM` is DARTS's ``RNNModel`` with this cell, a
+:class:`api.lm.tied_lm.TiedEmbeddingLM` like the AutoShrink RNN model, so one trainer trains
+either. Fidelity notes: docs/fidelity/darts.md, docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

@@ -1,25 +1,14 @@
 """The DARTS RNN search supernet (Liu et al., ICLR 2019; official ``rnn/model_search.py``).
 
 A :class:`~api.lm.tied_lm.TiedEmbeddingLM` (embedding -> cell -> tied decoder, DARTS's
-dropouts) whose cell is DARTS's search cell:
+dropouts) whose cell is DARTS's search cell: a batch-normalised first state s0, then nodes
+1..8, each the softmax(alpha)-weighted sum over its incoming edges and the 5 ops of highway
+updates through the node's own W_i, batch-normalised; the output (= next hidden state) is the
+mean of nodes 1..8. ``alpha`` (36 edges x 5 ops) is the architecture parameter; the per-op sum
+is folded into one expression with the same value as DARTS's loop.
+:meth:`DartsRNNSupernet.derive` is DARTS's rule, ``concat = range(1, 9)``.
 
-- s0 as in the fixed cell (``[x * mx ; h * mh] W0`` -> c0, h0;
-  ``s0 = h + sigmoid(c0) (tanh(h0) - h)``), then batch-normalised (BN without affine);
-- node i = 1..8: every earlier state s_j (j < i), masked by ``mh``, goes through the node's
-  own W_i (nhid x 2 nhid, shared by the node's i incoming edges) -> c_j, h_j; the edge's op k
-  gives ``s_j + sigmoid(c_j) (f_k(h_j) - s_j)``; the node is the sum over edges and ops of
-  softmax(alpha)[edge, k] times that (``none`` contributes zero), batch-normalised;
-- output (= next hidden state) = the mean of nodes 1..8.
-
-``alpha`` (36 edges x 5 ops, ``1e-3 * randn``) is the architecture parameter; edges are
-numbered node by node (node 1: edge 0 from s0; node 2: edges 1, 2 from s0, s1; ...).
-
-The per-op sum is folded: with P_j = sum of the edge's non-``none`` weights and
-F_j = sum_k p_jk f_k(h_j), the edge adds ``P_j s_j + sigmoid(c_j) (F_j - P_j s_j)``, the same
-value as DARTS's loop over ops.
-
-:meth:`DartsRNNSupernet.derive`: DARTS's rule: per node, the predecessor whose strongest
-non-``none`` weight is largest, with that op; ``concat = range(1, 9)``.
+Fidelity notes: docs/fidelity/darts.md.
 """
 from __future__ import annotations
 

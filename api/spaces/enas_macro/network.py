@@ -2,25 +2,13 @@
 weight-sharing search network (melodyguan/enas ``src/cifar10/general_child.py``,
 ``whole_channels``).
 
-Both: 3x3 conv stem to C + BN; ``L`` layers; after layers ``L//3 - 1`` and ``2 (L//3) - 1``
-(ENAS's ``pool_layers``) every output so far goes through a factorized reduction (two 1x1
-convs on the two pixel offsets at stride 2, concatenated, BN), so skips keep working across
-resolutions; global average pool, dropout (``keep_prob``), linear (no bias, as ENAS).
-An op branch (ENAS's ``_conv_branch`` / ``_pool_branch``): 1x1 conv + BN + ReLU, then a 3x3 /
-5x5 conv or depthwise-separable conv + BN + ReLU, or a 3x3 avg / max pool (stride 1).
+Both: 3x3 conv stem, ``L`` layers with factorized reductions of every output so far after
+ENAS's ``pool_layers``, global average pool, dropout, linear (no bias). The search network
+(:class:`EnasMacroSupernet`) keeps width C and runs only the sampled branch of each layer; the
+fixed network (:class:`EnasMacroNetwork`) doubles the width at each reduction. ``auxiliary``
+and ``drop_path_prob`` are accepted (the CIFAR trainer passes them) and do nothing.
 
-- search network (:class:`EnasMacroSupernet`): width C throughout (ENAS doubles only in the
-  fixed network), all six branches of every layer hold weights, only the sampled one runs;
-  skips are summed with the branch output, then BN (ENAS's ``_enas_layer``);
-- fixed network (:class:`EnasMacroNetwork`): width doubles at each reduction (ENAS's
-  ``_fixed_layer`` path); the skipped-in outputs are concatenated with the branch output, then
-  ReLU, 1x1 conv back to the width, BN.
-
-Deviations from the official fixed network, whose code only handles ops 0-3 and builds them
-all as plain convs: ops 1/3 are separable and 4/5 pools there too, exactly as the search
-trained them. ENAS's macro networks have no auxiliary head and no drop-path: ``auxiliary``
-and ``drop_path_prob`` are accepted (the CIFAR trainer's DARTS-family recipe passes them) and
-do nothing.
+Fidelity notes (ops 1/3 and 4/5 in the fixed network): docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """The ENAS micro weight-sharing child network (melodyguan/enas ``src/cifar10/micro_child.py``,
-the ``fixed_arc is None`` path; NAO-WS's search network in renqianluo/NAO_pytorch is the same
-idea). ENAS's micro search and NAO-WS train it.
+the ``fixed_arc is None`` path); ENAS's micro search and NAO-WS train it.
 
 API (kept stable; NAO-WS builds on it)::
 
@@ -9,38 +8,10 @@ API (kept stable; NAO-WS builds on it)::
     out = net(x, arch)          # arch: a MicroArch (40 integers, ENAS op ids)
 
 ``forward`` returns the logits, or ``(logits, aux_logits)`` while training with the auxiliary
-head (the DARTS networks' contract). ``weight_parameters()`` is every parameter (there are no
-architecture parameters: the controller lives outside). ``net.step_ratio`` (0..1, set by the
-caller as the search advances) scales drop-path as ENAS's ``global_step / num_train_steps``.
+head. There are no architecture parameters (the controller lives outside); ``net.step_ratio``
+(0..1, set by the caller) scales drop-path as ENAS's ``global_step / num_train_steps``.
 
-Layout, as the official code builds it for ``child_num_layers = layers``:
-
-- stem: 3x3 conv to 3C channels + BN; the first cell reads it twice;
-- ``layers + 2`` cells; cells ``layers // 3`` and ``2 * (layers // 3) + 1`` are reductions
-  (6 normal + 2 reduction cells for the default 6: reductions at 2 and 5); a reduction doubles
-  the width: the previous output goes through a factorized reduction (stride 2) and the cell
-  then runs at stride 1 on (previous output, its reduction) with the reduction arc, exactly as
-  the official search network does; the next cell reads (that reduction, the cell's output);
-- a cell first calibrates its two inputs to its width (ReLU + factorized reduction when the
-  first is twice as large, ReLU-1x1 conv-BN when a width differs); node ``n`` sums
-  ``op1(in1) + op2(in2)``; every loose end (cell inputs included, as ENAS) goes through ReLU
-  and a 1x1 conv whose weight rows are shared per position (``final_conv``), then BN;
-- ops (stride 1, width C): 0/1 separable conv 3x3/5x5 = two stacks of ReLU, depthwise,
-  pointwise, BN; 2/3 avg (padding not counted, TF ``SAME``) / max pool 3x3; 4 identity;
-- shared weights: each node has its own weights per input slot (``x`` and ``y``, as ENAS's
-  variable scopes), per possible input (``idx``) and per op, stored stacked
-  (``[num_inputs, ...]``) and indexed by the sampled input, as ENAS's ``w[prev_cell]``; only
-  the sampled op of each slot runs;
-- BN always uses batch statistics (ENAS sets ``is_training=True`` throughout its search
-  network, the reward's forward included): ``track_running_stats=False``;
-- auxiliary head after cell ``2 * (layers // 3) + 2`` (ENAS's ``pool_layers[-1] + 1``): ReLU,
-  5x5 avg pool stride 3, 1x1 conv 128 + BN + ReLU, an HxW conv to 768 (TF ``SAME``) + BN +
-  ReLU, global pool, linear;
-- head: ReLU, global average pool, dropout (``keep_prob``), linear.
-
-Drop-path (``drop_path_keep_prob < 1``) is applied to each non-identity op output, scaled by
-the cell's depth and ``step_ratio`` as ENAS's ``_apply_drop_path``; the official *search*
-network applies none (only its fixed network does), so ENAS's micro search leaves it at 1.
+Fidelity notes: docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

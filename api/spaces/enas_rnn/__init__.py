@@ -1,29 +1,15 @@
 """The ENAS RNN cell space (N nodes, each one predecessor and one of 4 activations).
 
 Architecture: ENAS's integer list ``[act_0, prev_1, act_1, prev_2, act_2, ...]`` (length
-2N - 1), as ENAS's ``--child_fixed_arc`` takes it (melodyguan/enas ``ptb_enas_child.py``
-``_rhn_fixed``; carpedm20/ENAS-pytorch samples the same order): node 0 reads x_t and h_{t-1}
-with activation ``act_0``; node i >= 1 reads node ``prev_i < i`` with activation ``act_i``;
-activations 0 tanh, 1 relu, 2 identity, 3 sigmoid. The cell's output (and next hidden state)
-is the mean of the loose ends, the nodes no other node reads. Every node is a highway node,
-as in DARTS (``s = s_prev + sigmoid(c) * (f(h) - s_prev)``; the fixed-arc cell of the TF code
-has no normalisation: its ``layer_norm`` is commented out, batch norm is in the search cell
-only). The value is a tuple of ints; text form = the integers separated by spaces; JSON
-``{"arc": [...]}``.
+2N - 1, as ENAS's ``--child_fixed_arc``); activations 0 tanh, 1 relu, 2 identity, 3 sigmoid.
+Every node is a highway node, and the output (and next hidden state) is the mean of the loose
+ends. The value is a tuple of ints; text form = the integers separated by spaces; JSON
+``{"arc": [...]}``. :func:`to_darts` converts to a DARTS RNN genotype (lossless when ``act_0``
+is tanh) and :func:`from_darts` back (when ``concat`` is the set of loose ends);
+:class:`api.spaces.darts_rnn.model.HighwayCell` trains both. Network defaults: ENAS's final
+PTB model (emsize = nhid = 748, tied decoder without a bias, its keep probabilities as dropouts).
 
-So the ENAS cell is DARTS's cell with ``concat`` = loose ends and a free first activation,
-and one implementation (:class:`api.spaces.darts_rnn.model.HighwayCell`) trains both.
-Conversion to a DARTS RNN genotype (:func:`to_darts`) is lossless exactly when ``act_0`` is
-tanh (DARTS's s0 is always tanh); back (:func:`from_darts`) exactly when the genotype's
-``concat`` is its set of loose ends (DARTS's own cells average all 8 nodes, which ENAS cannot
-express). ``from_darts(to_darts(a)) == a`` for every convertible ``a``.
-
-Network defaults: ENAS's final PTB model (``scripts/ptb_final.sh``): one layer,
-emsize = nhid = 748, decoder tied to the embedding without a bias; ENAS's keep probabilities
-as DARTS-style dropouts (o_keep 0.24 -> dropout 0.76, h_keep 0.75 -> dropouth 0.25, x_keep
-0.25 -> dropoutx 0.75, e_keep 0.79 -> dropoute 0.21; ENAS has no ``dropouti``). ENAS's word
-dropout masks token positions per sequence where DARTS's drops vocabulary rows per batch:
-the closest DARTS knob, not the same mask.
+Fidelity notes: docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

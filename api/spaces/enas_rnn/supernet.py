@@ -1,33 +1,13 @@
 """The ENAS RNN shared-weight language model (Pham et al. 2018, §2.1; carpedm20/ENAS-pytorch
-``models/shared_rnn.py``, the seed's code): every cell of the ENAS RNN space runs on it.
+``models/shared_rnn.py``): every cell of the ENAS RNN space runs on it.
 
-Weights: node 0's ``W0`` ((emsize + nhid) x 2 nhid, with a bias: carpedm20's ``w_xc``/``w_xh``
-and ``w_hc``/``w_hh``) and one (nhid x 2 nhid) matrix per *pair* of nodes j < i
-(``[W^c_{i,j} | W^h_{i,j}]``: the paper's "independent parameter matrix for each pair";
-carpedm20 does the same; the TF code instead shares one matrix per node and activation).
-A cell (an ENAS list, :mod:`api.spaces.enas_rnn`) computes, per time step:
+Weights: node 0's ``W0`` ((emsize + nhid) x 2 nhid, with a bias) and one (nhid x 2 nhid)
+matrix per *pair* of nodes j < i. A cell (an ENAS list, :mod:`api.spaces.enas_rnn`) computes
+highway nodes ``s_i = s_j + sigmoid(c) (f_i(g) - s_j)``; the output is BN of the mean of the
+loose ends, which is also the next hidden state (norm clipped at 25). For speed the input half
+of W0 runs on all steps in one matmul, and nodes reading the same state share one matmul.
 
-    [c0, g0] = x W0x + h W0h + b      s0 = h + sigmoid(c0) (f0(g0) - h)
-    node i, predecessor j:  [c, g] = s_j W_{i,j}      s_i = s_j + sigmoid(c) (f_i(g) - s_j)
-    m = mean of the loose ends        output = BN(m)    next hidden = m, norm clipped at 25
-
-The ENAS regularisers of the shared model (carpedm20 ``config.py``): word dropout 0.1
-(``dropoute``), locked dropout 0.65 on the embeddings (``dropouti``) and 0.4 on the outputs
-(``dropout``), DropConnect 0.5 on the hidden-to-hidden half of W0 (``wdrop``, the AWD-LSTM
-weight drop), batch normalisation of the cell output in training ("stabilizing the updates
-of omega"), hidden-state norms clipped at 25 (carpedm20 issue #6), uniform init +-0.025,
-decoder tied to the embedding, with a bias. Differences from carpedm20, on purpose:
-
-- the next hidden state is the mean of the loose ends (the space's definition and the fixed
-  cell's, :class:`api.spaces.darts_rnn.model.HighwayCell`), not carpedm20's last node;
-- BN normalises all T x B outputs of a forward at once rather than once per time step;
-- the clip scale is a constant of the backward pass (as carpedm20's numpy mask).
-
-Speed (the search runs a different sampled cell every step, so per-step overhead matters):
-as the AutoShrink cell (:mod:`api.spaces.autoshrink_rnn.recurrence`) and :class:`HighwayCell`, the input half of
-W0 is applied to all steps in one matmul before the recurrence, and the nodes reading the same
-state share one matmul with their matrices concatenated once per forward (a 12-node cell with
-6 loose ends is ~7 matmuls a step, not 12).
+Fidelity notes (regularisers, BN, next hidden state): docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

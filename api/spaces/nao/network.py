@@ -1,31 +1,15 @@
 """NAO's own fixed networks (``NASNetworkCIFAR`` / ``NASNetworkImageNet``), re-implemented from
-the description in NAO_V1's ``model.py`` / ``operations.py`` (renqianluo/NAO_pytorch), for the
-``nao`` space: NAONet-A's ops (NAO's 11-op space) have no DARTS equivalent, so its published
-cell is built in the network NAO trained it in.
+NAO_V1's ``model.py`` / ``operations.py`` (renqianluo/NAO_pytorch), for the ``nao`` space:
+NAONet-A's ops (NAO's 11-op space) have no DARTS equivalent, so its cell is built in the
+network NAO trained it in.
 
-Layout (CIFAR): 3x3 conv stem to 3C channels + BN; ``3N + 2`` cells, the ones at ``N`` and
-``2N + 1`` reductions (channels doubled, stride 2 on ops reading a cell input); global average
-pooling, dropout, linear classifier; an auxiliary head after cell ``2N + 1``. ImageNet: NAO's
-two stems (conv s2 to C/2, BN, ReLU, conv s2 to C, BN; then ReLU, conv s2, BN), same cells.
+CIFAR: 3x3 conv stem to 3C, ``3N + 2`` cells with reductions at ``N`` and ``2N + 1``, global
+pooling, dropout, linear; auxiliary head after cell ``2N + 1``. ImageNet: NAO's two stems. A
+cell concatenates every loose end, cell inputs included. Ops 0-15 as NAO's ``operations.py``.
+``forward`` returns the logits, or ``(logits, logits_aux)`` while training with the auxiliary
+head. Parameter count: every parameter except the auxiliary head's.
 
-A cell first calibrates its inputs to C channels: c_{k-2} through ReLU + factorized reduce when
-the previous cell reduced, through ReLU-conv1x1-BN when its width differs; c_{k-1} through
-ReLU-conv1x1-BN when its width differs (no preprocessing otherwise, unlike DARTS's cell). Node
-n sums ``op1(idx1) + op2(idx2)``; stride-2 identities become factorized reduces. The cell
-concatenates every loose end, cell inputs included (a loose input of a reduction cell goes
-through a factorized reduce first).
-
-Ops (C -> C): 0/1 ``SepConv`` 3x3/5x5 (two ReLU-depthwise-pointwise-BN blocks, the first
-strided); 2 avg pool 3x3 (pad 1, padding not counted); 3 and 11 max pool 3x3 (pad 1); 4 and 5
-identity; 6/7 ReLU-conv(1x1 / 3x3)-BN; 8/9 ReLU-conv(1xk, stride (1,s))-BN-ReLU-conv(kx1, stride
-(s,1))-BN, k = 3 / 7; 10/13 max / avg pool 2x2 after padding right and bottom by one; 12 max
-pool 5x5 (pad 2); 14/15 avg pool 3x3 / 5x5 (pad 1 / 2, zero padding counted, as NAO's code).
-
-Deviations: drop-path takes the trainer's ``model.drop_path_prob`` (ramped per epoch, as for
-DARTS's networks) scaled by the cell's depth ``(i + 1) / cells`` as NAO does, instead of NAO's
-own per-step ramp; ``forward`` returns the logits, or ``(logits, logits_aux)`` while training
-with the auxiliary head (DARTS's networks' contract). Parameter count: every parameter except
-the auxiliary head's (NAO's ``count_parameters_in_MB``).
+Fidelity notes (drop-path, counts): docs/fidelity/nao.md.
 """
 from __future__ import annotations
 

@@ -2,33 +2,13 @@
 searches with DARTS and GDAS (``TinyNetworkDarts`` / ``TinyNetworkGDAS`` over
 ``NAS201SearchCell``), re-implemented on this package's ops and layout.
 
-Layout: :func:`~api.spaces.nasbench201.network.build_body` (stem, 3 stages of N cells with
-ResNet reduction blocks between them, BN-ReLU, pooling, classifier), every cell a
-:class:`SearchCell`: the 6 edges of the benchmark's cell, each holding all 5 ops of
-:data:`~api.spaces.nasbench201.cell.OPS`. One architecture parameter ``alpha_cell`` of shape
-(6 edges, 5 ops), initialised ``1e-3 * randn`` as AutoDL does, is shared by every cell.
+Every cell is a :class:`SearchCell` holding all 5 ops on each of its 6 edges; one architecture
+parameter ``alpha_cell`` (6 edges, 5 ops) is shared by every cell. Modes of
+:meth:`NASBench201Supernet.forward` (see :mod:`api.spaces.supernet`): ``softmax`` (DARTS),
+``gumbel`` (GDAS, with ``tau``) and ``fixed`` (with ``arch``: exactly the cell's op per edge).
+``derive()`` is AutoDL's ``genotype()``: per edge the argmax over all 5 ops, ``none`` included.
 
-Batch norm as in AutoDL's NB201 searches: the cells' ops are built with ``affine=False`` (so
-their convs carry a bias, as AutoDL's ``ReLUConvBN`` does whenever the BN is not affine) and
-``track_running_stats`` as the search asks (AutoDL's ``--track_running_stats`` flag, "BN" 0/1
-in its scripts; both settings are reported in the NAS-Bench-201 paper); the stem, the two
-ResNet blocks and the last BN are affine with running statistics, as in AutoDL.
-
-Modes of :meth:`NASBench201Supernet.forward` (see :mod:`api.spaces.supernet`):
-
-* ``softmax`` (DARTS): every edge is ``sum_j softmax(alpha)[e, j] * op_j(x)``. The ``none``
-  term (``w * 0``) is not computed: its value and its gradient (to ``w`` and to ``x``) are 0.
-* ``gumbel`` (GDAS, with ``tau``): ``hard, index = gumbel_hard(alpha, tau)``; edge ``e`` runs
-  only op ``index[e]`` and is ``hard[e, index[e]] * op(x) + sum_{j != index[e]} hard[e, j]``,
-  AutoDL's ``forward_gdas``: the unsampled terms are 0 in value but carry the straight-through
-  gradient to their alphas. Here those scalars are added once per node (the same sum and the
-  same gradients) rather than once per edge and op.
-* ``fixed`` (with ``arch``, a :class:`~api.spaces.nasbench201.cell.Cell` or its string): the
-  discrete cell through the shared weights, exactly its op per edge (AutoDL's
-  ``forward_dynamic`` for ENAS / random search with weight sharing); alpha is not used.
-
-``derive()`` is AutoDL's ``genotype()`` for NB201: per edge the argmax of alpha over all 5
-ops, ``none`` included.
+Fidelity notes: docs/fidelity/nasbench201.md.
 """
 from __future__ import annotations
 

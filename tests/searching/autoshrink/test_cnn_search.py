@@ -21,7 +21,7 @@ TINY = ["--nodes", "4", "--max_steps", "2", "--epochs", "1", "--proxy_train", "1
         "--replicate", "1", "1", "--quiet", "--threads", "1"]
 # (--threads 1: on two shared cores a tiny search is 5-10x faster than with two threads)
 
-SPEC7_FILES = ["graph-best", "graph-best.json", "graph-best.png", "candidates.jsonl",
+OUTPUT_FILES = ["graph-best", "graph-best.json", "graph-best.png", "candidates.jsonl",
                "best_perf.log", "perf.log", "mean_acc.log", "best_acc.log", "mean_latency.log",
                "best_perf_log.png", "perf_log.png", "mean_acc.png", "best_acc.png",
                "mean_latency.png", "args.json", "state.json", "search.log"]
@@ -37,7 +37,7 @@ def test_cli_writes_every_output(tmp_path, cifar_root):
     proc = run_script(SCRIPT, "--model_root", str(root), "--data", str(cifar_root), *TINY,
                       check=True)
     assert "graph-best" in proc.stdout
-    for name in SPEC7_FILES:
+    for name in OUTPUT_FILES:
         assert (root / name).is_file(), name
     assert any(p.name.startswith("graph-0.") for p in root.iterdir())
     recs = read_jsonl(root / "candidates.jsonl")

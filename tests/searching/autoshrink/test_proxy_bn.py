@@ -10,7 +10,7 @@ from api.spaces.autoshrink_cnn.network import NetworkSpec
 from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, recalibrate_bn, stop_reason
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SPEC = NetworkSpec(scale=[0.5, 1], pool=[1, 2], replicate=[1, 1], num_classes=4)
+TINY_NET = NetworkSpec(scale=[0.5, 1], pool=[1, 2], replicate=[1, 1], num_classes=4)
 
 
 def toy_proxy(n_train=96, n_val=48, seed=0) -> ProxyData:
@@ -55,7 +55,7 @@ def test_stale_statistics_are_replaced_before_validation():
     graph = CellGraph.complete(3, ["input", "Conv1x1", "SepConv3x3"])
     cfg = CNNProxyTrainConfig(epochs=4, batch_size=32, val_batch_size=48, lr=1e-2, patience=9,
                            min_acc_epoch=0, overfit_ratio=float("inf"))
-    ev = CNNProxyEvaluator(data, SPEC, cfg)
+    ev = CNNProxyEvaluator(data, TINY_NET, cfg)
     torch.manual_seed(0)
     model = ev.build(graph)
     train, val = ev._device_data(torch.device("cpu"))
@@ -83,7 +83,7 @@ def test_recalibration_leaves_the_training_trajectory_unchanged():
     for batches in (0, 2):
         cfg = CNNProxyTrainConfig(epochs=3, batch_size=32, patience=9, min_acc_epoch=0,
                                overfit_ratio=float("inf"), bn_recal_batches=batches)
-        result = CNNProxyEvaluator(data, SPEC, cfg).evaluate(graph, seed=3)
+        result = CNNProxyEvaluator(data, TINY_NET, cfg).evaluate(graph, seed=3)
         curves[batches] = result.curve
     assert [r["train_loss"] for r in curves[0]] == [r["train_loss"] for r in curves[2]]
     assert [r["val_loss"] for r in curves[0]] != [r["val_loss"] for r in curves[2]]

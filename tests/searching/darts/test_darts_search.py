@@ -232,7 +232,7 @@ def _ten_class_folder(root, per_class: int = 60):
 
 
 def test_imagefolder_supernet_beats_chance_within_3_epochs(tmp_path, capsys, one_thread):
-    """Issue 13's acceptance: on a user's small 10-class folder the supernet's validation
+    """On a user's small 10-class folder the supernet's validation
     accuracy (architecture half) clearly beats chance (0.1) within 3 epochs (measured 0.44)."""
     data = _ten_class_folder(tmp_path / "imgs")
     save = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""ENAS CNN search (issue 14, part B): the macro and micro searches through
+"""ENAS CNN search: the macro and micro searches through
 searching/enas/main.py, their controllers, the enas-macro space, and the found networks."""
 from __future__ import annotations
 

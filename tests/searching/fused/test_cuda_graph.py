@@ -10,7 +10,7 @@ from searching.fused.cuda_graph import GraphedStep, make_capturable, reset_fallb
 from api.datasets import DeviceBatches
 from api.spaces.dag.graph import CellGraph
 from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, TrainStep, _param_groups
-from tests.searching.autoshrink.test_proxy_bn import SPEC, toy_proxy
+from tests.searching.autoshrink.test_proxy_bn import TINY_NET, toy_proxy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GRAPH = CellGraph.complete(3, ["input", "Conv1x1", "SepConv3x3"])
@@ -30,7 +30,7 @@ def _train(device, graphs: bool, epochs=3, seed=0, wrap=lambda step: step, captu
     data = toy_proxy(n_train=100, n_val=8)
     mean, std = data.stats()
     train = DeviceBatches(data.train_x, data.train_y, mean, std, device)
-    ev = CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig())
+    ev = CNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig())
     torch.manual_seed(seed)
     model = ev.build(GRAPH).to(device)
     opt = torch.optim.Adam(_param_groups(model, 1e-5), lr=1e-2)
@@ -175,21 +175,21 @@ def test_proxy_flag_on_cpu_gives_the_same_result_and_one_line(capsys):
     data = toy_proxy(n_train=100, n_val=40)
     kw = dict(epochs=2, batch_size=32, val_batch_size=20, lr=1e-2, patience=9,
               min_acc_epoch=0, overfit_ratio=float("inf"))
-    results = [CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig(cuda_graphs=g, **kw)
+    results = [CNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig(cuda_graphs=g, **kw)
                                  ).evaluate(GRAPH, 1) for g in (False, True, True)]
     curves = [[{k: v for k, v in c.items() if k != "seconds"} for c in r.curve]
               for r in results]
     assert curves[0] == curves[1] == curves[2]
     assert results[0].metrics == results[1].metrics
     assert capsys.readouterr().err.count("CUDA graphs:") == 1
-    ident = [CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig(cuda_graphs=g)).describe()
+    ident = [CNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig(cuda_graphs=g)).describe()
              for g in (False, True)]
     assert ident[0] == ident[1]  # a speed setting: not part of the evaluator's identity
 
 
 def test_batched_validation_matches_the_per_batch_one():
     data = toy_proxy(n_train=8, n_val=50)
-    ev = CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig(val_batch_size=20))
+    ev = CNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig(val_batch_size=20))
     torch.manual_seed(0)
     model = ev.build(GRAPH)
     _, val = ev._device_data(torch.device("cpu"))
@@ -244,7 +244,7 @@ def test_proxy_with_graphs_on_cuda_trains_like_eager(capsys):
               device="cuda")
     torch.backends.cudnn.deterministic = True
     try:
-        eager, graphed = [CNNProxyEvaluator(data, SPEC, CNNProxyTrainConfig(cuda_graphs=g, **kw)
+        eager, graphed = [CNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig(cuda_graphs=g, **kw)
                                             ).evaluate(GRAPH, 1) for g in (False, True)]
     finally:
         torch.backends.cudnn.deterministic = False

@@ -1,4 +1,4 @@
-"""NAS-Bench-201 as a tabular benchmark (SPEC §21): the table loader, the four discrete methods
+"""NAS-Bench-201 as a tabular benchmark: the table loader, the four discrete methods
 on a distinct-query budget, the journaled CLI (resume after kill -9), the table script, and
 bad input. Ground-truth checks use the real table (skipped when ../shared/data is absent);
 the rest a synthetic table in the real format."""

@@ -14,7 +14,7 @@ ACT = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
 
 
 def reference_cell(cell: DagCell, graph: CellGraph, x, h, x_mask=None, h_mask=None):
-    """SPEC section 6 written literally: one matmul per edge, autograd does the rest."""
+    """The RNN cell written literally: one matmul per edge, autograd does the rest."""
     H = cell.nhid
     outs = []
     for t in range(x.size(0)):
