@@ -24,6 +24,7 @@ from api.spaces.dag.graph import CellGraph
 from api.spaces.autoshrink_cnn.network import NetworkSpec
 from api.spaces.autoshrink_cnn.ops import draw_ops
 from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig
+from searching.fused.graphed_proxy import GraphedCNNProxyEvaluator
 
 
 def reference_candidates(e0: int, k: int, threshold: int) -> int:
@@ -35,8 +36,8 @@ def cnn_candidate(args) -> tuple:
     data = make_proxy(load_images("cifar10", args.cifar), 5000, 1000, 0)
     graph = CellGraph.complete(8, draw_ops("v3", 8, np.random.default_rng(0))).remove_edge(0, 7)
     epochs = min(20, args.max_epochs)
-    ev = CNNProxyEvaluator(data, NetworkSpec(), CNNProxyTrainConfig(
-        epochs=epochs, device=args.device, cuda_graphs=args.cuda_graphs))
+    proxy = GraphedCNNProxyEvaluator if args.cuda_graphs else CNNProxyEvaluator
+    ev = proxy(data, NetworkSpec(), CNNProxyTrainConfig(epochs=epochs, device=args.device))
     start = time.perf_counter()
     result = ev.evaluate(graph, 0)
     seconds = time.perf_counter() - start
@@ -46,7 +47,8 @@ def cnn_candidate(args) -> tuple:
     return per_candidate, projected, result
 
 
-def time_fused_group(train_fused, ev, parent: CellGraph, k: int, epochs: int, full: int):
+def time_fused_group(train_fused, ev, parent: CellGraph, k: int, epochs: int, full: int,
+                     cuda_graphs: bool = False):
     """(projected seconds per candidate, projected?, results) of k candidates of a search's
     first step (``parent`` minus k of its edges, drawn as a step draws them, seed 0; seeds
     0..k-1) trained as one fused group for at most ``epochs``. A capped group whose last
@@ -55,7 +57,7 @@ def time_fused_group(train_fused, ev, parent: CellGraph, k: int, epochs: int, fu
     picked = np.random.default_rng(0).permutation(len(edges))[:k]
     graphs = [parent.remove_edge(*edges[i]) for i in picked]
     start = time.perf_counter()
-    results = train_fused(ev, parent, graphs, list(range(len(graphs))))
+    results = train_fused(ev, parent, graphs, list(range(len(graphs))), cuda_graphs=cuda_graphs)
     seconds = time.perf_counter() - start
     last = max(r.epochs for r in results)
     projected = last == epochs < full
@@ -69,9 +71,9 @@ def cnn_fused_group(args) -> tuple:
     data = make_proxy(load_images("cifar10", args.cifar), 5000, 1000, 0)
     parent = CellGraph.complete(8, draw_ops("v3", 8, np.random.default_rng(0)))
     epochs = min(20, args.max_epochs)
-    ev = CNNProxyEvaluator(data, NetworkSpec(), CNNProxyTrainConfig(
-        epochs=epochs, device=args.device, cuda_graphs=args.cuda_graphs))
-    return time_fused_group(train_fused, ev, parent, args.fused, epochs, 20)
+    ev = CNNProxyEvaluator(data, NetworkSpec(), CNNProxyTrainConfig(epochs=epochs,
+                                                                    device=args.device))
+    return time_fused_group(train_fused, ev, parent, args.fused, epochs, 20, args.cuda_graphs)
 
 
 def rnn_candidate(args) -> tuple:

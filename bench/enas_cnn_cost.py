@@ -4,15 +4,11 @@
     python bench/enas_cnn_cost.py --cnn_space micro [--child_steps 3] [--controller_steps 1]
         [--device auto] [--out cost.json]
 
-Times, on the device at hand, the search's own code (:class:`~searching.enas.cnn_method.
-EnasCNN` on the space's supernet and controller, official sizes: micro batch 160, 20 filters,
-8 cells; macro batch 128, 36 filters, 12 layers) on random images of CIFAR's shape (speed does
-not depend on the pixels): ``--child_steps`` child steps (sample, forward, backward, SGD) and
-``--controller_steps`` controller steps (``num_aggregate`` samples, each rewarded on one
-validation batch), after a warm-up (one child step; one rewarded sample). The projection is ``epochs x (steps_per_epoch x
-child + controller_max_step x controller + derive)`` with the official 45k/5k split (282
-child steps of 160 per micro epoch, 352 of 128 per macro epoch) and 10 derive forwards, each
-costed as a tenth of a controller step.
+Times the search's own code (:class:`~searching.enas.cnn_method.EnasCNN`, official sizes) on
+random images of CIFAR's shape, child and controller steps after a warm-up, and projects them
+over the official epochs, steps per epoch and derive samples.
+
+Results: bench/README.md.
 """
 from __future__ import annotations
 

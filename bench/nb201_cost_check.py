@@ -1,17 +1,13 @@
 """Check our NAS-Bench-201 network's params and FLOPs against the benchmark's own columns.
 
-For every row of ``../shared/data/nasbench201/nb201.csv.gz`` (all 15,625 cells, API index
-order) and each dataset (CIFAR-10, CIFAR-100 at 32x32; ImageNet16-120 at 16x16), compares
-``NASBench201Space.count`` (printed to the table's precision: params 6 decimals, FLOPs 5) with
-``params_M_<dataset>`` / ``flops_M_<dataset>``, and the cell our API index mapping gives for
-the row's index with the row's ``arch`` string. Prints one line per dataset and a final line
-``mismatches=N/46875`` (0 expected).
-
-By default ``count`` sums a cell's cost from 5 hooked networks per dataset (no op, and each op
-on one edge: see ``NASBench201Space.count``); ``--no_cache`` builds and hooks every row's own
-network (about 15 ms each on one quiet CPU thread: some 12 minutes for the three datasets).
+For every row of ``../shared/data/nasbench201/nb201.csv.gz`` and each dataset, compares
+``NASBench201Space.count`` with the row's ``params_M_<dataset>`` / ``flops_M_<dataset>``, and
+the cell our API index mapping gives with the row's ``arch``. Prints one line per dataset and
+``mismatches=N/46875`` (0 expected); ``--no_cache`` builds every row's own network.
 
     python bench/nb201_cost_check.py [--csv PATH] [--no_cache] [--limit N]
+
+Results: bench/README.md.
 """
 from __future__ import annotations
 

@@ -3,15 +3,12 @@
     python bench/proxy_accuracy.py --data ../shared/data/cifar10-subset --nodes 8 --epochs 5
     python bench/proxy_accuracy.py --nodes 3 --proxy_train 1000 --proxy_val 1000 --epochs 8
 
-Checks that the proxy estimator learns (the complete N-node cell in the paper's proxy
-skeleton, 5,000 / 1,000 images by default) and how long an epoch takes on this machine.
+Checks that the proxy estimator learns (the complete N-node cell in the paper's proxy skeleton)
+and how long an epoch takes. Every epoch is validated twice from the same weights: with the
+BatchNorm running averages (``raw``, the original's evaluation) and after recalibrating them
+(``recal``, the default); the last lines replay the paper's early stops on each column.
 
-Every epoch is validated twice from the same training run: with the BatchNorm running
-averages as training left them (the original's evaluation, ``raw``) and after recalibrating
-them on ``--bn_recal_batches`` training batches (``recal``, the default now). Recalibration
-never changes the training trajectory, so the two columns measure the same weights. The last
-lines replay the paper's early stops on each column: the best accuracy a search would record
-and the epoch at which it would stop.
+Results: bench/README.md.
 """
 from __future__ import annotations
 

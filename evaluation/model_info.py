@@ -5,17 +5,11 @@
     python evaluation/model_info.py --arch '|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|'
     python evaluation/model_info.py --arch search-darts/arch-best --C 16 --layers 8
 
---arch takes a zoo preset, a space string or any file a search writes. The network is the
-space's reference one for --dataset (cifar10, cifar100, imagenet16 or imagenet): DARTS-family
-cells in DARTS's NetworkCIFAR / NetworkImageNet, NAS-Bench-201 cells in TinyNetwork, AutoShrink
-cells in the network their graph proposes (ShrinkCNN-A/B: the ImageNet network). The last line
-reads ``params=X.XXXXXXM macs=Y.YYYYYYM`` (millions, 6 decimals). Params are every parameter,
-BatchNorm included, except an auxiliary head (DARTS's ``count_parameters_in_MB``); MACs are the
-conv and linear multiply-accumulates of one forward pass at the dataset's input size (or
---input N C H W: of that batch); for NAS-Bench-201 cells both are the benchmark's own
-``params`` / ``flops`` columns (its FLOPs also count the classifier's bias adds). RNN cells
-(shrinkrnn, darts-ptb, enas-ptb, ...) report their PTB language model: params, and MACs of one
-word (--dataset ptb or wikitext2, --emsize, --ntokens).
+--arch takes a zoo preset, a space string or any file a search writes; the network is the
+space's reference one for --dataset (RNN cells: their PTB language model). The last line reads
+``params=X.XXXXXXM macs=Y.YYYYYYM`` (millions, 6 decimals).
+
+See docs/evaluation.md.
 """
 from __future__ import annotations
 

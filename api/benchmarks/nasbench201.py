@@ -1,22 +1,13 @@
 """NAS-Bench-201 as a table: every cell's accuracies as numpy arrays indexed by API index.
 
-Why arrays: a tabular search queries thousands of cells per second, and the table script runs
-hundreds of searches in one process, so a query must be an array look-up, and a file is read
-once per process (:func:`load_table` caches it).
+A tabular search queries thousands of cells per second and the table script runs hundreds of
+searches in one process, so a query is an array look-up and a file is read once per process
+(:func:`load_table` caches it). Sources (``--benchmark_file``): the shared gzip CSV (or a plain
+CSV in its layout), or the official ``.pth`` / NATS-Bench files through their packages when
+installed (untested here). A search sees :data:`SIGNAL_COLUMNS`; a found cell is reported by
+:data:`REPORTED_COLUMNS`.
 
-Sources (``--benchmark_file``):
-
-- the shared gzip CSV (``../shared/data/nasbench201/nb201.csv.gz``, one row per cell, columns
-  described in ``../shared/data/README.md``); a plain CSV in the same layout also works;
-- the official ``NAS-Bench-201-v1_*.pth`` (package ``nas-bench-201``) or a NATS-Bench
-  topology file or folder (``NATS-tss-*``, package ``nats_bench``), read through their APIs
-  when installed. Neither package nor file is on the development machine: that path is
-  written against the APIs' documented calls and untested here beyond its missing-package
-  error.
-
-The benchmark's conventions (NAS-Bench-201 §5, NATS-Bench): a search sees the 12-epoch
-validation accuracy (:data:`SIGNAL_COLUMNS`); a found cell is reported by its 200-epoch test
-accuracy (:data:`REPORTED_COLUMNS`). Accuracies are percentages, means over the seeds.
+See docs/nasbench201.md.
 """
 from __future__ import annotations
 

@@ -1,17 +1,15 @@
 """The language model both RNN cell families train in: embedding -> recurrent cell -> decoder
 tied to the embedding, with DARTS's dropouts.
 
-:class:`TiedEmbeddingLM` holds what the AutoShrink LM (:class:`api.spaces.autoshrink_rnn.model.RNNModel`) and
-the DARTS/ENAS LM (:class:`api.spaces.darts_rnn.model.CellLM`) share: the embedding
-(``encoder``), the dropout rates, the forward pass and the tied decoder's log-probabilities
-and loss. A subclass checks its arguments, calls ``__init__`` (which makes the embedding),
-then sets ``cell`` (``cell(x (T, B, ninp), h (B, nhid), x_mask, h_mask)`` -> (outputs
-(T, B, nhid), new hidden)) and ``decoder_bias`` (ntoken,), and finally calls
+:class:`TiedEmbeddingLM` holds what the AutoShrink LM
+(:class:`api.spaces.autoshrink_rnn.model.RNNModel`) and the DARTS/ENAS LM
+(:class:`api.spaces.darts_rnn.model.CellLM`) share. A subclass calls
+``__init__`` (the embedding), sets ``cell`` (``cell(x (T, B, ninp), h (B, nhid), x_mask,
+h_mask)`` -> (outputs (T, B, nhid), new hidden)) and ``decoder_bias`` (ntoken,), then calls
 :meth:`_init_embedding`, in that order (the order the parameters are drawn and listed in).
-
-Dropouts follow DARTS (``dropout`` cell outputs, locked; ``dropouth``/``dropoutx`` the cell's h
-and x masks; ``dropouti`` embedding outputs, locked; ``dropoute`` whole words); all act in
-training mode only.
+Dropouts, in training mode only: ``dropout`` (cell outputs, locked), ``dropouth`` /
+``dropoutx`` (the cell's h and x masks), ``dropouti`` (embedding outputs, locked), ``dropoute``
+(whole words).
 """
 from __future__ import annotations
 

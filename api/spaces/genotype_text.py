@@ -2,16 +2,12 @@
 (:mod:`api.spaces.darts.genotype`) and the RNN genotype (:mod:`api.spaces.darts_rnn.genotype`)
 share.
 
-* text: :meth:`GenotypeText.parse_fields` reads ``Genotype(...)`` (or ``genotypes.Genotype``)
-  without ``eval``: the string goes through :func:`ast.parse` and each field must be a literal
-  (:meth:`GenotypeText.literal`: lists, tuples, strings, numbers, ``range(...)``,
-  ``list(range(...))``), given by position or by name;
-* JSON and objects: :meth:`GenotypeText.json_fields` and :meth:`GenotypeText.object_fields`
-  take the fields out of a dict or of any namedtuple-like object;
-* :meth:`GenotypeText.check_indices`: a ``concat`` list of distinct in-range indices.
-
-Each genotype module makes one :class:`GenotypeText` with its field names and wording; every
-malformed input raises one :class:`UserError` line ``"<what>: <problem>"``.
+Each genotype module makes one :class:`GenotypeText` with its field names and wording, which
+reads text without ``eval`` (:meth:`GenotypeText.parse_fields`: :func:`ast.parse`, each field a
+literal by position or name, :meth:`GenotypeText.literal`), dicts and namedtuple-like objects
+(:meth:`GenotypeText.json_fields`, :meth:`GenotypeText.object_fields`), and checks concat
+indices (:meth:`GenotypeText.check_indices`). Malformed input raises one :class:`UserError`
+line ``"<what>: <problem>"``.
 """
 from __future__ import annotations
 

@@ -1,18 +1,15 @@
 """What a space's weight-sharing supernet offers the one-shot methods (DARTS, GDAS, ENAS, NAO-WS).
 
-A supernet holds every op of every edge, with shared weights, and the architecture parameters
-(DARTS's alpha) of its space. Methods know it only through this interface:
+A supernet holds every op of every edge, with shared weights, and its space's architecture
+parameters (DARTS's alpha). Methods use only: ``arch_parameters()`` / ``weight_parameters()``
+(optimised apart); ``forward(x, mode=...)``: ``"softmax"`` (DARTS: every op weighted by
+softmax(alpha)), ``"gumbel"`` with ``tau`` (GDAS: one hard Gumbel-softmax sample per edge,
+straight-through, only the sampled op runs) or ``"fixed"`` with ``arch`` (one discrete
+architecture through the shared weights: ENAS, NAO-WS, random search with weight sharing);
+``edge_weights()`` (softmax(alpha) per edge, named); ``derive()`` (the discrete architecture by
+the space's paper's rule, as the space's own type).
 
-- ``arch_parameters()`` / ``weight_parameters()``: the two parameter sets, optimised apart;
-- ``forward(x, mode="softmax")``: DARTS's continuous relaxation, every op of an edge weighted
-  by softmax(alpha); ``mode="gumbel"`` with ``tau``: GDAS, a hard one-hot sample of
-  Gumbel-softmax(log-softmax(alpha) / tau) per edge with a straight-through gradient, where
-  only the sampled op of each edge runs; ``mode="fixed"`` with ``arch`` (the space's type):
-  one discrete architecture through the shared weights, only its op per edge running (ENAS,
-  NAO-WS, random search with weight sharing);
-- ``edge_weights()``: softmax(alpha) per edge, named (for heatmaps and histories);
-- ``derive()``: the discrete architecture, by the space's paper's rule, as the space's own
-  architecture type (so ``space.format(net.derive())`` is the searched cell's string).
+Fidelity notes: docs/fidelity/gdas.md.
 """
 from __future__ import annotations
 

@@ -1,24 +1,15 @@
 """Training any CNN architecture: the network a trainer builds for ``--arch``, and its recipes.
 
-The CNN trainers (``evaluation/cnn/train_cifar.py``, ``train_imagenet.py``) take ``--arch``: a
-file any search wrote, a zoo preset or a space string (:func:`api.spaces.arch_io.load_arch`).
-What they build depends on the architecture's space, through its *family*:
+The architecture's space picks a *family*: ``autoshrink`` (the cell in the trainer's own macro
+network, :mod:`api.spaces.autoshrink_cnn.model_spec`), ``darts`` (``darts``, ``enas-micro`` and
+``nao`` cells in DARTS's ``NetworkCIFAR`` / ``NetworkImageNet`` with its auxiliary head and
+drop-path) or ``nb201`` (the benchmark's ``TinyNetwork``). Each family has a named recipe
+(:data:`CIFAR_RECIPES`, :data:`IMAGENET_RECIPES`); the recipe flags default to ``None`` and are
+filled from ``--recipe``, so a flag given on the command line wins. Checkpoints record
+``darts``/``nb201`` networks as :func:`network_record` dicts, from which
+:func:`build_from_record` rebuilds them for ``--resume`` and ``evaluation/cnn/validate.py``.
 
-* ``autoshrink``: an AutoShrink CNN cell (``autoshrink-cnn``) inside the trainer's own macro
-  network, exactly as before ``--arch`` existed (``api.spaces.autoshrink_cnn.model_spec``; ``--graph_path`` is the
-  same flag);
-* ``darts``: the cell spaces whose fixed network is DARTS's (``darts``, ``enas-micro``, ``nao``):
-  ``NetworkCIFAR`` (C=36, 20 cells) or ``NetworkImageNet`` (C=48, 14 cells), with DARTS's
-  auxiliary head (loss weight ``--auxiliary_weight``) and drop-path (``--drop_path_prob``,
-  ramped linearly over the epochs as DARTS does: ``p * epoch / epochs``);
-* ``nb201``: NAS-Bench-201 cells in the benchmark's ``TinyNetwork`` (C=16, N=5).
-
-Each family comes with a named recipe (:data:`CIFAR_RECIPES`, :data:`IMAGENET_RECIPES`); the
-trainers' recipe flags default to ``None`` and are filled from ``--recipe`` (default: the
-family's), so a flag given on the command line always wins. Networks of the ``darts`` and
-``nb201`` families are recorded in checkpoints as :func:`network_record` dicts (the space, the
-architecture's JSON form and the network's settings), from which :func:`build_from_record`
-rebuilds them for ``--resume`` and ``evaluation/cnn/validate.py``.
+See docs/evaluation.md.
 """
 from __future__ import annotations
 

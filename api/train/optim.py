@@ -1,17 +1,11 @@
 """Optimizers, weight-decay groups and the learning-rate schedule of the final trainings.
 
-:class:`RMSpropTF` is TensorFlow's RMSProp, which the paper's ImageNet recipe used. It differs
-from ``torch.optim.RMSprop`` in three ways that matter with ``eps=1.0``::
+:class:`RMSpropTF` is TensorFlow's RMSProp, which the paper's ImageNet recipe used: unlike
+``torch.optim.RMSprop``, the mean square starts at 1, eps sits inside the square root, the
+learning rate enters the momentum buffer, and weight decay is coupled (added to the gradient
+before the RMS normalisation), which matters with ``eps=1.0``.
 
-    TF (this class)                             torch.optim.RMSprop
-    ms  = 1 at start                            square_avg = 0 at start
-    ms  = decay * ms + (1 - decay) * g^2        (same, alpha = decay)
-    mom = momentum * mom + lr * g / sqrt(ms + eps)   buf = momentum * buf + g / (sqrt(v) + eps)
-    w  -= mom                                   w -= lr * buf
-
-so eps sits inside the square root and the learning rate enters the momentum buffer (a
-schedule changes future steps only, not the accumulated velocity). Weight decay is coupled,
-as a TF L2 loss is: its gradient is added before the RMS normalisation.
+Fidelity notes: docs/fidelity/autoshrink.md.
 
 >>> import torch
 >>> w = torch.nn.Parameter(torch.ones(2))

@@ -1,16 +1,13 @@
 """The epoch loop shared by the final trainings (CIFAR-10 and ImageNet).
 
 :class:`Trainer` trains, evaluates, logs and checkpoints; the trainers only build its parts
-(model, optimizer, per-step scheduler, loss, batch sources). One loop means one resume story:
-after every epoch ``last.pt`` holds model, EMA, optimizer, scheduler, epoch, step and the RNG
-states of every rank, and ``fit(resume=True)`` continues from there, first dropping any
-``metrics.jsonl`` record logged after that checkpoint (the epoch is trained again). ``last.pt``
-is the only checkpoint: nothing is selected on the evaluation split (CIFAR's is its test set,
-ImageNet's val is its reporting split), so the reported model and figures are the final
-epoch's. Under torchrun the model is wrapped in DDP, only rank 0 writes files and shows a
-progress bar, evaluation shards are summed over ranks, and every checkpoint records each
-rank's parameter digest (they must agree).
-The ``--resume`` flag rule is every run folder's (:mod:`api.runs.run_folder`).
+(model, optimizer, per-step scheduler, loss, batch sources). After every epoch ``last.pt``, the
+only checkpoint, holds everything ``fit(resume=True)`` needs; a resume first drops any
+``metrics.jsonl`` record logged after it. Nothing is selected on the evaluation split. Under
+torchrun the model is wrapped in DDP, only rank 0 writes files, evaluation shards are summed
+over ranks, and checkpoints record each rank's parameter digest (they must agree).
+
+See docs/operations.md.
 """
 from __future__ import annotations
 

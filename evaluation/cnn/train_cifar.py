@@ -7,32 +7,12 @@
         --data ./data --output runs/nb201-cell
 
 --arch (alias --graph_path) takes a file any search wrote, a zoo preset or a space string; the
-network and the default recipe follow the architecture's space (api.train.arch_train):
+network and the default recipe (``autoshrink``, ``darts`` or ``nas-bench-201``) follow the
+architecture's space (api.train.arch_train), and --recipe or any recipe flag overrides them.
+The split lives and is augmented on the device. The final epoch's test top-1 is the reported
+figure; nothing is selected on the test split. --resume keeps the run's recipe and architecture.
 
-* AutoShrink cells (recipe ``autoshrink``): the cell inside a CIFAR macro network
-  (api.spaces.autoshrink_cnn.model_spec.CIFAR_BASE): stem Conv3x3 stride 1 with 48 channels, three stages of 4
-  cells with node widths 16 x [3, 6, 12] = [48, 96, 192], max-pool 2 at the first cell of
-  stages 2-3 (32/16/8 px), residuals, no head conv, GAP -> FC. A search's graph-best keeps
-  only its activation from the proxy network; presets keep their activation (ShrinkCNN-B:
-  swish). Network flags override all of this. SGD 0.025 momentum 0.9, weight decay 3e-4 (not
-  on BN/biases), cosine to 0 over 600 epochs, batch 96, crop (pad 4) + flip + cutout 16, grad
-  clip 5, drop-path off (--drop_path 0.2 as DARTS).
-* DARTS-family cells (spaces darts, enas-micro, nao; recipe ``darts``): DARTS's NetworkCIFAR
-  (--C 36, --layers 20) with its auxiliary head; DARTS's recipe: SGD 0.025 momentum 0.9 cosine
-  to 0 over 600 epochs, batch 96, weight decay 3e-4 on every parameter, cutout 16, drop-path
-  0.2 ramped linearly (0.2 * epoch / epochs), auxiliary weight 0.4, grad clip 5.
-* NAS-Bench-201 cells (recipe ``nas-bench-201``): the benchmark's TinyNetwork (--C 16, --N 5)
-  and its 200-epoch recipe: SGD 0.1 Nesterov momentum 0.9, cosine to 0, weight decay 5e-4,
-  batch 256, crop + flip, no cutout, no clipping.
-
---recipe picks another named recipe; every recipe flag given on the command line overrides
-it. The whole split lives on the device as a tensor and is augmented there; CUDA adds bf16
-autocast and channels_last. CIFAR has no validation split: the test split is evaluated every
---eval_every epochs and at the end, the final epoch's test top-1 is the reported figure (as
-in DARTS), and no checkpoint is selected by test accuracy (last.pt after the final epoch is
-the model). --resume keeps the run's recipe and architecture (recorded in args.json and
-last.pt): a changed recipe flag is refused unless --force; runtime flags (RUNTIME_FLAGS) may
-change.
+See docs/evaluation.md.
 """
 from __future__ import annotations
 

@@ -5,29 +5,13 @@
     torchrun --standalone --nproc_per_node 8 evaluation/cnn/train_imagenet.py \
         --arch darts-v2 --data /path/to/imagenet --output runs/darts-v2-imagenet
 
-The network and the default recipe follow the architecture (api.train.arch_train):
+The network and the default recipe follow the architecture (api.train.arch_train): AutoShrink
+cells the paper's TF recipe (``autoshrink``), DARTS-family and NAS-Bench-201 cells DARTS's mobile
+setting (``darts``); --recipe or any recipe flag overrides them. --data holds train/<class>/ and
+val/<class>/. The reported figures are the final epoch's (raw and EMA) top-1/top-5; nothing is
+selected on the val split. --resume keeps the run's recipe and architecture.
 
-* AutoShrink cells (--model_spec, or --arch/--graph_path; recipe ``autoshrink``):
-  TF-style RMSProp (decay 0.9, momentum 0.9, eps 1.0 inside the sqrt), lr 0.05 per 128
-  images, cosine over 300 epochs after 10 linear warm-up epochs, weight EMA 0.999, BN momentum
-  0.001 / eps 1e-3, L2 4e-5 TF-style (weight_decay 8e-5) not on depthwise or BN, label
-  smoothing 0.1, random-resized crop 0.75-1.0 + flip + colour jitter + random erasing 0.5, val
-  87.5% bicubic centre crop.
-* DARTS-family cells (darts, enas-micro, nao; recipe ``darts``, DARTS's mobile setting):
-  NetworkImageNet (--C 48, --layers 14) with its auxiliary head; SGD lr 0.1 per 128 images,
-  momentum 0.9, lr x0.97 every epoch, 250 epochs, batch 128, label smoothing 0.1, auxiliary
-  weight 0.4, weight decay 3e-5 on every parameter, grad clip 5; random-resized crop 0.08-1.0
-  + flip + colour jitter 0.4, no random erasing, no EMA.
-* NAS-Bench-201 cells: TinyNetwork (--C 16, --N 5), trained with the ``darts`` recipe less the
-  auxiliary head (the benchmark has no ImageNet-1k recipe).
-
---recipe picks another named recipe; recipe flags given on the command line override it.
-bf16 autocast and channels_last on CUDA. --data holds train/<class>/ and val/<class>/. Every
-epoch writes last.pt, metrics.jsonl; the run ends with final_metrics.json; --resume continues
-from last.pt in --output, keeping the run's recipe and architecture (a changed recipe flag is
-refused unless --force; RUNTIME_FLAGS may change). ImageNet's val split is the reporting
-split, so nothing is selected on it: the reported figures are the final epoch's (raw and EMA)
-top-1/top-5, and last.pt after the final epoch is the model.
+See docs/evaluation.md.
 """
 from __future__ import annotations
 

@@ -5,24 +5,17 @@
     python evaluation/rnn/train.py --arch search-rnn/graph-best --data ./data/penn ...
     python evaluation/rnn/train.py --arch darts-ptb --data ./data/penn ...   # or enas-ptb
 
-``--arch`` (alias ``--graph_path``) takes a file any search wrote, an RNN cell string (an
-AutoShrink ``ops=...``, a DARTS ``Genotype(recurrent=...)``, an ENAS integer list) or a preset
-(shrinkrnn, darts-ptb, enas-ptb). AutoShrink cells train in the search's language model;
-DARTS and ENAS cells in their space's highway-cell model, at the sizes and dropouts below.
-
-Recipe (DARTS' final RNN training, which the paper uses): emsize = nhid = 745, tied decoder,
-batch 64, SGD lr 20 scaled by seq_len / bptt, bptt 35 with DARTS' random length, clip 0.25,
-weight decay 8e-7, dropouts output 0.75 / h 0.25 / x 0.75 / input 0.2 / words 0.1, TAR 1e-3
-on the raw cell outputs, 3000 epochs. SGD becomes ASGD by the non-monotone rule (nonmono 5);
-from then on validation (batch 10) uses ASGD's averaged weights. best.pt holds the weights
-with the best validation loss; last.pt everything --resume needs. The hidden state starts
-at zero every epoch (as DARTS), so a checkpoint at an epoch boundary needs none.
+--arch (alias --graph_path) takes a search's file, an RNN cell string or a preset. AutoShrink
+cells train in the search's language model, DARTS and ENAS cells in their space's highway-cell
+model, with DARTS's final RNN training (SGD, then ASGD); best.pt holds the best validation loss.
 
 Why this loop is not :class:`api.train.trainer.Trainer`: its optimizer changes class mid-run
-(SGD to ASGD), validation then runs on ASGD's averaged weights, the lr is rescaled at every
-step by the drawn window length, and the run keeps ``best.pt`` by validation loss; the shared
-loop has one fixed optimizer and scheduler and top-k evaluation. The run folder (flags,
-``args.json``, the ``--resume`` rule) is the shared one (:mod:`api.runs.run_folder`).
+(SGD to ASGD, validating on the averaged weights), the lr is rescaled every step by the drawn
+window length, and best.pt is kept by validation loss; the shared loop has one fixed optimizer
+and scheduler and top-k evaluation. The run folder is the shared one (:mod:`api.runs.run_folder`).
+
+See docs/evaluation.md.
+Fidelity notes: docs/fidelity/autoshrink.md.
 """
 from __future__ import annotations
 

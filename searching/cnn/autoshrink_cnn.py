@@ -22,6 +22,7 @@ from api.runs.run_folder import adopt_recorded_flags, given_flags, resolve_seed
 from api.search.executors import resolve_threads
 from api.search.objectives import CNNObjective
 from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, proxy_spec_from_args
+from searching.fused import accelerate
 from searching.runner import RUNTIME_FLAGS as SEARCH_RUNTIME_FLAGS
 from searching.runner import (SearchComponents, add_runtime_flags, add_search_flags,
                               open_search, run_search)
@@ -148,7 +149,7 @@ def build_components(args: argparse.Namespace) -> SearchComponents:
                                  cuda_bf16=args.cuda_bf16,
                                  cuda_channels_last=args.cuda_channels_last,
                                  cudnn_benchmark=not args.no_cudnn_benchmark,
-                                 cuda_graphs=args.cuda_graphs, device=args.device)
+                                 device=args.device)
     evaluator = CNNProxyEvaluator(data, spec, train_cfg)
     saved = CellSearch.saved_settings(args.model_root) if args.resume else {}
     args.threads = evaluator.threads = resolve_threads(args.threads, args.workers,
@@ -169,10 +170,7 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
     config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
     search = open_search(ShrinkSearch, config, args, args.model_root,
                          lambda: build_components(args))
-    if getattr(args, "fused", False):  # --fused: off by default (GPU speed unmeasured)
-        from searching.fused.executor import FusedExecutor
-        search.executor = FusedExecutor(search.executor)
-    return search
+    return accelerate(search, args)
 
 
 def search_cnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> CellGraph:

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from api.spaces.complexity import count_macs, count_params
-from searching.fused.cuda_graph import GraphedStep
 from api.datasets import DeviceBatches, ProxyData
 from api.train.distributed import resolve_device
 from api.runs.fingerprint import content_fingerprint
@@ -62,14 +61,9 @@ class CNNProxyTrainConfig:
     cuda_channels_last: bool = False
     cuda_bf16: bool = False          # bf16 autocast on CUDA
     cudnn_benchmark: bool = True
-    # CUDA-graph capture of the training step (searching/fused/cuda_graph.py) and validation in batches of
-    # GRAPH_VAL_BATCH with one host sync; off by default, GPU speed unmeasured. Anywhere
-    # capture is impossible (CPU included) the steps run eagerly, exactly as without it.
-    cuda_graphs: bool = False
     device: str = "cpu"
 
-    RUNTIME = ("device", "channels_last", "cuda_channels_last", "cuda_bf16", "cudnn_benchmark",
-               "cuda_graphs")
+    RUNTIME = ("device", "channels_last", "cuda_channels_last", "cuda_bf16", "cudnn_benchmark")
 
     def use_channels_last(self, device: torch.device) -> bool:
         return self.cuda_channels_last if device.type == "cuda" else self.channels_last
@@ -133,13 +127,10 @@ def recalibrate_bn(model: torch.nn.Module, batches, max_batches: int) -> int:
     return used
 
 
-GRAPH_VAL_BATCH = 1000  # validation batch with --cuda_graphs (eval mode: per-image results)
-
-
 class TrainStep:
     """One proxy training step (forward, backward, Adam), with the epoch's summed loss and
     correct count accumulated on the device, in place: nothing in it reads a value back, so
-    it can be captured as a CUDA graph (:class:`searching.fused.cuda_graph.GraphedStep`)."""
+    it can be captured as a CUDA graph (see :mod:`searching.fused`)."""
 
     def __init__(self, model, opt, amp: bool, device: torch.device,
                  amp_cache: bool = True) -> None:
@@ -232,17 +223,14 @@ class CNNProxyEvaluator(Evaluator):
         gen = torch.Generator().manual_seed(seed)
         # BN recalibration draws its batches from its own stream: training order is unchanged.
         recal_gen = torch.Generator().manual_seed(seed + 1)
-        step = TrainStep(model, opt, amp, device, amp_cache=not cfg.cuda_graphs)
-        if cfg.cuda_graphs:
-            step = GraphedStep(step, opt, device)
-        batched_val = cfg.cuda_graphs and step.graphed
+        step = self.make_step(model, opt, amp, device)
+        validate = self.validation(step)
         best_acc, best_epoch, epochs, curve = 0.0, 0, 0, []
         for epoch in range(1, cfg.epochs + 1):
             epochs = epoch
             train_loss = self._train_epoch(model, opt, train, gen, amp, fmt, step)
             self._recalibrate(model, train, recal_gen, amp, fmt)
-            val_loss, val_acc = (self._validate_batched if batched_val else self._validate)(
-                model, val, amp, fmt)
+            val_loss, val_acc = validate(model, val, amp, fmt)
             curve.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                           "val_acc": val_acc, "seconds": time.perf_counter() - start})
             self.report_epoch(curve[-1])
@@ -255,14 +243,23 @@ class CNNProxyEvaluator(Evaluator):
         return Result(status="ok", metrics={"accuracy": best_acc}, macs=macs, params=params,
                       seconds=time.perf_counter() - start, epochs=epochs, curve=curve)
 
+    def make_step(self, model, opt, amp: bool, device: torch.device):
+        """The training step of one candidate (a hook: :mod:`searching.fused` replays it as a
+        CUDA graph). It accumulates the epoch's ``total_loss`` and ``correct`` in place."""
+        return TrainStep(model, opt, amp, device)
+
+    def validation(self, step):
+        """The validation function for a candidate trained with ``step`` (a hook, as
+        :meth:`make_step`)."""
+        return self._validate
+
     def _train_epoch(self, model, opt, data: DeviceBatches, gen, amp: bool, fmt,
                      step=None) -> float:
-        """One epoch of ``step``: a :class:`TrainStep` of ``model`` and ``opt`` (a new one when
-        None), or a :class:`GraphedStep` around one."""
+        """One epoch of ``step`` (:meth:`make_step`'s; a new one when None)."""
         cfg = self.config
         if step is None:
-            step = TrainStep(model, opt, amp, data.y.device)
-        sums = step.step if isinstance(step, GraphedStep) else step
+            step = self.make_step(model, opt, amp, data.y.device)
+        sums = step
         model.train()
         sums.reset()
         seen, check_at = 0, 0
@@ -298,24 +295,6 @@ class CNNProxyEvaluator(Evaluator):
             correct += int((logits.argmax(1) == y).sum())
         n = len(data)
         return total_loss / n, correct / n
-
-    @torch.no_grad()
-    def _validate_batched(self, model, data: DeviceBatches, amp: bool, fmt):
-        """:meth:`_validate` in batches of at least GRAPH_VAL_BATCH, summed on the device and
-        read back once (with --cuda_graphs, where per-batch reads would dominate)."""
-        model.eval()
-        device = data.y.device
-        total_loss = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for x, y in data.batches(max(self.config.val_batch_size, GRAPH_VAL_BATCH)):
-            x = x.contiguous(memory_format=fmt)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                logits = model(x).float()
-            total_loss += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-        loss_sum, count = torch.stack([total_loss.double(), correct.double()]).tolist()
-        n = len(data)
-        return loss_sum / n, int(count) / n
 
 
 def proxy_spec_from_args(args: Any, num_classes: int, image_size: int = 32,

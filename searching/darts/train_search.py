@@ -4,14 +4,11 @@ DARTS CNN space or NAS-Bench-201.
     python searching/darts/train_search.py [--unrolled] --space darts --dataset cifar10 --data DIR --save DIR
     python searching/darts/train_search.py [--unrolled] --space nas-bench-201 --dataset cifar10 --data DIR --save DIR
 
-Defaults: darts space as quark0/darts cnn/train_search.py: C=16, 8 cells, batch
-64, 50 epochs, weights SGD 0.025 cosine to 0.001, momentum 0.9, wd 3e-4, clip 5. NAS-Bench-201
-space, as AutoDL-Projects' DARTS-V1/V2 (scripts-search/algos/DARTS-V*.sh,
-configs/nas-benchmark/algos/DARTS.config): C=16, N=5, batch 64, 50 epochs, weights SGD 0.025
-cosine to 0.001, Nesterov momentum 0.9, wd 5e-4, clip 5, BN without affine. Both: alphas Adam
-3e-4, betas (0.5, 0.999), wd 1e-3; the training split halved into weights / architecture
-halves (25k/25k on CIFAR). Outputs in --save: arch-best (+ .json, .txt), history.jsonl,
-summary.json, search.log, args.json, plots, checkpoint.pt (--resume).
+Defaults: quark0/darts ``cnn/train_search.py`` on the darts space, AutoDL-Projects' DARTS-V1/V2
+on NAS-Bench-201. Outputs in --save: arch-best (+ .json, .txt), history.jsonl, summary.json,
+search.log, args.json, plots, checkpoint.pt (--resume).
+
+See docs/darts.md.
 """
 from __future__ import annotations
 

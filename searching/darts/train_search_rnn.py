@@ -3,15 +3,12 @@
 
     python searching/darts/train_search_rnn.py [--unrolled] --data ./data/penn --save DIR
 
-Defaults as quark0/darts rnn/train_search.py: emsize = nhid = 300, 8 nodes, the
-5 ops (none, tanh, relu, sigmoid, identity), batch 256, bptt 35 (DARTS's variable window:
-bptt / 2 with probability 0.05), 50 epochs, weights SGD lr 20 (constant, scaled per step by
-seq_len / bptt), wd 5e-7, clip 0.25, TAR beta 1e-3, dropouts 0.75 / h 0.25 / x 0.75 / i 0.2 /
-e 0; alpha Adam 3e-3 (betas 0.9, 0.999), wd 1e-3, on the valid split (the weights on the
-train split). --data is a PTB-format folder (train.txt, valid.txt, test.txt). Outputs in
---save: arch-best (+ .json, .txt: a DARTS Genotype(recurrent=..., concat=range(1, 9)) that
-evaluation/rnn/train.py --arch takes), history.jsonl (losses and perplexities per epoch),
-summary.json, search.log, args.json, plots, checkpoint.pt (--resume).
+Defaults as quark0/darts ``rnn/train_search.py``; --data is a PTB-format folder (train.txt,
+valid.txt, test.txt). Outputs in --save: arch-best (+ .json, .txt: a DARTS
+``Genotype(recurrent=..., concat=range(1, 9))`` that evaluation/rnn/train.py --arch takes),
+history.jsonl, summary.json, search.log, args.json, plots, checkpoint.pt (--resume).
+
+See docs/darts.md.
 """
 from __future__ import annotations
 

@@ -1,16 +1,13 @@
 """ENAS's RNN-cell controller: an LSTM that samples an ENAS RNN list decision by decision.
 
-As carpedm20/ENAS-pytorch ``models/controller.py`` (the seed's code) and the paper (§2.1):
-2N - 1 decisions ``[act_0, prev_1, act_1, ..., prev_{N-1}, act_{N-1}]``; an ``LSTMCell``
-(``controller_hid`` 100 units) whose first input is zeros and whose next input is the
-embedding of the decision just taken (activations and predecessors have separate embedding
-rows); one linear head per decision; logits divided by the softmax temperature (5) and then
-squashed as ``tanh_c * tanh(.)`` (tanh constant 2.5); weights ~ U(-0.1, 0.1), head biases 0.
-Returns, per sample, the list, the sum of the decisions' log-probabilities and the sum of
-their entropies (the TF code's ``sample_log_prob`` and ``sample_entropy``).
+As carpedm20/ENAS-pytorch ``models/controller.py`` and the paper (§2.1): 2N - 1 decisions
+``[act_0, prev_1, act_1, ..., prev_{N-1}, act_{N-1}]``, each from its own linear head on an
+``LSTMCell`` fed the embedding of the decision just taken. Returns, per sample, the list and the
+sums of its decisions' log-probabilities and entropies. Samples are drawn from a
+``torch.Generator`` the caller owns (checkpointed), so a seed, and a resumed run, draw the same
+cells.
 
-Samples are drawn from a ``torch.Generator`` the caller owns (checkpointed), so a run with
-the same seed draws the same cells and a resumed run continues the same draws.
+Fidelity notes: docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

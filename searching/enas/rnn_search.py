@@ -1,15 +1,12 @@
 """ENAS RNN cell search on a PTB-format text corpus (``main.py --network_type rnn``).
 
-The trainer is the one weight-sharing trainer's text variant
-(:class:`searching.oneshot.text.TextOneShotSearch`: checkpoints, exact resume after kill -9,
-history, plots); this module adds what ENAS does differently:
+It runs on the weight-sharing trainer's text variant
+(:class:`searching.oneshot.text.TextOneShotSearch`) and adds what ENAS does differently:
+:class:`EnasTextFeed` (carpedm20's fixed ``bptt`` windows from the split's start each epoch, at
+most ``--shared_max_step`` per epoch), :class:`EnasTextSearch` (``--train_size N`` words, the
+controller's curves and figures) and :func:`run` (main.py's namespace -> settings -> search).
 
-- :class:`EnasTextFeed`: carpedm20's fixed windows (always ``bptt``; DARTS's variable ones are
-  not ENAS's) from the start of the training split each epoch, and at most
-  ``--shared_max_step`` of them per epoch (the epoch also ends when the split does);
-- :class:`EnasTextSearch`: ``--train_size N`` (the first N training words), the controller's
-  curves (``controller.png``) and its figures in ``summary.json``;
-- :func:`run`: main.py's namespace -> settings (ENAS RNN defaults filled in) -> search.
+See docs/enas.md.
 """
 from __future__ import annotations
 

@@ -60,8 +60,9 @@ from api.search.evaluator import Result
 from api.scoped import cudnn_benchmark
 from api.search.executors import failure_result
 from searching.fused.executor import supergraph
-from searching.cnn.proxy import (GRAPH_VAL_BATCH, CNNProxyEvaluator, Diverged, next_accuracy_check,
-                                 recalibrate_bn, stop_reason)
+from searching.cnn.proxy import (CNNProxyEvaluator, Diverged, next_accuracy_check, recalibrate_bn,
+                                 stop_reason)
+from searching.fused.graphed_proxy import GRAPH_VAL_BATCH
 
 
 def member_mask(members: Sequence[int], M: int, device) -> torch.Tensor:
@@ -226,15 +227,15 @@ def _orders(n: int, gens, members: Sequence[int], M: int, device) -> torch.Tenso
 
 
 def train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequence[CellGraph],
-                seeds: Sequence[int]) -> List[Result]:
+                seeds: Sequence[int], cuda_graphs: bool = False) -> List[Result]:
     """Each graph's proxy result, as ``evaluator.evaluate(graph, seed)`` would give it, on
-    the evaluator's device."""
+    the evaluator's device (``cuda_graphs``: the fused step replayed as CUDA graphs)."""
     with cudnn_benchmark(evaluator.config.cudnn_benchmark):
-        return _train_fused(evaluator, parent, graphs, seeds)
+        return _train_fused(evaluator, parent, graphs, seeds, cuda_graphs)
 
 
 def _train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequence[CellGraph],
-                 seeds: Sequence[int]) -> List[Result]:
+                 seeds: Sequence[int], cuda_graphs: bool) -> List[Result]:
     cfg, spec = evaluator.config, evaluator.spec
     start = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -249,9 +250,8 @@ def _train_fused(evaluator: CNNProxyEvaluator, parent: CellGraph, graphs: Sequen
     n_train, B = len(train), cfg.batch_size
     dtype = next(fused.parameters()).dtype
     opt = MemberAdam(fused.param_groups(cfg.weight_decay), M, cfg.lr)
-    step = FusedTrainStep(fused, opt, amp, amp_cache=not cfg.cuda_graphs,
-                          always_keep_bn=cfg.cuda_graphs)
-    graphed = GraphedStep(step, opt, device) if cfg.cuda_graphs else None
+    step = FusedTrainStep(fused, opt, amp, amp_cache=not cuda_graphs, always_keep_bn=cuda_graphs)
+    graphed = GraphedStep(step, opt, device) if cuda_graphs else None
     val_batch = cfg.val_batch_size
     if graphed is not None and graphed.graphed:
         val_batch = max(val_batch, GRAPH_VAL_BATCH)

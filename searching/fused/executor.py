@@ -60,8 +60,9 @@ def fused_trainer(evaluator, graphs: Sequence[CellGraph]) -> Tuple[Optional[Trai
 class FusedExecutor(Executor):
     """Trains the tasks of one call (a search step's candidates) as one fused model."""
 
-    def __init__(self, fallback: Optional[Executor] = None) -> None:
+    def __init__(self, fallback: Optional[Executor] = None, cuda_graphs: bool = False) -> None:
         self.fallback = fallback or InProcessExecutor()
+        self.cuda_graphs = cuda_graphs  # replay each fused step as a CUDA graph where possible
         self._said = set()
         self.groups: List[int] = []  # the sizes of the groups trained fused, in order
 
@@ -82,7 +83,8 @@ class FusedExecutor(Executor):
         results = None
         with torch_state(), torch_threads(evaluator.threads):
             try:
-                results = train(evaluator, supergraph(graphs), graphs, [t.seed for t in tasks])
+                results = train(evaluator, supergraph(graphs), graphs, [t.seed for t in tasks],
+                                cuda_graphs=self.cuda_graphs)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except torch.cuda.OutOfMemoryError as exc:  # k members in one model: they may not

@@ -121,8 +121,9 @@ class StaticStep:
 
 
 def train_fused(evaluator: RNNProxyEvaluator, parent: CellGraph, graphs: Sequence[CellGraph],
-                seeds: Sequence[int]) -> List[Result]:
-    """Each graph's proxy result, as ``evaluator.evaluate(graph, seed)`` would give it."""
+                seeds: Sequence[int], cuda_graphs: bool = False) -> List[Result]:
+    """Each graph's proxy result, as ``evaluator.evaluate(graph, seed)`` would give it
+    (``cuda_graphs``: one fixed-shape step replayed as a CUDA graph)."""
     cfg = evaluator.config
     start = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -135,7 +136,7 @@ def train_fused(evaluator: RNNProxyEvaluator, parent: CellGraph, graphs: Sequenc
     as_original = original_eval_factor(valid.size(0))
     M = len(graphs)
     graphed = None
-    if cfg.cuda_graphs:  # one fixed-shape step, replayed as a CUDA graph (eager elsewhere)
+    if cuda_graphs:  # one fixed-shape step, replayed as a CUDA graph (eager elsewhere)
         static = StaticStep(model, params, train, cfg.clip, cfg.wdecay)
         graphed = GraphedStep(static, static, device)
     rngs = [np.random.default_rng(s) for s in seeds]

@@ -3,13 +3,12 @@
     python searching/gdas/search.py --space nas-bench-201 --dataset cifar10 --data DIR --save DIR
     python searching/gdas/search.py --space darts [--frc] --dataset cifar10 --data DIR --save DIR
 
-Defaults are AutoDL-Projects': NAS-Bench-201 C=16, N=5, batch 64, 250 epochs
-(AutoDL's algos/GDAS.config says 240; the NAS-Bench-201 paper says 250); NASNet space
-C=16, N=2 (6 cells: NASNetworkGDAS's 3N, reductions after N and 2N), BN-ReLU head, batch 256,
-250 epochs (configs/search-opts/GDAS-NASNet-CIFAR.config). Weights SGD 0.025 cosine to 0.001,
-Nesterov 0.9, wd 5e-4, clip 5; alphas Adam 3e-4 (0.5, 0.999) wd 1e-3; tau 10 -> 0.1. Outputs
-in --save: arch-best (+ .json, .txt), history.jsonl, summary.json, search.log, args.json,
-plots, checkpoint.pt (--resume).
+Defaults are AutoDL-Projects' (``GDAS.config``, ``GDAS-NASNet-CIFAR.config``), except 250
+epochs on NAS-Bench-201 (its paper's figure; the config says 240). Outputs in --save: arch-best
+(+ .json, .txt), history.jsonl, summary.json, search.log, args.json, plots, checkpoint.pt
+(--resume).
+
+See docs/gdas.md.
 """
 from __future__ import annotations
 

@@ -1,22 +1,14 @@
-"""NAO's encoder-predictor-decoder (Luo et al., 2018), sized as the TensorFlow NAO-WS search
-script (renqianluo/NAO ``NAO-WS/cnn/train_search.sh``).
+"""NAO's encoder-predictor-decoder (Luo et al., 2018), sized as the TF NAO-WS search script.
 
-- Encoder: token embedding 48; the 40 tokens read as 20 branch pairs (96 inputs per step) by
-  a one-layer LSTM of 96 units; its outputs are L2-normalised, and their mean, normalised
-  again, is the architecture's embedding.
-- Predictor: an MLP on the embedding, 3 x (Linear 100, ReLU, dropout 0.1), then Linear 1 and
-  a sigmoid: the predicted (min-max normalised) accuracy.
-- Decoder: a one-layer LSTM of 96 units started from (embedding, embedding), with dot-product
-  attention over the encoder outputs (``tanh(W [context; output])``), a 12-way output; teacher
-  forced in training, greedy when generating, restricted at each position to the tokens valid
-  there (:func:`searching.nao.pool.allowed_tokens`), as NAO's decoder restricts them.
-- Loss: ``trade_off * MSE + (1 - trade_off) * NLL`` with trade_off 0.8.
-- Generation (:meth:`NAOController.ascent`, then :meth:`NAOController.decode_moved`): one
-  gradient-ascent step of size ``lam`` on the encoder outputs along d(prediction)/d(outputs),
-  renormalised, then decoded.
+The encoder (an LSTM over the 20 branch pairs) gives L2-normalised outputs whose normalised mean
+is the architecture's embedding; the predictor (an MLP and a sigmoid) maps the embedding to a
+normalised accuracy; the decoder (an LSTM with attention over the encoder outputs) maps back
+to tokens, restricted at each position to the valid ones
+(:func:`searching.nao.pool.allowed_tokens`). Loss: ``trade_off * MSE + (1 - trade_off) * NLL``.
+:meth:`NAOController.ascent` moves the encoder outputs one gradient step of size ``lam`` uphill
+on the prediction; :meth:`NAOController.decode_moved` decodes them.
 
-The TF encoder's dropout (0.1, an LSTM cell wrapper) is applied here to the encoder LSTM's
-outputs during training.
+Fidelity notes: docs/fidelity/nao.md.
 """
 from __future__ import annotations
 

@@ -1,16 +1,13 @@
 """One NAO round on a measured pool: train the encoder-predictor-decoder, then move the best
 architectures' embeddings uphill until enough unseen architectures come out.
 
-Both follow the TF NAO-WS code (renqianluo/NAO ``NAO-WS/cnn/train_search.py``): targets are
-the measured accuracies min-max normalised over the pool; each epoch the pool is shuffled and
-cut into batches of 100, and with symmetry augmentation every sequence has one node per cell
-with its two branches swapped (NAO_pytorch's ``NAODataset(swap=True)``, drawn anew each epoch);
-Adam, gradient norm clipped to 5. Generation starts from the top 100 of the pool with step size
-1 and adds 1 per round, keeping the decoded architectures never seen before, until
-``n_new`` are found or the step passes ``max_step`` (TF: 100). "Seen" is up to branch order
-(:func:`searching.nao.pool.canonical`): NAO compares token sequences, so it can re-add a pool
-cell with a node's branches swapped, the same network under another name (observed here on a
-tiny search: the best cell came back swapped); we do not spend pool slots on those.
+Both follow the TF NAO-WS code (renqianluo/NAO ``NAO-WS/cnn/train_search.py``): targets are the
+pool's accuracies min-max normalised, training uses symmetry augmentation, and generation starts
+from the pool's top 100 at step size 1, adding 1 per round, until ``n_new`` unseen architectures
+are found or the step passes ``max_step``. "Unseen" is up to branch order
+(:func:`searching.nao.pool.canonical`), not NAO's token comparison.
+
+Fidelity notes: docs/fidelity/nao.md.
 """
 from __future__ import annotations
 

@@ -1,17 +1,14 @@
 """The architecture pool of NAO-WS and the controller's token form of an architecture.
 
-Token form (NAO's ``parse_arch_to_seq`` with two tokens per branch): the 40 integers of a
+Token form (NAO's ``parse_arch_to_seq``, two tokens per branch): the 40 integers of a
 :class:`~api.spaces.enas_micro.MicroArch` with every input index ``i`` written as ``i + 1``
-(1..6) and every op ``o`` as ``o + 7`` (7..11); token 0 is the decoder's start symbol, so the
-vocabulary has 12 tokens. The encoder reads the 40 tokens as 20 pairs (one branch each).
+(1..6) and every op ``o`` as ``o + 7`` (7..11); token 0 is the decoder's start symbol (12 tokens).
+A node's two branches commute, so swapping them names the same cell (:func:`swap_branches`:
+NAO's symmetry augmentation; :func:`canonical`). Pool files (``arch_pool``,
+``arch_pool.final``): one architecture a line, best measured first,
+``<40 integers>\\t<measured>\\t<predicted>``.
 
-Symmetry augmentation: a node's two branches ``[idx1, op1]`` and ``[idx2, op2]`` commute (the
-node sums them), so swapping them names the same cell; NAO trains its controller on such
-swapped copies (:func:`swap_branches`).
-
-Pool files (``arch_pool``, ``arch_pool.final``): one architecture a line, best measured first,
-``<40 integers>\\t<measured>\\t<predicted>`` (validation accuracy as a fraction; ``nan`` where no
-controller has predicted yet). ``cut -f1`` of a line is a ``fixed_arc``.
+See docs/nao.md.
 """
 from __future__ import annotations
 

@@ -2,19 +2,13 @@
 
     python searching/nao/train_search.py --dataset cifar10 --data DIR --save DIR
 
-Defaults are the TF release's NAO-WS (renqianluo/NAO ``NAO-WS/cnn/train_search.sh``): the
-ENAS micro supernet (20 filters, 6 normal + 2 reduction cells, auxiliary head, keep 0.9,
-drop-path keep 0.6) trained 150 epochs, batch 160, SGD Nesterov 0.9 with cosine restarts 0.05
--> 0.0005 (T0 10, Tmul 2), l2 1e-4, clip 5, on architectures drawn uniformly from the pool
-(45k / 5k split of the training images: --valid_fraction 0.1);
-1,000 random seed architectures; every 30 epochs (``--iterations 4`` updates + the final
-evaluation) the pool is scored on validation batches of 500, the encoder-predictor-decoder
-(emb 48, LSTM 96, MLP 3 x 100 dropout 0.1, decoder 96 with attention, 0.8 MSE + 0.2 NLL,
-Adam 1e-3, 1,000 epochs, symmetry augmentation) is trained on it, and 500 unseen architectures
-from the top 100 (plus 50 random) replace the worst. Outputs in --save: arch_pool (every
-architecture, best first: 40 integers, measured and predicted accuracy, tab-separated),
-arch_pool.final (the top 5), arch-best (+ .json, .txt), history.jsonl, summary.json,
-search.log, args.json, curves.png, checkpoint.pt (--resume).
+Defaults are the TF release's NAO-WS (renqianluo/NAO ``NAO-WS/cnn/train_search.sh``). The
+supernet trains on architectures drawn from the pool; at each evaluation point the pool is
+scored on held-out images, the encoder-predictor-decoder is trained on it, and generated unseen
+architectures replace the worst. Outputs in --save: arch_pool, arch_pool.final, arch-best
+(+ .json, .txt), history.jsonl, summary.json, search.log, args.json, curves.png, checkpoint.pt.
+
+See docs/nao.md.
 """
 from __future__ import annotations
 

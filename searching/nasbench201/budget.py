@@ -1,15 +1,11 @@
 """The query budget of a tabular search: distinct cells, as the table has no training times.
 
-Every method asks :meth:`QueryBudget.query` for a cell's signal. A cell already queried is
-answered from memory for free (a real search would not retrain it); a new cell costs one
-query. When the budget is spent, or a method keeps asking only for cells it has seen
-(:data:`STALL_LIMIT` repeats in a row: e.g. REA's population has converged or no unseen cell
-is reachable by shrinking), the next new query raises :class:`SearchOver` and the search ends
-with the best cell by signal (the first of equal signals).
-
-Replay: given the records of a journal, the first queries must be exactly those cells again
-(checked); their hook is not called. A method is a deterministic function of its seed and the
-answers, so replaying the journal rebuilds its whole state: the basis of exact resume.
+Every method asks :meth:`QueryBudget.query` for a cell's signal: a cell already queried is
+answered free, a new one costs one query. When the budget is spent, or a method keeps asking
+only for cells it has seen (:data:`STALL_LIMIT` repeats in a row), the next new query raises
+:class:`SearchOver` and the search ends with the best cell by signal (the first of equal
+signals). Replay: given a journal's records, the first queries must be exactly those cells
+(checked; their hook is not called), which rebuilds a deterministic method's whole state.
 """
 from __future__ import annotations
 

@@ -1,15 +1,15 @@
 """The NAS-Bench-201 table of every discrete method over many seeds (scripts/table_nasbench201.sh).
 
-Runs each method RUNS times (seeds 0..RUNS-1) in this process on a BUDGET of distinct queries
-per dataset, prints mean ± std (ddof 1) of the found cell's 200-epoch test accuracy next to the
-NAS-Bench-201 paper's Table 5 rows and random search's exact expectation (from the table, see
-:mod:`searching.nasbench201.expected`), adds the weight-sharing searches' rows from their
-``summary.json`` files, and writes the JSON ``{method: {dataset: {"mean", "std", "runs"}}}``
-and a plot (best reported figure so far against queries, mean and ±1 std band over runs).
+Runs each method RUNS times on a BUDGET of distinct queries per dataset, prints mean ± std of
+the found cell's 200-epoch test accuracy next to the paper's Table 5 rows and random search's
+exact expectation (:mod:`searching.nasbench201.expected`), adds the weight-sharing searches'
+rows, and writes a JSON table and a plot.
 
     python searching/nasbench201/table.py --benchmark_file F --out runs/nb201_table.json
         [--runs 100] [--budget 100] [--datasets cifar10 cifar100 imagenet16]
         [--ws_runs DIR ...]
+
+See docs/nasbench201.md.
 """
 from __future__ import annotations
 

@@ -1,22 +1,14 @@
 """One tabular search in an output folder: journal, exact resume after kill -9, outputs.
 
 Why a journal and no state snapshots: a method here is a deterministic function of its seed
-and the table's answers, so the list of distinct cells queried *is* its state (population,
-policy and Adam moments, shrink position, RNG). Each new query is appended to
-``history.jsonl`` and fsynced before the search goes on; ``--resume`` drops a torn last line,
-reruns the method from its seed replaying the journal (every replayed cell checked against
-it, at a look-up's cost) and continues, so it ends with exactly the uninterrupted run's files.
-As in AutoShrink's searches (:mod:`searching.cell_search`), ``state.json`` (settings, done) is
-written atomically, a folder holding a search is never overwritten without ``--resume``,
-``--resume`` refuses other settings or another table unless ``--force``, and the
-fault-injection points ``journal`` (after an append) and ``save`` (after a state write) let the
-tests kill a search deterministically.
+and the table's answers, so the distinct cells queried *are* its state. Each new query is
+appended to ``history.jsonl`` and fsynced; ``--resume`` drops a torn last line and reruns the
+method from its seed replaying the journal (each replayed cell checked). As in AutoShrink's
+searches (:mod:`searching.cell_search`): ``state.json`` written atomically, no overwrite without
+``--resume``, other settings refused unless ``--force``, fault-injection points ``journal`` and
+``save``.
 
-Outputs: ``arch-best`` (+ ``.json``, ``.txt``), ``history.jsonl`` (one line per
-distinct query: the cell, its signal and reported figure, the best so far), ``search.log``,
-``summary.json`` (method, space, seed, dataset, arch, the reported figure, the cell's test
-accuracy on all three datasets, ``search_seconds``, ``device``), ``search.png`` (signal and
-best reported figure against queries), ``state.json``, ``args.json`` (the CLI's flags).
+See docs/nasbench201.md.
 """
 from __future__ import annotations
 

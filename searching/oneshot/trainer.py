@@ -1,36 +1,15 @@
 """The one weight-sharing trainer: DARTS, GDAS, ENAS and NAO-WS run on it.
 
-:class:`OneShotSearch` owns everything a weight-sharing search shares, and a *method* object
-owns the per-step maths:
+:class:`OneShotSearch` owns what the searches share: the data (``--train_size`` training
+images, class-balanced and seeded, halved into a weights half and an architecture half, held
+and augmented on the device), a persistent validation iterator (one architecture batch per
+weights batch), the weights' SGD with its per-epoch cosine schedule, atomic epoch and mid-epoch
+checkpoints (``--resume`` after kill -9 ends exactly as the uninterrupted run on CPU) and the
+outputs (:meth:`OneShotSearch.write_outputs`). Data reach the loop through a feed
+(:class:`ImageFeed`; PTB: :class:`searching.oneshot.text.TextOneShotSearch` overrides the data
+hooks). A method object (:class:`OneShotMethod`) owns the per-step maths.
 
-- data: the training split of CIFAR-10/100 (or a user's ``imagefolder``: ``train/<class>/*``,
-  any size, grey or colour, resized to 32x32), ``--train_size`` images of it drawn
-  class-balanced and seeded, halved class-balanced into a *weights* half and an
-  *architecture* half (DARTS's and GDAS's 25k/25k split of CIFAR-10's train set), normalised
-  by the drawn images' statistics and kept resident on the device; crop (pad 4) and flip on
-  the device, as the official search loaders do for both halves;
-- a persistent validation iterator over the architecture half (its permutation and position
-  are checkpointed), one architecture batch per weights batch;
-- the weights optimizer: SGD over ``net.weight_parameters()``, its lr set per epoch by the
-  cosine schedule from ``lr`` to ``lr_min`` over the epochs (``CosineAnnealingLR`` with
-  ``T_max = epochs``, as DARTS and AutoDL step it);
-- epoch checkpoints written atomically (supernet, optimizers, method state, every generator
-  and the global RNGs, the validation iterator, the history), and mid-epoch ones every
-  ``checkpoint_seconds`` (the epoch's data order, step and running sums too; 10 minutes by
-  default, as a paper-size epoch takes about an hour on a CPU), so ``--resume`` after kill -9
-  ends exactly as the uninterrupted run on CPU;
-- the outputs every search writes (see :meth:`OneShotSearch.write_outputs`).
-
-The data reach the loop through a *feed* (:class:`ImageFeed` here; the PTB search's
-:class:`searching.oneshot.text.TextFeed`, through :class:`searching.oneshot.text.
-TextOneShotSearch`, which overrides the data hooks ``load_data``, ``build_supernet``,
-``make_feed`` and ``epoch_lr``).
-
-A method implements :class:`OneShotMethod`: ``bind`` (receive the supernet, the weights
-optimizer and the trainer's settings), ``epoch_start(epoch) -> dict`` (per-epoch figures such
-as GDAS's tau, recorded in the history), ``step(net, train_batch, val_batch, epoch, step) ->
-dict`` (per-batch figures: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` as floats
-or 0-dim tensors), ``state_dict()`` / ``load_state_dict()``.
+Fidelity notes: docs/fidelity/darts.md.
 """
 from __future__ import annotations
 
@@ -72,7 +51,13 @@ CHECKPOINT_VERSION = 1
 
 # ---------------------------------------------------------------------------- method API
 class OneShotMethod:
-    """A weight-sharing method over the trainer (see the module doc)."""
+    """A weight-sharing method over the trainer: the per-step maths.
+
+    ``bind`` receives the supernet, the weights optimizer and the trainer's settings;
+    ``epoch_start(epoch) -> dict`` gives per-epoch figures (e.g. GDAS's tau) for the history;
+    ``step(net, train_batch, val_batch, epoch, step) -> dict`` gives per-batch figures
+    (``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, as floats or 0-dim tensors);
+    ``state_dict()`` / ``load_state_dict()`` hold what a checkpoint must keep."""
 
     name = "method"
 

@@ -23,6 +23,7 @@ from api.runs.run_folder import adopt_recorded_flags, given_flags, resolve_seed
 from api.spaces.dag.graph import CellGraph
 from searching.random.strategy import (RandomConfig, RandomSearch, autoshrink_budget,
                                        count_trainings)
+from searching.fused import accelerate
 from searching.runner import SearchComponents, open_search, run_search
 from searching.cell_search import CellSearch
 
@@ -79,7 +80,8 @@ def random_search(args: argparse.Namespace,
     built.settings["budget"] = args.budget
     config = RandomConfig(k=args.max_steps, budget=args.budget, seed=args.seed)
     print(f"random search: budget {args.budget} candidate trainings")
-    return run_search(open_search(RandomSearch, config, args, root, lambda: built), root)
+    search = accelerate(open_search(RandomSearch, config, args, root, lambda: built), args)
+    return run_search(search, root)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

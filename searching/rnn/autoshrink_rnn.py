@@ -22,6 +22,7 @@ from api.search.objectives import RNNObjective
 from api.spaces.autoshrink_rnn.space import draw_rnn_ops, parse_rnn_ops
 from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNProxyTrainConfig
 from searching.runner import RUNTIME_FLAGS as SEARCH_RUNTIME_FLAGS
+from searching.fused import accelerate
 from searching.runner import SearchComponents, open_search, run_search
 from searching.cell_search import CellSearch
 from searching.shrink import ShrinkConfig, ShrinkSearch
@@ -46,7 +47,7 @@ def train_config_from_args(args: argparse.Namespace) -> RNNProxyTrainConfig:
         eval_batch_size=args.eval_batch_size, bptt=args.bptt, wdecay=args.wdecay,
         patience=args.patience, dropout=args.dropout, dropouth=args.dropouth,
         dropoutx=args.dropoutx, dropouti=args.dropouti, dropoute=args.dropoute,
-        device=args.device, cuda_graphs=getattr(args, "cuda_graphs", False))
+        device=args.device)
 
 
 def initial_graph(args: argparse.Namespace, rng: np.random.Generator,
@@ -112,10 +113,7 @@ def make_search(args: argparse.Namespace) -> ShrinkSearch:
     """The AutoShrink RNN search (started or resumed) from parsed flags."""
     config = ShrinkConfig(k=args.max_steps, keep_fraction=args.keep_fraction, seed=args.seed)
     search = open_search(ShrinkSearch, config, args, args.save, lambda: build_components(args))
-    if getattr(args, "fused", False):  # --fused: off by default (GPU speed unmeasured)
-        from searching.fused.executor import FusedExecutor
-        search.executor = FusedExecutor(search.executor)
-    return search
+    return accelerate(search, args)
 
 
 def search_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> CellGraph:

@@ -64,7 +64,6 @@ class RNNProxyTrainConfig:
     dropouti: float = 0.0
     dropoute: float = 0.0
     device: str = "cpu"            # runtime: not part of the results' identity
-    cuda_graphs: bool = False      # runtime: fused steps replayed as CUDA graphs (--fused only)
 
     def lr_drops_after(self, epoch: int) -> bool:
         """lr / 10 after (0-based) epochs E-4 and E-2, but never after epoch 0."""
@@ -136,7 +135,6 @@ class RNNProxyEvaluator(Evaluator):
     def describe(self) -> Dict[str, Any]:
         cfg = asdict(self.config)
         cfg.pop("device")
-        cfg.pop("cuda_graphs")
         d = self.data
         words = None if d.words is None else "\n".join(d.words)
         return {"emsize": self.emsize, "nhid": self.nhid, "ntokens": d.ntokens, "train": cfg,

@@ -1,17 +1,12 @@
 """The model a final training builds: a cell graph inside an evaluation macro network.
 
-A graph file says *which cell*; the macro network (stages, widths, stem, head) comes from the
-trainer. Where the network fields come from, weakest first:
-
-1. the trainer's own macro network (ImageNet: the ShrinkCNN network; CIFAR: a stride-1 one),
-2. what the graph file proposes: a preset (``shrinkcnn-a``) holds NetworkSpec fields directly
-   in ``graph.settings``; a search's ``graph-best`` holds its *proxy* network under
-   ``settings["network"]``, of which only the activation carries over (the proxy skeleton is
-   not the network the cell is retrained in),
-3. flags given on the command line.
-
-``build_imagenet.py`` writes the result as a model spec JSON (graph + NetworkSpec + the L2
-regulariser) that the trainers read with ``--model_spec``; checkpoints embed the same dict.
+A graph file says *which cell*; the network fields come from, weakest first: the trainer's own
+macro network (ImageNet: the ShrinkCNN network; CIFAR: a stride-1 one); what the graph file
+proposes (a preset's NetworkSpec fields in ``graph.settings``; of a search's proxy network in
+``settings["network"]`` only the activation, as the proxy skeleton is not the retraining
+network); flags given on the command line. ``build_imagenet.py`` writes the result as a model
+spec JSON (graph + NetworkSpec + the L2 regulariser) for the trainers' ``--model_spec``;
+checkpoints embed the same dict.
 """
 from __future__ import annotations
 

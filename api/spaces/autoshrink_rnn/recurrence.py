@@ -6,19 +6,11 @@ Cell, with input x_t and previous state h::
     edge i->j: [c, h'] = s_i W_ij           contribution s_i + sigmoid(c) * (f_j(h') - s_i)
     s_j = mean of the contributions into j  h_t = mean of the leaves (s0 for the empty cell)
 
-The input half of W0 is applied to all steps before the recurrence (by the caller). Here:
+The caller applies W0's input half to all steps at once. Only active nodes are computed, one
+matmul per source node; the forward builds no autograd graph, and the backward walks time in
+reverse. ``tests/test_rnn_model.py`` checks it against a plain per-edge autograd version.
 
-* only active nodes are computed, and the matmuls of all out-edges of a source node are one
-  matmul with the concatenated W_ij;
-* the forward loop builds no autograd graph; it keeps what the backward needs in buffers;
-* the backward walks time in reverse: step-independent factors are formed a block of steps
-  at a time, each step is then a few multiplications per source node, and the weight
-  gradients of all steps are one large matmul per source node at the end;
-* per-step work stays on one thread per batch range (no OpenMP barrier per small op); with
-  2+ CPU threads the batch is cut in two halves whose step loops run in parallel threads.
-
-``tests/test_rnn_model.py`` checks outputs and gradients against a plain per-edge autograd
-implementation.
+Fidelity notes: docs/fidelity/autoshrink.md.
 """
 from __future__ import annotations
 

@@ -1,25 +1,15 @@
 """DARTS's ``Genotype``: the architecture type of the DARTS CNN space (and, through
 conversion, of the ENAS/NAO micro space).
 
-``normal``/``reduce`` list ``(op, input)`` pairs, two consecutive pairs per intermediate node;
-input 0 and 1 are the cell inputs c_{k-2} and c_{k-1}, input i >= 2 is intermediate node i-2.
-``normal_concat``/``reduce_concat`` are the node indices (in the same numbering) whose outputs
-are concatenated as the cell's output. Same field names and order as DARTS's namedtuple, so a
-genotype copied from any DARTS-family codebase reads as is.
+``normal``/``reduce`` list ``(op, input)`` pairs, two per intermediate node; inputs 0 and 1 are
+the cell inputs c_{k-2} and c_{k-1}, input i >= 2 is intermediate node i-2; ``normal_concat`` /
+``reduce_concat`` are the nodes (same numbering) concatenated as the cell's output. The
+canonical form (:func:`parse`, :func:`from_json`, :func:`canonical`) holds ``(str, int)`` pairs
+and int concat lists, so its ``repr`` is DARTS's own text and DARTS's genotypes compare equal to
+ours. :func:`parse` reads that text, and AutoDL/GDAS's printed variants, without ``eval``
+(:mod:`api.spaces.genotype_text`); anything else raises one :class:`UserError` line.
 
-Canonical form (what :func:`parse`, :func:`from_json` and :func:`canonical` return): pair lists
-of ``(str, int)`` tuples and concat lists of ints, i.e. exactly what DARTS's ``genotypes.py``
-holds, so ``repr`` of a canonical genotype is DARTS's own text form and a DARTS genotype
-compares equal to ours.
-
-:func:`parse` reads that text without ``eval``: the string goes through :func:`ast.parse` and
-only literals are accepted, plus ``range(a, b)`` / ``list(range(a, b))`` for a concat (what
-DARTS's search prints under Python 3). It also reads what AutoDL-Projects / GDAS print: pairs
-nested per node (``[(('sep_conv_3x3', 0), ('sep_conv_3x3', 1)), ...]``), GDAS's weighted
-triples ``('skip_connect', 0, 0.13)`` (the weight is dropped), and AutoDL's extra fields
-``connectN=None, connects=None``. Anything else raises one :class:`UserError` line. The
-reading (text, JSON, objects) is :mod:`api.spaces.genotype_text`'s, shared with the DARTS RNN
-genotype.
+Fidelity notes: docs/fidelity/darts.md.
 """
 from __future__ import annotations
 

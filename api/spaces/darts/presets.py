@@ -1,20 +1,13 @@
 """Published cells of the DARTS CNN space in the zoo, with their papers' CIFAR-10 figures.
 
-Genotypes are facts copied from the official code (sources below, per preset); papers' figures
-are what their CIFAR-10 tables report (networks trained with cutout). Our own counts for the
-DARTS networks come from :func:`zoo_table` (params without the auxiliary head, DARTS's
-convention; MACs by :func:`api.spaces.complexity.count_macs`).
+Genotypes are copied from the official code: quark0/darts ``cnn/genotypes.py`` (NASNet,
+AmoebaNet, DARTS_V1, DARTS_V2), AutoDL-Projects' ``genotypes.py`` (PNASNet, GDAS_V1) and
+melodyguan/enas ``cifar10_micro_final.sh`` (the ENAS micro cell, converted: :data:`ENAS_ARC`).
+Papers' figures are their CIFAR-10 tables (with cutout); our counts come from :func:`zoo_table`
+(params without the auxiliary head, DARTS's convention; MACs by
+:func:`api.spaces.complexity.count_macs`).
 
-Sources read:
-  * quark0/darts ``cnn/genotypes.py``: NASNet, AmoebaNet, DARTS_V1, DARTS_V2. NASNet-A and
-    AmoebaNet-A use two ops outside the 8 searchable ones (``sep_conv_7x7``, ``conv_7x1_1x7``),
-    which DARTS's ``operations.py`` builds; so does our network.
-  * D-X-Y/AutoDL-Projects ``xautodl/nas_infer_model/DXYs/genotypes.py``: PNASNet and GDAS_V1
-    (pairs nested per node there, flattened here; identical to the flat copies in the GDAS
-    code's ``others/GDAS/lib/nas/genotypes.py`` of the same repository's history, where GDAS_V1
-    also carries its sampling weights).
-  * melodyguan/enas ``scripts/cifar10_micro_final.sh``: the ENAS micro cell as the official
-    code trains it (``--child_fixed_arc``), converted below (see :data:`ENAS_ARC`).
+See docs/zoo.md.
 """
 from __future__ import annotations
 

@@ -1,21 +1,14 @@
 """DARTS's recurrent ``Genotype(recurrent, concat)``: the architecture of the DARTS RNN space.
 
-Numbering (DARTS ``rnn/model.py``): state 0 is the cell's first state ``s0``, made from the
-input x_t and the previous hidden state; ``recurrent[i] = (activation, predecessor)`` makes
-state ``i + 1`` from state ``predecessor``, so a predecessor must be at most ``i`` (an earlier
-state). ``concat`` lists the states whose mean is the cell's output (and next hidden state).
+Numbering (DARTS ``rnn/model.py``): state 0 is made from x_t and the previous hidden state;
+``recurrent[i] = (activation, predecessor)`` makes state ``i + 1`` from an earlier state
+(``predecessor <= i``); the mean of the ``concat`` states is the cell's output. Activations are
+``tanh``, ``relu``, ``sigmoid``, ``identity`` (``none`` exists only in the search's mixed op).
+The canonical form (:func:`parse_genotype`, :func:`from_json`, :func:`validate`) has ``(str,
+int)`` pairs and ``concat`` a ``range`` when contiguous, else a list, so its ``repr`` is DARTS's
+own text; parsing never uses ``eval`` (:mod:`api.spaces.genotype_text`).
 
-Activations: DARTS's ``PRIMITIVES`` are ``none, tanh, relu, sigmoid, identity``; ``none`` only
-exists for the search's mixed op (a derived genotype never holds it: DARTS's ``DARTSCell``
-cannot build it), so a genotype here uses the four others.
-
-Canonical form (what :func:`parse_genotype`, :func:`from_json` and :func:`validate` return):
-``recurrent`` a list of ``(str, int)`` tuples and ``concat`` a ``range`` when it is a contiguous
-ascending run (as DARTS writes ``concat=range(1, 9)``), else a list of ints (as DARTS's ``ENAS``
-genotype's ``[2, 5, 6, 9, 10, 11]``). So ``repr`` of a canonical genotype is DARTS's own text
-form and DARTS's genotypes compare equal to ours. :func:`parse_genotype` reads the text through
-:func:`ast.parse` (never ``eval``): literals, ``range(...)`` and ``list(range(...))`` only
-(:mod:`api.spaces.genotype_text`, shared with the CNN genotype).
+Fidelity notes: docs/fidelity/darts.md.
 """
 from __future__ import annotations
 

@@ -1,17 +1,14 @@
 """The ENAS micro CNN space (Pham et al., 2018; NAO-WS searches the same space).
 NAO's 16-op numbering of it (``nao``, for NAONet-A) is :mod:`api.spaces.nao`.
 
-``enas-micro``: architectures are :class:`MicroArch` (40 integers, normal then reduction cell,
-5 nodes x ``[idx1, op1, idx2, op2]``; ops 0 sep_conv 3x3, 1 sep_conv 5x5, 2 avg pool 3x3,
-3 max pool 3x3, 4 identity). Text form: the integers separated by spaces (ENAS's
-``fixed_arc``, NAO's ``arch_pool`` lines); JSON ``{"normal": [...], "reduce": [...]}``. Each
-converts losslessly to a DARTS ``Genotype`` (:meth:`EnasMicroSpace.to_genotype`, concat = the
-loose-end nodes) and back (:meth:`EnasMicroSpace.from_genotype`); the fixed network is the
-``darts`` space's ``NetworkCIFAR`` / ``NetworkImageNet`` for that genotype.
+``enas-micro`` architectures are :class:`MicroArch` (40 integers:
+:mod:`api.spaces.enas_micro.arch`; JSON ``{"normal": [...], "reduce": [...]}``). Each converts
+losslessly to a DARTS ``Genotype`` (:meth:`EnasMicroSpace.to_genotype`, concat = the loose-end
+nodes) and back (:meth:`EnasMicroSpace.from_genotype`); the fixed network is the ``darts``
+space's ``NetworkCIFAR`` / ``NetworkImageNet``, which leaves out a cell input no node reads
+where ENAS and NAO concatenate it (:func:`loose_inputs` tells which).
 
-One difference from ENAS's and NAO's own networks: when a cell leaves one of its inputs
-unread, they concatenate that input with the loose-end nodes; a DARTS genotype's concat holds
-intermediate nodes only, so the DARTS network leaves it out (:func:`loose_inputs` tells which).
+Fidelity notes: docs/fidelity/enas.md.
 """
 from __future__ import annotations
 

@@ -1,18 +1,12 @@
 """The ENAS / NAO micro cell pair: 40 integers, and its conversion to a DARTS ``Genotype``.
 
-Layout (ENAS's ``fixed_arc`` and NAO's ``arch_pool`` lines): the normal cell's 20 integers, then
-the reduction cell's 20; each cell is 5 nodes x ``[idx1, op1, idx2, op2]``. ``idx`` 0 and 1 are
-the two cell inputs (c_{k-2}, c_{k-1}), ``idx`` i >= 2 is node i-2, so node n (0..4) may read
-``idx`` 0..n+1. A node sums ``op1(input idx1)`` and ``op2(input idx2)``; the cell concatenates
-its loose ends (the nodes no node reads). Text form: the integers separated by single spaces,
-as NAO writes ``arch_pool`` (``' '.join(map(str, normal + reduce))``); parsing accepts any
-whitespace.
-
-Op numbering (ENAS and NAO): 0 sep_conv 3x3, 1 sep_conv 5x5, 2 avg pool 3x3, 3 max pool 3x3,
-4 identity. NAO's own code (NAO_V1 ``model.py``) continues the numbering with the 11-op
-NASNet-style space of NAONet-A: 5 identity, 6 conv 1x1, 7 conv 3x3, 8 conv 1x3+3x1,
-9 conv 1x7+7x1, 10 max pool 2x2, 11 max pool 3x3, 12 max pool 5x5, 13 avg pool 2x2, 14 avg pool
-3x3, 15 avg pool 5x5 (:data:`NAO_OPS`); the ``nao`` space takes all 16.
+Layout (ENAS's ``fixed_arc``, NAO's ``arch_pool`` lines): the normal cell's 20 integers, then
+the reduction cell's; each cell is 5 nodes x ``[idx1, op1, idx2, op2]``. ``idx`` 0 and 1 are
+the cell inputs (c_{k-2}, c_{k-1}), ``idx`` i >= 2 is node i-2; a node sums ``op1(input idx1)``
+and ``op2(input idx2)``, and the cell concatenates its loose ends. Text form: the integers
+separated by single spaces (any whitespace parses). Ops: 0 sep_conv 3x3, 1 sep_conv 5x5, 2 avg
+pool 3x3, 3 max pool 3x3, 4 identity; NAO's code continues with NAONet-A's 11-op NASNet-style
+space, ops 5..15 (:data:`NAO_OPS`), which the ``nao`` space takes.
 """
 from __future__ import annotations
 

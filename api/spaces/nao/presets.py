@@ -1,24 +1,14 @@
 """NAO's published CIFAR-10 cells in the zoo: NAONet-A, NAONet-B and NAONet-WS.
 
-Architectures come from the authors' official code, as the 40-integer ``fixed_arc`` strings
-their training scripts pass:
+Each is the 40-integer ``fixed_arc`` of an official training script: ``naonet-a`` from
+NAO_pytorch's ``train_NAONet_A_36_cifar10.sh`` (NAO's 11-op space, so the ``nao`` space and
+NAO's own network), ``naonet-b`` from ``train_NAONet_B_36_cifar10.sh`` and ``naonet-ws`` from the
+TF release's ``NAO-WS/cnn/train_final.sh`` (both ``enas-micro``: DARTS's ``NetworkCIFAR``).
+Figures: ``params_M`` / ``test_error`` (CIFAR-10, %) are the NAO paper's Table 1 where it has a
+row, ``readme_*`` the official READMEs'; ``note`` says how our counts compare.
 
-* ``naonet-a``: NAO_pytorch (renqianluo/NAO_pytorch) ``NAO_V1/train_NAONet_A_36_cifar10.sh``
-  (also ``_128_cifar10_4cards.sh`` and the ImageNet scripts); the same cell as the TensorFlow
-  release's ``NAO/cnn/dag.NAONet.json``. It uses NAO's 11-op NASNet-style space (op ids
-  5..15), outside the ENAS micro space, so it lives in the ``nao`` space and is built in NAO's
-  own PyTorch network (parameters equal NAO_pytorch's ``NASNetworkCIFAR``: 11.47M at C=36,
-  N=6; 144.58M at C=128).
-* ``naonet-b``: NAO_pytorch ``NAO_V1/train_NAONet_B_36_cifar10.sh``: the cell the PyTorch
-  release found with NAO-WS (5-op ENAS space), trained at C=36, N=6 (20 cells).
-* ``naonet-ws``: the TensorFlow release (renqianluo/NAO) ``NAO-WS/cnn/train_final.sh``: the
-  NAO-WS cell of the paper (``child_num_layers=15``, i.e. 5 cells per stage, 17 in all;
-  36 filters). A different cell from ``naonet-b``.
-
-The ``enas-micro`` presets build in the ``darts`` space's ``NetworkCIFAR`` (which, for these
-two cells, has exactly the parameters of NAO_pytorch's network at the same depth). Figures:
-``params_M`` / ``test_error`` (CIFAR-10, %) are the NAO paper's Table 1 where it has a row,
-``readme_*`` the official READMEs'; ``note`` says how our counts compare.
+See docs/zoo.md.
+Fidelity notes: docs/fidelity/nao.md.
 """
 from api.spaces import zoo
 from api.spaces.arch_io import Arch

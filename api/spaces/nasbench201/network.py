@@ -1,23 +1,14 @@
-"""NAS-Bench-201's fixed network (``TinyNetwork``), re-implemented from the benchmark's
-description and AutoDL-Projects' ``cell_infers/tiny_network.py``, ``cells.py`` (``InferCell``)
-and ``cell_operations.py`` so that parameter and FLOP counts equal the benchmark's own.
+"""NAS-Bench-201's fixed network (``TinyNetwork``), re-implemented from AutoDL-Projects'
+``cell_infers/tiny_network.py``, ``cells.py`` and ``cell_operations.py`` so that parameter and
+FLOP counts equal the benchmark's own.
 
-Layout (C=16, N=5): stem conv3x3(3->C) + BN; N cells at C; a ResNet basic block C->2C with
-stride 2; N cells at 2C; a basic block 2C->4C with stride 2; N cells at 4C; BN + ReLU; global
-average pool; linear classifier (with bias). Cells keep their width and resolution, so every
-edge is a stride-1, C->C op:
+Layout (C=16, N=5): stem conv3x3 + BN; N cells at C; a ResNet basic block to 2C, stride 2; N
+cells at 2C; a basic block to 4C; N cells at 4C; BN + ReLU, global average pool, linear. Every
+cell edge is a stride-1 C->C op; node j sums its incoming edges and the output is node 3.
+``forward`` returns the logits only. The search model (:mod:`api.spaces.nasbench201.supernet`)
+shares this layout (:func:`build_body`) and these ops, with ``affine=False`` in its cells.
 
-* ``none``: zeros (``x * 0``, as the benchmark's ``Zero``);
-* ``skip_connect``: identity;
-* ``nor_conv_1x1`` / ``nor_conv_3x3``: ReLU -> conv (no bias) -> BN (affine, running stats);
-* ``avg_pool_3x3``: 3x3 average pool, stride 1, padding 1, ``count_include_pad=False``.
-
-Node j sums its incoming edges; the cell's output is node 3. The basic block is
-ReLU-conv3x3(stride 2)-BN -> ReLU-conv3x3-BN, plus a shortcut avgpool2x2(stride 2) -> conv1x1
-(no bias, no BN). ``forward`` returns the logits only (the benchmark's returns (features, logits)).
-
-The search model (:mod:`api.spaces.nasbench201.supernet`) shares this layout
-(:func:`build_body`) and these ops, built with ``affine=False`` in its cells.
+Fidelity notes: docs/fidelity/nasbench201.md.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from searching.fused.cuda_graph import GraphedStep, make_capturable, reset_fallb
 from api.datasets import DeviceBatches
 from api.spaces.dag.graph import CellGraph
 from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, TrainStep, _param_groups
+from searching.fused.graphed_proxy import GraphedCNNProxyEvaluator
 from tests.searching.autoshrink.test_proxy_bn import TINY_NET, toy_proxy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -171,41 +172,56 @@ def test_unsupported_optimizers_and_capturable_switch():
     assert "capturable" not in sgd.param_groups[0]
 
 
+def _proxy(graphs: bool):
+    """The CNN proxy evaluator class with --cuda_graphs (graphs) or without."""
+    return GraphedCNNProxyEvaluator if graphs else CNNProxyEvaluator
+
+
 def test_proxy_flag_on_cpu_gives_the_same_result_and_one_line(capsys):
     data = toy_proxy(n_train=100, n_val=40)
     kw = dict(epochs=2, batch_size=32, val_batch_size=20, lr=1e-2, patience=9,
               min_acc_epoch=0, overfit_ratio=float("inf"))
-    results = [CNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig(cuda_graphs=g, **kw)
-                                 ).evaluate(GRAPH, 1) for g in (False, True, True)]
+    results = [_proxy(g)(data, TINY_NET, CNNProxyTrainConfig(**kw)).evaluate(GRAPH, 1)
+               for g in (False, True, True)]
     curves = [[{k: v for k, v in c.items() if k != "seconds"} for c in r.curve]
               for r in results]
     assert curves[0] == curves[1] == curves[2]
     assert results[0].metrics == results[1].metrics
     assert capsys.readouterr().err.count("CUDA graphs:") == 1
-    ident = [CNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig(cuda_graphs=g)).describe()
-             for g in (False, True)]
+    ident = [_proxy(g)(data, TINY_NET, CNNProxyTrainConfig()).describe() for g in (False, True)]
     assert ident[0] == ident[1]  # a speed setting: not part of the evaluator's identity
 
 
 def test_batched_validation_matches_the_per_batch_one():
     data = toy_proxy(n_train=8, n_val=50)
-    ev = CNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig(val_batch_size=20))
+    ev = GraphedCNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig(val_batch_size=20))
     torch.manual_seed(0)
     model = ev.build(GRAPH)
     _, val = ev._device_data(torch.device("cpu"))
     loss, acc = ev._validate(model, val, False, torch.contiguous_format)
-    loss_b, acc_b = ev._validate_batched(model, val, False, torch.contiguous_format)
+    loss_b, acc_b = ev.validate_batched(model, val, False, torch.contiguous_format)
     assert acc_b == acc
     assert loss_b == pytest.approx(loss, rel=1e-5)
 
 
-def test_cli_flag_reaches_the_proxy_and_is_a_runtime_flag():
+def test_cli_flag_reaches_the_proxy_and_is_a_runtime_flag(tmp_path):
     from searching.cnn.autoshrink_cnn import RUNTIME_FLAGS, build_parser
+    from searching.fused import accelerate
 
-    assert "cuda_graphs" in RUNTIME_FLAGS and "cuda_graphs" in CNNProxyTrainConfig.RUNTIME
+    assert "cuda_graphs" in RUNTIME_FLAGS
     assert not build_parser().parse_args([]).cuda_graphs
-    assert build_parser().parse_args(["--cuda_graphs"]).cuda_graphs
-    assert not CNNProxyTrainConfig().cuda_graphs
+    args = build_parser().parse_args(["--cuda_graphs"])
+    assert args.cuda_graphs
+
+    class Search:  # what accelerate() touches of a search
+        evaluator = CNNProxyEvaluator(toy_proxy(n_train=8, n_val=8), TINY_NET,
+                                      CNNProxyTrainConfig())
+        executor = None
+
+    search = accelerate(Search(), args)
+    assert type(search.evaluator) is GraphedCNNProxyEvaluator and search.executor is None
+    assert type(accelerate(Search(), build_parser().parse_args([])).evaluator) \
+        is CNNProxyEvaluator
 
 
 @CUDA
@@ -244,8 +260,8 @@ def test_proxy_with_graphs_on_cuda_trains_like_eager(capsys):
               device="cuda")
     torch.backends.cudnn.deterministic = True
     try:
-        eager, graphed = [CNNProxyEvaluator(data, TINY_NET, CNNProxyTrainConfig(cuda_graphs=g, **kw)
-                                            ).evaluate(GRAPH, 1) for g in (False, True)]
+        eager, graphed = [_proxy(g)(data, TINY_NET, CNNProxyTrainConfig(**kw)).evaluate(GRAPH, 1)
+                          for g in (False, True)]
     finally:
         torch.backends.cudnn.deterministic = False
     assert "CUDA graphs" not in capsys.readouterr().err

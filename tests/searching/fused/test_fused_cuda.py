@@ -1,7 +1,6 @@
 """The fused trainers on a GPU (skipped without one; bench/gpu_speed.sh runs them): in float64
 on CUDA, each member's result equals its separate training there, for the RNN and for the CNN
 with and without CUDA graphs (the device paths the CPU tests cannot reach)."""
-from dataclasses import replace
 
 import pytest
 import torch
@@ -27,11 +26,11 @@ def float64():
 def test_fused_rnn_on_cuda_equals_separate(tmp_path, graphs_on, float64):
     reset_fallback_note()
     ev = _evaluator(tmp_path, short_prob=0.3, patience=1, device="cuda")
-    fused_ev = _evaluator(tmp_path / "g", short_prob=0.3, patience=1, device="cuda",
-                          cuda_graphs=graphs_on)
+    fused_ev = _evaluator(tmp_path / "g", short_prob=0.3, patience=1, device="cuda")
     graphs = [RNN_PARENT.remove_edge(*e) for e in RNN_EDGES]
     seeds = [11, 12, 13, 14]
-    for g, s, r in zip(graphs, seeds, train_fused_rnn(fused_ev, RNN_PARENT, graphs, seeds)):
+    for g, s, r in zip(graphs, seeds, train_fused_rnn(fused_ev, RNN_PARENT, graphs, seeds,
+                                                        cuda_graphs=graphs_on)):
         alone = ev.evaluate(g, s)
         assert r.ok and alone.ok and r.epochs == alone.epochs
         assert r.metrics["perplexity"] == pytest.approx(alone.metrics["perplexity"], rel=1e-6)
@@ -44,8 +43,8 @@ def test_fused_cnn_on_cuda_equals_separate(graphs_on, float64):
     cfg = tiny_config(epochs=4, bn_recal_batches=2, device="cuda")
     graphs = [CNN_PARENT.remove_edge(i, j) for i, j in CNN_EDGES]
     seeds = [5, 6, 7]
-    fused = train_fused_cnn(F64Evaluator(toy(), spec, replace(cfg, cuda_graphs=graphs_on)),
-                            CNN_PARENT, graphs, seeds)
+    fused = train_fused_cnn(F64Evaluator(toy(), spec, cfg), CNN_PARENT, graphs, seeds,
+                            cuda_graphs=graphs_on)
     ev = F64Evaluator(toy(), spec, cfg)
     for g, s, r in zip(graphs, seeds, fused):
         alone = ev.evaluate(g, s)

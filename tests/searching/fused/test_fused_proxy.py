@@ -236,7 +236,6 @@ def test_cuda_graphs_flag_gives_the_eager_results_where_capture_is_impossible(ca
     """With cuda_graphs the fused step always saves and restores the inactive members' BN
     statistics (the captured step has no branch on the active set) and validates in large
     batches; on the CPU it runs eagerly (one note) with the same results as without."""
-    from dataclasses import replace
     from searching.fused.cuda_graph import reset_fallback_note
     torch.set_default_dtype(torch.float64)
     try:
@@ -245,8 +244,8 @@ def test_cuda_graphs_flag_gives_the_eager_results_where_capture_is_impossible(ca
         graphs = [PARENT.remove_edge(i, j) for i, j in EDGES]
         plain = train_fused(F64Evaluator(toy(), spec, cfg), PARENT, graphs, [5, 6, 7])
         reset_fallback_note()
-        graphed = train_fused(F64Evaluator(toy(), spec, replace(cfg, cuda_graphs=True)),
-                              PARENT, graphs, [5, 6, 7])
+        graphed = train_fused(F64Evaluator(toy(), spec, cfg), PARENT, graphs, [5, 6, 7],
+                              cuda_graphs=True)
         assert capsys.readouterr().err.count("CUDA graphs: not available on cpu") == 1
         for a, b in zip(graphed, plain):
             assert (a.epochs, a.metrics) == (b.epochs, b.metrics)

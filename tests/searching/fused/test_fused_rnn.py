@@ -101,8 +101,8 @@ def test_fused_training_equals_separate_training(tmp_path, float64, cuda_graphs)
     ev = _evaluator(tmp_path, short_prob=0.3, patience=1)
     graphs = [PARENT.remove_edge(*e) for e in EDGES]
     seeds = [11, 12, 13, 14]
-    fused = train_fused(_evaluator(tmp_path / "g", short_prob=0.3, patience=1,
-                                   cuda_graphs=cuda_graphs), PARENT, graphs, seeds)
+    fused = train_fused(_evaluator(tmp_path / "g", short_prob=0.3, patience=1), PARENT,
+                        graphs, seeds, cuda_graphs=cuda_graphs)
     assert len({r.epochs for r in fused}) >= 3
     for g, s, r in zip(graphs, seeds, fused):
         alone = ev.evaluate(g, s)
@@ -213,7 +213,7 @@ def test_fused_executor_falls_back_when_the_group_runs_out_of_memory(monkeypatch
         def evaluate(self, graph, seed):
             return Result(metrics={"perplexity": float(seed)})
 
-    def out_of_memory(*args):
+    def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
 
     monkeypatch.setattr(fe, "fused_trainer", lambda ev, graphs: (out_of_memory, ""))
