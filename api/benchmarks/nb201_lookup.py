@@ -1,4 +1,4 @@
-"""A tabular evaluator: a cell's score is a look-up in a benchmark table, not a training.
+"""Look-ups in the NAS-Bench-201 table: what a tabular search asks instead of training a cell.
 
 It answers for one dataset of NAS-Bench-201 what a trained candidate would: the search
 signal (12-epoch validation accuracy) and, kept apart, the figure the benchmark reports for a
@@ -19,7 +19,7 @@ def index_of_ops(ops: Sequence[int]) -> int:
     return index_of(Cell.from_op_indices(ops))
 
 
-class TabularEvaluator:
+class NB201Lookup:  # not an api.search Evaluator: it answers by table index, trains nothing
     """NAS-Bench-201 look-ups on one dataset, by API index."""
 
     metric = "valid_acc_12ep"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional, Sequence
 
 from api.errors import UserError
-from api.benchmarks.nb201_lookup import TabularEvaluator, index_of_ops
+from api.benchmarks.nb201_lookup import NB201Lookup, index_of_ops
 
 #: consecutive repeated queries after which a search is declared stalled
 STALL_LIMIT = 10_000
@@ -23,7 +23,7 @@ class SearchOver(Exception):
 
 
 class QueryBudget:
-    def __init__(self, evaluator: TabularEvaluator, budget: int,
+    def __init__(self, evaluator: NB201Lookup, budget: int,
                  on_query: Optional[Callable[[Dict], None]] = None,
                  replay: Sequence[Dict] = ()) -> None:
         self.evaluator = evaluator

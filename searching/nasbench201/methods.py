@@ -18,7 +18,7 @@ import numpy as np
 
 from api.errors import UserError
 from api.spaces.nasbench201.cell import EDGES, NUM_ARCHS, OPS
-from api.benchmarks.nb201_lookup import TabularEvaluator
+from api.benchmarks.nb201_lookup import NB201Lookup
 from searching.nasbench201.budget import QueryBudget, SearchOver
 
 N_EDGES, N_OPS = len(EDGES), len(OPS)
@@ -144,7 +144,7 @@ def check_budget(budget: int) -> int:
     return int(budget)
 
 
-def run_method(method: str, evaluator: TabularEvaluator, budget: int, seed: int,
+def run_method(method: str, evaluator: NB201Lookup, budget: int, seed: int,
                settings: Optional[Dict[str, Any]] = None,
                on_query: Optional[Callable[[Dict], None]] = None,
                replay: Sequence[Dict] = ()) -> QueryBudget:

@@ -22,7 +22,7 @@ from api.benchmarks.nasbench201 import DATASETS, load_table
 from api.runs.run_folder import (add_run_flags, adopt_recorded_flags, given_flags,
                                    resolve_seed)
 from api.errors import UserError, run_cli
-from api.benchmarks.nb201_lookup import TabularEvaluator
+from api.benchmarks.nb201_lookup import NB201Lookup
 from searching.nasbench201.methods import METHODS, check_budget, check_settings
 from searching.nasbench201.tabular_search import TabularSearch
 
@@ -67,7 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     check_budget(args.budget)
     if args.resume:
         TabularSearch.check_resumable(root)
-    evaluator = TabularEvaluator(load_table(args.benchmark_file), args.dataset)
+    evaluator = NB201Lookup(load_table(args.benchmark_file), args.dataset)
     search = TabularSearch(root, evaluator, args.method, args.budget, args.seed, settings,
                            plots=not args.no_plots)
     replay = None

@@ -26,7 +26,7 @@ import numpy as np
 from api.runs.atomic_io import atomic_write_bytes, atomic_write_json
 from api.benchmarks.nasbench201 import DATASETS, load_table
 from api.errors import UserError, run_cli
-from api.benchmarks.nb201_lookup import TabularEvaluator
+from api.benchmarks.nb201_lookup import NB201Lookup
 from api.search.report import png_bytes
 from searching.nasbench201.expected import expected_random_search
 from searching.nasbench201.methods import METHODS, check_budget, run_method
@@ -45,7 +45,7 @@ def run_all(table, methods: Sequence[str], datasets: Sequence[str], runs: int,
     (a stalled run keeps its last value)."""
     curves: Dict[str, Dict[str, np.ndarray]] = {}
     for dataset in datasets:
-        evaluator = TabularEvaluator(table, dataset)
+        evaluator = NB201Lookup(table, dataset)
         for method in methods:
             out = np.empty((runs, budget))
             for seed in range(runs):

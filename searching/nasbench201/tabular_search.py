@@ -22,7 +22,7 @@ from api.runs.atomic_io import (append_jsonl, atomic_write_bytes, atomic_write_j
 from api.benchmarks.nasbench201 import REPORTED_COLUMNS
 from api.errors import UserError
 from api.runs.fault_injection import maybe_die
-from api.benchmarks.nb201_lookup import TabularEvaluator
+from api.benchmarks.nb201_lookup import NB201Lookup
 from api.spaces.arch_io import Arch, save_arch
 from api.spaces.nasbench201.cell import arch_at
 from api.machine import cpu_name
@@ -37,7 +37,7 @@ SPACE = "nas-bench-201"
 
 
 class TabularSearch:
-    def __init__(self, root: str, evaluator: TabularEvaluator, method: str, budget: int,
+    def __init__(self, root: str, evaluator: NB201Lookup, method: str, budget: int,
                  seed: int, settings: Optional[Dict[str, Any]] = None,
                  plots: bool = True) -> None:
         self.root = root

@@ -16,7 +16,7 @@ import pytest
 
 from api.benchmarks.nasbench201 import (REPORTED_COLUMNS, SIGNAL_COLUMNS, Benchmark,
                                         arch_strings, load_table)
-from api.benchmarks.nb201_lookup import TabularEvaluator, index_of_ops
+from api.benchmarks.nb201_lookup import NB201Lookup, index_of_ops
 from api.spaces.nasbench201.cell import NUM_ARCHS, arch_at
 from tests.conftest import SHARED_DATA, folder_files, run_cli_inprocess, run_script, \
     run_search_until_death
@@ -74,7 +74,7 @@ def table_rows(path: Path) -> dict:
 
 
 def best_reported(path, method, dataset="cifar10", runs=100, budget=100) -> np.ndarray:
-    ev = TabularEvaluator(load_table(str(path)), dataset)
+    ev = NB201Lookup(load_table(str(path)), dataset)
     return np.array([run_method(method, ev, budget, s).best["reported"] for s in range(runs)])
 
 
@@ -151,7 +151,7 @@ def test_index_of_ops_is_the_api_index():
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_same_seed_same_cells_and_budget_counts_distinct_cells(synthetic, method):
-    ev = TabularEvaluator(load_table(str(synthetic)), "imagenet16")
+    ev = NB201Lookup(load_table(str(synthetic)), "imagenet16")
     a, b = (run_method(method, ev, 60, seed=7) for _ in range(2))
     assert a.records == b.records and a.best == b.best
     assert len(a.records) == 60 == len({r["index"] for r in a.records})
@@ -163,14 +163,14 @@ def test_same_seed_same_cells_and_budget_counts_distinct_cells(synthetic, method
 
 
 def test_budget_may_be_every_cell(synthetic):
-    ev = TabularEvaluator(load_table(str(synthetic)), "cifar10")
+    ev = NB201Lookup(load_table(str(synthetic)), "cifar10")
     ledger = run_method("rs", ev, NUM_ARCHS, seed=0)
     assert len(ledger.records) == NUM_ARCHS
     assert ledger.best["signal"] == ev.signal.max()
 
 
 def test_shrink_removes_one_edge_per_step_from_seed_drawn_ops(synthetic):
-    ev = TabularEvaluator(load_table(str(synthetic)), "cifar10")
+    ev = NB201Lookup(load_table(str(synthetic)), "cifar10")
     cells = [arch_at(r["index"]).op_indices() for r in run_method("shrink", ev, 22, 0).records]
     assert 0 not in cells[0]  # the start: every edge carries a non-none op
     nones = [c.count(0) for c in cells]
@@ -279,7 +279,7 @@ def test_table_writes_json_plot_and_weight_sharing_rows(synthetic, tmp_path, cap
     assert set(results) == {"rs", "rea", "reinforce", "shrink", "gdas", "darts-v1"}
     assert results["gdas"] == {"cifar10": {"mean": 61.0, "std": pytest.approx(1.4142, 1e-4),
                                            "runs": 2}}
-    ev = TabularEvaluator(load_table(str(synthetic)), "cifar100")
+    ev = NB201Lookup(load_table(str(synthetic)), "cifar100")
     shrink = [run_method("shrink", ev, 25, s).best["reported"] for s in range(4)]
     assert results["shrink"]["cifar100"]["mean"] == pytest.approx(np.mean(shrink), abs=1e-4)
     assert results["rs"]["cifar10"]["runs"] == 4
