@@ -1,0 +1,1 @@
+"""Final trainings of found cells (CIFAR, ImageNet, PTB) and their size reports."""

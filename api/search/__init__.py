@@ -1,4 +1,4 @@
-"""The small interfaces the shrink loop is written against.
+"""The seam the cell-search loop is written against: evaluators, executors, objectives, reports.
 
 ``Evaluator.evaluate(graph, seed) -> Result`` trains one candidate (CNN or RNN proxy);
 an ``Executor`` runs candidates and yields results as they finish; an ``Objective`` turns a

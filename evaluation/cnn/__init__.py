@@ -1,0 +1,1 @@
+"""Final CNN trainings: CIFAR and ImageNet recipes for any architecture, ImageNet validation."""

@@ -1,0 +1,1 @@
+"""Final RNN training and test of any RNN cell on Penn Treebank."""

@@ -1,1 +1,1 @@
-"""The one weight-sharing trainer and its methods."""
+"""The one weight-sharing trainer (image and text data), its CLI glue and the method interface."""
