@@ -262,3 +262,11 @@ def assert_same_oneshot_search(cut: Path, whole: Path) -> dict:
     for key in a["net"]:
         assert torch.equal(a["net"][key], b["net"][key]), key
     return {"cut": a, "whole": b}
+
+
+def requires_cuda(test):
+    """Mark a test (or, as ``pytestmark``, a module) as CUDA-only: ``cuda``, skipped without a GPU."""
+    import torch
+
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+    return pytest.mark.cuda(skip(test))

@@ -11,11 +11,12 @@ from api.datasets import DeviceBatches
 from api.spaces.dag.graph import CellGraph
 from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig, TrainStep, _param_groups
 from searching.fused.graphed_proxy import GraphedCNNProxyEvaluator
+from tests.conftest import requires_cuda
 from tests.searching.autoshrink.test_proxy_bn import TINY_NET, toy_proxy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GRAPH = CellGraph.complete(3, ["input", "Conv1x1", "SepConv3x3"])
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA = requires_cuda
 
 
 @pytest.fixture(autouse=True)

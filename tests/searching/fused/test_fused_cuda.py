@@ -12,7 +12,8 @@ from tests.searching.fused.test_fused_proxy import EDGES as CNN_EDGES, PARENT as
 from tests.searching.fused.test_fused_proxy import tiny_config, tiny_spec
 from tests.searching.fused.test_fused_rnn import EDGES as RNN_EDGES, PARENT as RNN_PARENT, _evaluator
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 @pytest.fixture
