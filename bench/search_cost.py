@@ -254,7 +254,7 @@ def enas_rnn(r: Runner, q: bool, device: str) -> Row:
     ctrl, der = rec["controller_seconds"], rec["derive_seconds"]
     return Row("enas", "rnn", hours, _device_of(out, device), frac,
                f"1 epoch with {s} shared / {c} controller steps / {d} derive samples at "
-               f"carpedm20 sizes ({(rec['seconds'] - ctrl - der) / s:.2f} / {ctrl / c:.2f} / "
+               f"the search's default sizes ({(rec['seconds'] - ctrl - der) / s:.2f} / {ctrl / c:.2f} / "
                f"{der / d:.2f} s each), to 150 x (400 / 2000 / 100)")
 
 
