@@ -3,7 +3,7 @@
 A search is a sequence of steps. Each step plans candidate graphs (a strategy decision),
 trains them through an :class:`~api.search.Executor`, records every result, then advances
 (another strategy decision). :class:`~searching.shrink.ShrinkSearch` (AutoShrink) and
-:class:`~searching.random.random_search.RandomSearch` (the baseline) differ only in those two hooks.
+:class:`~searching.random_search.random_search.RandomSearch` (the baseline) differ only in those two hooks.
 
 Resume: the whole state (current graph, history, RNG state, the step's plan and finished
 candidates) is written atomically to ``state.json`` after every candidate, so a killed search

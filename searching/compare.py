@@ -25,8 +25,8 @@ from api.errors import UserError, run_cli
 from api.spaces.dag.graph_io import load_graph
 from api.search.evaluator import Task
 from api.search.executors import evaluate_safely
-from searching.random.random_search import random_search
-from searching.random.strategy import count_trainings
+from searching.random_search.random_search import random_search
+from searching.random_search.strategy import count_trainings
 
 RETRAIN_SEED = 1234
 

@@ -45,8 +45,8 @@ CASES = [
                                              "--out", "{bad}/p.npz"], "train/<class>/"),
     ("searching/cnn/make_cifar10_proxy.py", ["--train", "0"], "--train"),
     # random search
-    ("searching/random/random_search.py", ["svm"], "unknown search space"),
-    ("searching/random/random_search.py", ["cnn", "--match_run", "{bad}/empty"], "--match_run"),
+    ("searching/random_search/random_search.py", ["svm"], "unknown search space"),
+    ("searching/random_search/random_search.py", ["cnn", "--match_run", "{bad}/empty"], "--match_run"),
     # RNN search and its data tools
     ("searching/rnn/train.py", ["--data", "{bad}/nowhere", "--emb_path", "none"], "nowhere"),
     ("searching/rnn/train.py", ["--data", "{bad}/ptb", "--emb_path", "none"], "valid.txt"),
@@ -61,7 +61,7 @@ CASES = [
      "nowhere"),
     ("searching/rnn/make_penn_proxy.py", ["--ptb", "{bad}/nowhere", "--out", "{bad}/pp"],
      "nowhere"),
-    ("searching/random/random_search.py", ["rnn", "--data", "{bad}/nowhere", "--emb_path", "none"],
+    ("searching/random_search/random_search.py", ["rnn", "--data", "{bad}/nowhere", "--emb_path", "none"],
      "nowhere"),
     # evaluation
     ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/missing"], "not found"),

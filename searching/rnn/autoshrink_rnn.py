@@ -2,7 +2,7 @@
 
 The CLI is ``searching/rnn/train.py`` (its parser); the evaluator is
 :class:`searching.rnn.proxy.RNNProxyEvaluator`; the loop is the shared shrink loop
-(:mod:`searching.shrink`). The random-search baseline (``searching/random/random_search.py rnn``)
+(:mod:`searching.shrink`). The random-search baseline (``searching/random_search/random_search.py rnn``)
 builds its candidates' training from the same :func:`build_components`.
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Optional, Sequence  # noqa: E402
 from api.errors import run_cli  # noqa: E402
 from api.runs.run_folder import given_flags  # noqa: E402
 from searching.runner import add_runtime_flags, add_search_flags  # noqa: E402
-# build_components is re-exported for searching/random/random_search.py
+# build_components is re-exported for searching/random_search/random_search.py
 from searching.rnn.autoshrink_rnn import build_components, search_rnn  # noqa: E402,F401
 from api.spaces.autoshrink_rnn.space import RNN_OPS  # noqa: E402
 

@@ -42,7 +42,7 @@ def test_tiny_search_with_fused(tmp_path, cifar_root):
 
 def test_random_search_refuses_fused(tmp_path):
     from api.errors import UserError
-    from searching.random.random_search import parse, random_search
+    from searching.random_search.random_search import parse, random_search
     args, components, root_flag = parse(["cnn", "--model_root", str(tmp_path / "r"), "--fused"])
     with pytest.raises(UserError, match="--fused"):
         random_search(args, components, root_flag)

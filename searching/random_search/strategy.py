@@ -4,7 +4,7 @@
 from the same seed as AutoShrink's): each sample keeps every edge with a probability that is
 itself drawn uniformly, so all cell sizes are visited; graphs already evaluated are not drawn
 again. It runs on the shared search loop (:class:`searching.cell_search.CellSearch`), like
-AutoShrink (:mod:`searching.shrink`). The CLI is ``searching/random/random_search.py``.
+AutoShrink (:mod:`searching.shrink`). The CLI is ``searching/random_search/random_search.py``.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Random search at AutoShrink's budget: the baseline every NAS result should beat.
 
-    python searching/random/random_search.py cnn --model_root runs/random --nodes 8 --max_steps 10 ...
-    python searching/random/random_search.py rnn --save runs/random-rnn --nodes 6 ...
+    python searching/random_search/random_search.py cnn --model_root runs/random --nodes 8 --max_steps 10 ...
+    python searching/random_search/random_search.py rnn --save runs/random-rnn --nodes 6 ...
 
 Takes exactly the flags of the AutoShrink CLI of that space (same data, proxy training, seed
 handling and outputs) plus ``--budget``. It samples random subgraphs of the same complete DAG
@@ -21,7 +21,7 @@ import numpy as np
 from api.errors import UserError, run_cli
 from api.runs.run_folder import adopt_recorded_flags, given_flags, resolve_seed
 from api.spaces.dag.graph import CellGraph
-from searching.random.strategy import (RandomConfig, RandomSearch, autoshrink_budget,
+from searching.random_search.strategy import (RandomConfig, RandomSearch, autoshrink_budget,
                                        count_trainings)
 from searching.fused import accelerate
 from searching.runner import SearchComponents, open_search, run_search

@@ -3,7 +3,7 @@ import pytest
 
 from api.runs.atomic_io import read_jsonl
 from tests.conftest import run_cli_inprocess, run_script
-from searching.random.strategy import RandomConfig, RandomSearch, autoshrink_budget, count_trainings
+from searching.random_search.strategy import RandomConfig, RandomSearch, autoshrink_budget, count_trainings
 from tests.searching.autoshrink.test_shrink import FakeEvaluator, initial, journal, run as run_shrink
 from api.search.objectives import CNNObjective
 
@@ -39,10 +39,10 @@ def test_random_search_is_seeded_and_resumable(tmp_path):
 
 def test_random_search_cli(tmp_path, cifar_root, capsys):
     """The script's one subprocess run; its bad input runs in-process."""
-    from searching.random.random_search import main
+    from searching.random_search.random_search import main
 
     root = tmp_path / "rs"
-    proc = run_script("searching/random/random_search.py", "cnn", "--model_root", str(root),
+    proc = run_script("searching/random_search/random_search.py", "cnn", "--model_root", str(root),
                       "--data", str(cifar_root), "--nodes", "3", "--max_steps", "2",
                       "--epochs", "1", "--proxy_train", "60", "--proxy_val", "30", "--depth",
                       "1", "--scale", "0.5", "--pool", "1", "--replicate", "1", "--quiet",
