@@ -90,6 +90,7 @@ SMOKE_HERE = ("searching/rnn/preprocess.py", "searching/rnn/make_penn_proxy.py",
 IN_SUBPROCESS = {next(i for i, c in enumerate(CASES) if c[0] == s) for s in SMOKE_HERE}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,args,message,in_subprocess",
                          [(*c, i in IN_SUBPROCESS) for i, c in enumerate(CASES)],
                          ids=[f"{c[0].split('/')[-1]}:{' '.join(c[1])[:40]}"

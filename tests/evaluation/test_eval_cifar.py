@@ -154,6 +154,7 @@ def test_search_graph_best_in_the_cifar_network(tmp_path, tiny_cifar):
     assert net["activation"] == "swish" and net["replicate"] == [1, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing_graph", "damaged_data", "no_resume_state"])
 def test_bad_input_is_one_line(tmp_path, tiny_cifar, case, capsys):
     data = tiny_cifar

@@ -130,6 +130,7 @@ def test_search_graph_best_trains_in_the_imagenet_network(tmp_path, imagenet_roo
         assert net["activation"] == "swish" and net["scale"] == [0.25, 0.5]
 
 
+@pytest.mark.slow
 def test_torchrun_two_gloo_ranks(tmp_path):
     """Two gloo ranks: validation shards count every val image exactly once (9 images, an odd
     number: a padded or overlapping split would count 10 or more), and both ranks hold the

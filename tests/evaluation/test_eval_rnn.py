@@ -80,6 +80,7 @@ def test_nonmono_rule_and_random_length():
     assert [sample_seq_len(again, 35) for _ in range(20)] == lens[:20]
 
 
+@pytest.mark.slow
 def test_train_end_to_end_then_test(full_run, tmp_path):
     records = read_jsonl(full_run / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
@@ -98,6 +99,7 @@ def test_train_end_to_end_then_test(full_run, tmp_path):
     assert res["valid"]["ppl"] == pytest.approx(final["best_val_ppl"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_metrics(corpus, tmp_path):
     """Stopped after epoch 3 (ASGD on since epoch 2), resumed: the same epochs as one run.
     Both in this process: the same thread setup, so the figures must be equal, not close."""
@@ -155,6 +157,7 @@ def test_bad_input_is_one_line_exit_2(corpus, tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset,space,bias", [("darts-ptb", "darts-rnn", True),
                                                ("enas-ptb", "enas-rnn", False)])
 def test_darts_and_enas_cells_train_resume_and_test(preset, space, bias, corpus, tmp_path):

@@ -12,6 +12,7 @@ from evaluation.complexity_table import complexity_rows
 SCRIPTS = REPO / "scripts"
 
 
+@pytest.mark.slow
 def test_table_complexity_script_prints_paper_figures():
     # one CPU thread: counting is a forward pass at 224x224, 20x slower with two threads
     # contending for two shared cores, and the figures do not depend on it
@@ -39,6 +40,7 @@ def _flags_after(text, cli):
     return set(re.findall(r"(--[a-z_]+)", command))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["shrinkcnn_a_imagenet.sh", "shrinkcnn_b_imagenet.sh",
                                     "search_cnn.sh", "table_complexity.sh"])
 def test_scripts_parse_and_use_known_flags(script):

@@ -60,6 +60,7 @@ def test_model_info_darts_v2(capsys, dataset, last):
             else "NetworkCIFAR(C=36, layers=20") in out
 
 
+@pytest.mark.slow
 def test_model_info_as_a_script_with_gdas_flags():
     """The subprocess smoke test: GDAS's --input form and a smaller network."""
     proc = run_script("evaluation/model_info.py", "--arch", "gdas-v1", "--C", "16",
@@ -307,6 +308,7 @@ def bash(script, *args, env=None, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_nb201_train_a_net_script(tmp_path, tiny_cifar):
     nb201_space()
     proc = bash("NAS-Bench-201/train-a-net.sh", NB201_CELL, 4, 1, "--quiet",
@@ -318,6 +320,7 @@ def test_nb201_train_a_net_script(tmp_path, tiny_cifar):
     assert json.loads((tmp_path / "nb" / "args.json").read_text())["seed"] == 777
 
 
+@pytest.mark.slow
 def test_nas_infer_train_script(tmp_path, tiny_cifar):
     proc = bash("nas-infer-train.sh", "cifar10", "GDAS_V1", 32, -1, "--C", 4, "--layers", 3,
                 "--quiet", env={"EPOCHS": "1", "DATA": str(tiny_cifar),

@@ -37,6 +37,7 @@ def test_plan_workers_round_robin_and_thread_split():
         make_executor("local", workers=0)
 
 
+@pytest.mark.slow
 def test_process_executor_matches_in_process_on_fake_evaluator():
     graphs = [CellGraph.complete(4, ["input", "Conv1x1", "Conv1x1", "Conv1x1"]).remove_edge(*e)
               for e in [(0, 1), (0, 2), (1, 3), (2, 3)]]
@@ -47,6 +48,7 @@ def test_process_executor_matches_in_process_on_fake_evaluator():
     assert got == ref
 
 
+@pytest.mark.slow
 def test_workers_give_in_process_results(tmp_path, cifar_root):
     base = ["--data", str(cifar_root), *TINY]
     search_cnn(build_parser().parse_args(["--model_root", str(tmp_path / "one"), *base]))
@@ -66,6 +68,7 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_in_process_results(tmp_path, cifar_root, ray_session):
     from api.search.executors import RayExecutor
 
@@ -104,6 +107,7 @@ class Scripted(Evaluator):
         return Result(metrics={"accuracy": seed / 1000 + self.bonus, "gpu": float(gpu) if gpu else -1.0})
 
 
+@pytest.mark.slow
 def test_worker_gpus_are_mapped_through_the_inherited_visible_devices(monkeypatch):
     assert worker_devices([0, 1, 0, 1], "2,3") == ["2", "3", "2", "3"]
     assert worker_devices([0, 1], None) == ["0", "1"]  # unset: slot i is GPU i
@@ -119,6 +123,7 @@ def test_worker_gpus_are_mapped_through_the_inherited_visible_devices(monkeypatc
     assert got == {"t0": 2.0, "t1": 3.0}
 
 
+@pytest.mark.slow
 def test_a_dead_worker_fails_only_its_own_candidate(tmp_path):
     """A candidate that kills its worker is retried once, then failed; the candidates other
     workers were training meanwhile are neither charged nor retrained. A bug's result comes
@@ -143,6 +148,7 @@ def test_a_dead_worker_fails_only_its_own_candidate(tmp_path):
         assert [r.metrics["accuracy"] for r in again] == [0.2]
 
 
+@pytest.mark.slow
 def test_the_worker_pool_follows_the_evaluator_object():
     """Workers hold a copy of the evaluator: a new evaluator, even one that reuses a freed
     one's id(), gets new workers."""
@@ -260,6 +266,7 @@ class BugOnEdges(Evaluator):
         return self.fake.evaluate(graph, seed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_bug_stops_the_search_and_resume_finishes_it(tmp_path, capsys, workers):
     root = tmp_path / "bug"
@@ -324,6 +331,7 @@ class Reservation(Evaluator):
         return Result(metrics={"cpus": cpus, "threads": torch.get_num_threads()})
 
 
+@pytest.mark.slow
 def test_ray_tasks_reserve_as_many_cpus_as_they_use_threads(ray_session):
     ex = make_executor("ray")
     for threads, want in ((0, (1.0, 1)), (2, (2.0, 2))):

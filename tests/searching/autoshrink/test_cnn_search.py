@@ -32,6 +32,7 @@ def tiny_args(root, data, *extra):
                                       *extra])
 
 
+@pytest.mark.slow
 def test_cli_writes_every_output(tmp_path, cifar_root):
     root = tmp_path / "run"
     proc = run_script(SCRIPT, "--model_root", str(root), "--data", str(cifar_root), *TINY,
@@ -71,6 +72,7 @@ def reference_run(tmp_path_factory, cifar_root):
     return root, best
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(tmp_path, cifar_root, reference_run):
     ref, ref_best = reference_run
     best = search_cnn(tiny_args(tmp_path / "again", cifar_root, "--no_plots"))
@@ -95,6 +97,7 @@ def without_threads(args):
     return args[:i] + args[i + 2:]
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_matches_uninterrupted(tmp_path, cifar_root, reference_run, capsys):
     ref, _ = reference_run
     root = tmp_path / "killed"
@@ -104,6 +107,7 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path, cifar_root, referenc
     assert_same_search(root, ref)
 
 
+@pytest.mark.slow
 def test_deaths_at_every_kind_of_point_then_resume_match_uninterrupted(
         tmp_path, cifar_root, reference_run, capsys, monkeypatch):
     """Killed (deterministically, by the search's fault-injection hook) mid-step, right after
@@ -158,6 +162,7 @@ def test_missing_cifar_names_the_fix(tmp_path):
         load_cifar(str(tmp_path), download=False)
 
 
+@pytest.mark.slow
 def test_make_cifar10_proxy_cli(tmp_path, cifar_root, capsys):
     out = tmp_path / "proxy.npz"
     run_script("searching/cnn/make_cifar10_proxy.py", "--data", str(cifar_root), "--out",

@@ -43,6 +43,7 @@ def run(root, evaluator, resume=False, plots=False):
     return search, search.run()
 
 
+@pytest.mark.slow
 def test_curves_are_kept_for_every_trained_candidate(tmp_path):
     search, _ = run(tmp_path / "a", CurveEvaluator(), plots=True)
     cands = read_jsonl(tmp_path / "a" / "candidates.jsonl")

@@ -207,6 +207,7 @@ def run_cli_script(*args, timeout=240):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_cli_smoke(corpus_dir, tmp_path, capsys):
     """The script's one subprocess run; its bad input runs in-process."""
     from searching.rnn.preprocess import main as preprocess_main
@@ -269,6 +270,7 @@ def assert_same_search(save, ref):
     assert a["mask"] == b["mask"] and a["meta"]["score"] == b["meta"]["score"]
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_matches_uninterrupted(corpus_dir, tmp_path, uninterrupted, capsys):
     """An RNN search killed with SIGKILL mid-search resumes to the uninterrupted result."""
     save = tmp_path / "killed"

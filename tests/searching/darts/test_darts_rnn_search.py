@@ -106,6 +106,7 @@ def test_defaults_are_the_official_ones():
     assert (a.arch_lr, a.arch_wdecay, a.unrolled) == (3e-3, 1e-3, False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unrolled", [False, True])
 def test_writes_every_output_and_the_rnn_trainer_takes_the_genotype(
         unrolled, corpus, tmp_path, capsys, one_thread):
@@ -154,6 +155,7 @@ def test_writes_every_output_and_the_rnn_trainer_takes_the_genotype(
     assert final["space"] == "darts-rnn" and final["text"] == text
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_equals_uninterrupted(corpus, tmp_path, capsys, monkeypatch,
                                                   one_thread):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -194,6 +196,7 @@ def test_bad_input_one_line(case, corpus, tmp_path, capsys, one_thread):
     assert {"missing": "corpus folder not found", "damaged": "damaged"}[case] in lines[0]
 
 
+@pytest.mark.slow
 def test_cli_smoke_subprocess(corpus, tmp_path):
     save = tmp_path / "run"
     args = [str(a) for a in tiny(corpus, save, "--no_plots", "--epochs", 1)]

@@ -18,6 +18,7 @@ from tests.searching.oneshot.test_oneshot import OUTPUTS, tiny
 history = oneshot_history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unrolled", [False, True])
 def test_darts_nb201_writes_every_output(unrolled, cifar_root, tmp_path, capsys, one_thread):
     from api.spaces import get_space
@@ -109,6 +110,7 @@ def test_step_order_architecture_then_weights(one_thread):
     assert all(torch.equal(d, a.grad) for d, a in zip(dalpha, net.arch_parameters()))
 
 
+@pytest.mark.slow
 def test_darts_space_v2_genotype_is_accepted(cifar_root, tmp_path, capsys, one_thread):
     from api.train.arch_train import build_arch_network
     from api.spaces.arch_io import load_arch
@@ -140,6 +142,7 @@ def test_darts_space_v2_genotype_is_accepted(cifar_root, tmp_path, capsys, one_t
     assert logits.shape == (2, 10) and costs["params"] > 0
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_equals_uninterrupted(cifar_root, tmp_path, capsys, monkeypatch,
                                                   one_thread):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -199,6 +202,7 @@ def test_bad_input_one_line(case, cifar_root, tmp_path, capsys, one_thread):
     assert expect in lines[0]
 
 
+@pytest.mark.slow
 def test_cli_smoke_subprocess(cifar_root, tmp_path):
     save = tmp_path / "run"
     args = [str(a) for a in tiny(cifar_root, save, "--no_plots", "--unrolled")]
@@ -231,6 +235,7 @@ def _ten_class_folder(root, per_class: int = 60):
     return root
 
 
+@pytest.mark.slow
 def test_imagefolder_supernet_beats_chance_within_3_epochs(tmp_path, capsys, one_thread):
     """On a user's small 10-class folder the supernet's validation
     accuracy (architecture half) clearly beats chance (0.1) within 3 epochs (measured 0.44)."""

@@ -98,6 +98,7 @@ def test_seed_cnn_command_searches_macro_and_the_network_trains(tmp_path, cifar_
     assert (tmp_path / "train" / "final_metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_same_seed_same_samples_and_resume_after_kill(tmp_path, cifar_root, capsys,
                                                       monkeypatch):
     whole, again, cut = tmp_path / "whole", tmp_path / "again", tmp_path / "cut"
@@ -114,6 +115,7 @@ def test_same_seed_same_samples_and_resume_after_kill(tmp_path, cifar_root, caps
         assert torch.equal(states["cut"]["method_state"]["controller"][key], value), key
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(tmp_path, cifar_root, capsys):
     cases = [(["--cnn_space", "mezzo"], "--cnn_space 'mezzo' is not one of macro, micro"),
              (["--controller_optim", "rmsprop"], "--controller_optim 'rmsprop'"),

@@ -114,6 +114,7 @@ def test_defaults_are_spec_19():
     assert build_parser().parse_args(["--controller_lr_cosine=True"]).controller_lr_cosine
 
 
+@pytest.mark.slow
 def test_writes_every_output_same_seed_same_search_and_the_cell_trains(
         corpus, tmp_path, capsys, one_thread):
     from api.spaces import get_space
@@ -216,6 +217,7 @@ def test_bad_input_one_line(case, expect, corpus, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_PTB / "valid.txt").is_file(),
                     reason=f"the PTB proxy is not present at {SHARED_PTB}")
 def test_cli_smoke_subprocess_on_the_ptb_proxy(tmp_path):

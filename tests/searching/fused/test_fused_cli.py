@@ -19,6 +19,7 @@ def test_fused_is_off_by_default_and_a_runtime_flag():
     assert "fused" in RUNTIME_FLAGS
 
 
+@pytest.mark.slow
 def test_tiny_search_with_fused(tmp_path, cifar_root):
     runs = {}
     for name, extra in (("plain", []), ("fused", ["--fused"])):

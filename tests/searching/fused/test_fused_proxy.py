@@ -52,6 +52,7 @@ def tiny_config(**kw) -> CNNProxyTrainConfig:
 EDGES = [(0, 1), (2, 3), (1, 3)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recal", [2, 0])
 def test_fused_results_equal_separate_evaluations(recal, monkeypatch):
     import searching.fused.cnn_trainer as fp
@@ -136,6 +137,7 @@ def _same(a, b):
                 assert ra[k] == rb[k], k
 
 
+@pytest.mark.slow
 def test_search_with_fused_executor_matches_and_resumes(tmp_path):
     torch.set_default_dtype(torch.float64)
     try:

@@ -92,6 +92,7 @@ def _evaluator(tmp_path, **kw):
     return RNNProxyEvaluator(data, 8, 8, cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_fused_training_equals_separate_training(tmp_path, float64, cuda_graphs):
     """Also through the fixed-shape step of --cuda_graphs (every member computed at every
@@ -153,6 +154,7 @@ def _search(root, ev, executor, resume=False):
     return search.run()
 
 
+@pytest.mark.slow
 def test_search_with_fused_executor_matches_and_resumes(tmp_path, float64):
     ev = _evaluator(tmp_path / "corpus", epochs=2, short_prob=0.3)
     plain = _search(tmp_path / "plain", ev, None)

@@ -41,6 +41,7 @@ def whole(cifar_root, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_outputs_and_found_cell(whole, capsys):
     import json
 
@@ -67,6 +68,7 @@ def test_outputs_and_found_cell(whole, capsys):
     assert out.strip().splitlines()[-1].startswith("params=")
 
 
+@pytest.mark.slow
 def test_same_seed_same_pool_and_resume_after_kill(whole, cifar_root, tmp_path, capsys,
                                                    monkeypatch, one_thread):
     from searching.nao.train_search import main
@@ -111,6 +113,7 @@ def test_bad_search_flags_are_one_line(flags, message, cifar_root, tmp_path, cap
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
+@pytest.mark.slow
 def test_fixed_arc_picks_the_space_and_the_scripts_pass_the_zoo_cells(tmp_path):
     from api.train.arch_train import fixed_arc
     from api.spaces.nao.presets import NAONET_WS

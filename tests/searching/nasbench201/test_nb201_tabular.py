@@ -249,6 +249,7 @@ def test_resume_of_a_finished_search_rewrites_the_same_outputs(synthetic, tmp_pa
         {k: v for k, v in after.items() if k != "summary.json"}
 
 
+@pytest.mark.slow
 def test_cli_smoke_subprocess(synthetic, tmp_path):
     save = tmp_path / "run"
     proc = run_script("searching/nasbench201/search.py", "--method", "rea", "--budget", "30",

@@ -30,6 +30,7 @@ def tiny(data: Path, save: Path, *extra) -> list:
 history = oneshot_history
 
 
+@pytest.mark.slow
 def test_gdas_nb201_writes_every_output(cifar_root, tmp_path, capsys, one_thread):
     from api.spaces import get_space
 
@@ -158,6 +159,7 @@ def test_mid_epoch_checkpoint_resume_equals_uninterrupted(cifar_root, tmp_path, 
         assert torch.equal(a["net"][key], b["net"][key]), key
 
 
+@pytest.mark.slow
 def test_real_kill_9_and_resume(cifar_root, tmp_path, capsys, monkeypatch, one_thread):
     """A real SIGKILL at a timing-dependent point after the first epoch (mid-epoch
     checkpoints after every step), then --resume: the uninterrupted run's history. The
@@ -243,6 +245,7 @@ def test_bad_input_one_line(case, cifar_root, tmp_path, capsys, one_thread):
     assert expect in lines[0]
 
 
+@pytest.mark.slow
 def test_cli_smoke_subprocess(cifar_root, tmp_path):
     save = tmp_path / "run"
     args = [str(a) for a in tiny(cifar_root, save, "--no_plots")]

@@ -16,6 +16,7 @@ def run(script, *args, env=None):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,args,space,method", [
     ("algos/GDAS.sh", ["cifar10", "-1", "--layers", "1"], "nas-bench-201", "gdas"),
     ("algos/DARTS-V1.sh", ["cifar10", "5", "--layers", "1"], "nas-bench-201", "darts-v1"),

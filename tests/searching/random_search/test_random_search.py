@@ -37,6 +37,7 @@ def test_random_search_is_seeded_and_resumable(tmp_path):
     assert c == a and journal(tmp_path / "c") == journal(tmp_path / "a")
 
 
+@pytest.mark.slow
 def test_random_search_cli(tmp_path, cifar_root, capsys):
     """The script's one subprocess run; its bad input runs in-process."""
     from searching.random_search.random_search import main

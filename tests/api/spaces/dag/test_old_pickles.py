@@ -21,6 +21,7 @@ def test_the_old_pickle_names_the_old_module():
     assert b"api.graph" in OLD.read_bytes() and b"api.spaces.dag" not in OLD.read_bytes()
 
 
+@pytest.mark.slow
 def test_plain_pickle_load_as_the_original_readme():
     """The original README's snippet, in a fresh interpreter (nothing imported before)."""
     code = ("import pickle; g = pickle.load(open(r'%s', 'rb')); "
