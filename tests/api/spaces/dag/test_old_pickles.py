@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from api.spaces.arch_io import load_arch
 from api.spaces.dag.graph import CellGraph
