@@ -70,6 +70,7 @@ def test_cnn_step_fused_variant_runs_on_cpu(capsys):
     assert "graphed fused: skipped" in out
 
 
+@pytest.mark.slow
 def test_rnn_step_bench_runs_tiny(tmp_path, capsys, monkeypatch):
     from tests.conftest import write_chain_corpus
     monkeypatch.syspath_prepend(str(REPO / "bench"))

@@ -15,6 +15,9 @@ from api.spaces.dag.graph import CellGraph
 from api.spaces.autoshrink_cnn.network import NetworkSpec
 from searching.cnn.proxy import _param_groups
 
+# float64 equivalence runs of the fused trainers: part of the full suite, not the inner loop
+pytestmark = pytest.mark.slow
+
 RTOL, ATOL = 1e-9, 1e-11
 
 

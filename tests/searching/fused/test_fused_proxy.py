@@ -11,7 +11,8 @@ from api.spaces.autoshrink_cnn.network import NetworkSpec
 from searching.fused.cnn_trainer import train_fused
 from searching.cnn.proxy import CNNProxyEvaluator, CNNProxyTrainConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# float64 equivalence runs of the fused trainers: part of the full suite, not the inner loop
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 def toy(n_train=40, n_val=24, size=16, seed=0):
@@ -52,7 +53,6 @@ def tiny_config(**kw) -> CNNProxyTrainConfig:
 EDGES = [(0, 1), (2, 3), (1, 3)]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("recal", [2, 0])
 def test_fused_results_equal_separate_evaluations(recal, monkeypatch):
     import searching.fused.cnn_trainer as fp
@@ -137,7 +137,6 @@ def _same(a, b):
                 assert ra[k] == rb[k], k
 
 
-@pytest.mark.slow
 def test_search_with_fused_executor_matches_and_resumes(tmp_path):
     torch.set_default_dtype(torch.float64)
     try:

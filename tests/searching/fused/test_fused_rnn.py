@@ -15,7 +15,8 @@ from tests.conftest import write_chain_corpus
 from searching.fused.rnn_trainer import member_sgd_step, train_fused
 from searching.rnn.proxy import LMData, RNNProxyEvaluator, RNNProxyTrainConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# float64 equivalence runs of the fused trainers: part of the full suite, not the inner loop
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 PARENT = CellGraph.complete(5, ["input", "tanh", "relu", "identity", "sigmoid"], space="rnn")
 # (0, 1) leaves node 1 unreachable (its out-edges stop counting); (1, 4) and (0, 4) change
@@ -92,7 +93,6 @@ def _evaluator(tmp_path, **kw):
     return RNNProxyEvaluator(data, 8, 8, cfg)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_fused_training_equals_separate_training(tmp_path, float64, cuda_graphs):
     """Also through the fixed-shape step of --cuda_graphs (every member computed at every
@@ -154,7 +154,6 @@ def _search(root, ev, executor, resume=False):
     return search.run()
 
 
-@pytest.mark.slow
 def test_search_with_fused_executor_matches_and_resumes(tmp_path, float64):
     ev = _evaluator(tmp_path / "corpus", epochs=2, short_prob=0.3)
     plain = _search(tmp_path / "plain", ev, None)
