@@ -1,21 +1,12 @@
 """Train a found RNN cell as a language model on Penn Treebank (the paper's ShrinkRNN row).
 
-    python evaluation/rnn/train.py --arch shrinkrnn --data ./data/penn \
-        --output runs/shrinkrnn
-    python evaluation/rnn/train.py --arch search-rnn/graph-best --data ./data/penn ...
-    python evaluation/rnn/train.py --arch darts-ptb --data ./data/penn ...   # or enas-ptb
-
---arch (alias --graph_path) takes a search's file, an RNN cell string or a preset. AutoShrink
-cells train in the search's language model, DARTS and ENAS cells in their space's highway-cell
-model, with DARTS's final RNN training (SGD, then ASGD); best.pt holds the best validation loss.
+    python evaluation/rnn/train.py --arch shrinkrnn --data ./data/penn --output runs/shrinkrnn
 
 Why this loop is not :class:`api.train.trainer.Trainer`: its optimizer changes class mid-run
 (SGD to ASGD, validating on the averaged weights), the lr is rescaled every step by the drawn
 window length, and best.pt is kept by validation loss; the shared loop has one fixed optimizer
-and scheduler and top-k evaluation. The run folder is the shared one (:mod:`api.runs.run_folder`).
-
-See docs/evaluation.md.
-Fidelity notes: docs/fidelity/autoshrink.md.
+and scheduler and top-k evaluation.
+See docs/evaluation.md; fidelity notes: docs/fidelity/autoshrink.md.
 """
 from __future__ import annotations
 

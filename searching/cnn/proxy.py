@@ -1,19 +1,11 @@
 """The CNN proxy estimator: train a candidate network from scratch on the proxy data.
 
-Paper defaults: Adam lr 4e-3 (constant), weight decay 1e-5 on conv/linear weights, batch 128
-(val 100), up to 20 epochs, mean/std normalisation only. Early stops: an epoch ends once the
-running train accuracy passes 0.98; training stops after 5 epochs without a better val
-accuracy, at epoch 3 when val accuracy is below 0.2, and when val loss > 3 x train loss.
-Returns the best val accuracy and the proxy network's MACs at the proxy resolution.
-
-BatchNorm recalibration (not in the paper's code; ``--bn_recal_batches 0`` restores it): before
-each validation the BN running statistics are re-estimated on ``bn_recal_batches`` training
-batches with the current weights. With few steps per epoch and a fast-moving Adam, the running
-averages (momentum 0.1) lag behind the weights, and evaluation then measures stale statistics
-instead of the network: on 1,000 images a net that has learned reads chance, and the early
-stops fire on that artefact. Recalibration only touches the running statistics, which train-mode
-forward passes never read, and draws its batches from a generator of its own, so the training
-trajectory is unchanged; only the validation figures (and hence the early stops) change.
+Paper defaults (Adam 4e-3, batch 128, up to 20 epochs, the paper's early stops); returns the
+best val accuracy and the proxy network's MACs at the proxy resolution. Departure: before each
+validation the BN running statistics are re-estimated on ``bn_recal_batches`` training batches
+(its own generator, so the training trajectory is unchanged); ``--bn_recal_batches 0`` restores
+the original's evaluation with running averages.
+Fidelity notes: docs/fidelity/autoshrink.md.
 """
 from __future__ import annotations
 

@@ -1,48 +1,13 @@
 """The k candidates of one AutoShrink step as one fused CNN. Off by default.
 
-A step's candidates are its parent graph minus one edge each, so every candidate is a sub-network
-of the parent. :class:`FusedCandidates` builds the parent's network once with a leading *member*
-dimension on every weight and runs the k members side by side:
-
-* **Layout.** Activations are ``(B, M*C, H, W)``: member m owns channels ``m*C .. m*C+C-1``.
-  Every convolution is one grouped ``conv2d`` with ``groups = M`` (``M*C`` for depthwise), every
-  BatchNorm is one ``BatchNorm2d(M*C)`` -- so its batch statistics and running statistics are per
-  member and per channel, exactly those of the member's own BN. Grouped convolutions were chosen
-  over batched matmuls because they keep cuDNN's convolution kernels (3x3/5x5 depthwise included)
-  and one kernel per layer for all members. On CPU (bench/fused_conv.py) they are 3.7-7.7x faster
-  than im2col + bmm for the 3x3 and depthwise convs, and 1.4x slower than a bmm for the 1x1s;
-  on a GPU unmeasured.
-* **Masks.** A member's tensors are placed in *slots* of the parent's (union) channel layout: a
-  node's input is the concatenation of the parent's inputs, a cell's output the concatenation of
-  the union of the members' leaves. Slots a member lacks (a removed edge's input, a node the
-  member pruned, a leaf it does not have) hold zero weights and their activations are multiplied
-  by a 0/1 channel mask after every conv-BN-act block, on every node's concatenated input and on
-  the cell output, so they are exactly zero and get exactly zero gradients: a removed edge contributes nothing, as in the member's pruned network. A node
-  that is a leaf in one member and not in another gets its linear or non-linear activation per
-  member (a channel mask), and each member's residual is its own identity (a fixed 0/1 map) or
-  projection, as its own network would have.
-* **Initialisation.** :meth:`FusedCandidates.from_members` builds each member's separate network
-  under its own seed (``torch.manual_seed(seed); build_network(graph, spec)``, what the proxy
-  estimator does) and copies its weights and BN buffers into the member's slots. This is the
-  simplest honest way to give each member exactly the initialisation it would get alone.
-* **Loss.** :meth:`FusedCandidates.loss` is the sum of the members' own mean cross-entropies.
-  Members share no weight, so d(sum)/d(member's weights) is that member's own gradient.
-* **Data order.** ``forward`` takes ``(M, B, C, H, W)`` (member m's own batch; a shared
-  ``(B, C, H, W)`` batch is broadcast), so per-member data order works as long as the members'
-  batches have the same size.
-* **Early stop.** :class:`MemberFreezer` snapshots a stopped member's slices of every parameter,
-  BN buffer and optimizer state tensor, and writes them back after each optimizer step: its
-  weights, Adam moments and BN statistics stay unchanged while the others train, whatever the
-  optimizer. (Zeroing its gradients alone would not do: Adam keeps moving on its moments, and
-  train-mode forwards update its BN statistics.) A stopped member is also left out of the loss.
-  Adam's scalar ``step`` count is shared; it is only read for the members still training, which
-  all started together. (The proxy trainer, :mod:`searching.fused.cnn_trainer`, uses
-  :class:`~searching.fused.cnn_trainer.MemberAdam` instead, with a step count per member, so a
-  member can also sit out batches mid-epoch; :class:`MemberFreezer` serves any other optimizer.)
-
-Not covered (``FusedCandidates.supported`` says why; callers fall back to separate training):
-MBConv ops (their expanded width depends on the member's input width), ``width > 1``,
-a head conv, dropout, and a member whose cell is empty. GPU speed is unmeasured.
+A step's candidates are its parent graph minus one edge each. :class:`FusedCandidates` builds
+the parent's network once with a leading member dimension on every weight: grouped convolutions
+and ``BatchNorm2d(M*C)`` over ``(B, M*C, H, W)`` activations, each member's missing edges, nodes
+and leaves as zero weights and 0/1 channel masks, weights copied from each member's own network
+(:meth:`FusedCandidates.from_members`), loss the sum of the members'. :class:`MemberFreezer`
+keeps an early-stopped member's state unchanged. Not covered: MBConv, ``width > 1``, a head
+conv, dropout, an empty member cell (:func:`unsupported` says why; such steps train separately).
+Design and measurements: bench/README.md (fused candidates, CUDA graphs).
 """
 from __future__ import annotations
 

@@ -1,47 +1,13 @@
 """The CNN proxy training of k candidates as one fused model. Off by default.
 
 :func:`train_fused` gives each candidate of one AutoShrink step the result that
-``CNNProxyEvaluator.evaluate(graph, seed)`` gives it alone -- same initialisation (its own seed),
-same data order (its own generator), same Adam, same epoch-ending train-accuracy check, same BN
-recalibration (its own ``seed + 1`` generator), same validation and early stops -- but runs the k
-networks as one :class:`searching.fused.cnn_model.FusedCandidates`. Members advance in lock-step batch by batch:
-
-* a member whose epoch has ended (running train accuracy past the threshold) or whose training
-  has stopped is *inactive*: it is left out of the loss, :class:`MemberAdam` does not update its
-  weights, moments or step count, and its BN running statistics are restored after every
-  train-mode forward, so its state is exactly what it was when it went inactive;
-* each member has its own Adam step count (``torch.optim.Adam`` keeps one per tensor, which the
-  members would share), so a member that sat out batches resumes with its own bias correction;
-* validation runs when every active member has ended its epoch, on the shared validation batches.
-
-Device: the evaluator's (``resolve_device(config.device)``), like the separate run. The fused model,
-the data and the per-member state (Adam moments and step counts, the active mask, loss and
-correct-count sums) live there; the data-order generators are CPU generators whose ``randperm``
-is copied to the device, exactly as ``DeviceBatches.batches`` does for the separate run, so each
-member sees its separate run's batches on any device. Host syncs: one when a member may reach its
-epoch-ending accuracy (as the separate trainer), one per epoch for the train losses, one per
-validation (the separate one reads every validation batch), and a mask copy when the active set
-changes. bf16 autocast follows ``cuda_bf16``; no channels_last (grouped convolutions, contiguous);
-with ``--cuda_graphs`` the fused step is replayed as CUDA graphs (searching/fused/cuda_graph.py, one per
-batch shape; validation then runs in batches of ``GRAPH_VAL_BATCH``): the captured step has no
-branch on the active set -- :class:`MemberAdam` and the BN restore read the active-member mask
-on the device, which is set before each replay -- so one graph serves every active set (its
-inactive members' BN statistics are saved and put back at every step). Eager where capture is
-impossible (the CPU included), with the same results; on CUDA untested (no GPU was lent).
-
-Equal to separate training up to floating-point rounding (grouped convolutions sum in another
-order); ``tests/test_fused_proxy.py`` checks it in float64 on CPU. In float32 the early-stop
-decisions and accuracies may then differ where a separate run sits on a knife edge, so a fused
-search is comparable to, not bit-identical with, an unfused one.
-
-:class:`searching.fused.executor.FusedExecutor` runs a search step's candidates this way
-(``ShrinkSearch(..., executor=FusedExecutor())``) and falls back to separate training where it
-cannot fuse (:func:`why_not_fused` says why). Determinism and resume with it: a fused search with the same seed gives the same results on the same machine;
-a search killed mid-step and resumed retrains the step's remaining candidates as a smaller group,
-and since members do not interact their results equal the uninterrupted run's up to rounding
-(``tests/test_fused_proxy.py`` checks both in float64). The CNN search uses it with ``--fused``
-(off by default): CPU or CUDA; its GPU speed is unmeasured. Steps :func:`searching.fused.cnn_model.unsupported`
-rejects are trained separately.
+``CNNProxyEvaluator.evaluate(graph, seed)`` gives it alone (own seed, data order, Adam step
+count, BN recalibration and early stops) but runs them as one
+:class:`searching.fused.cnn_model.FusedCandidates`, advancing in lock-step batch by batch;
+inactive members are frozen by :class:`MemberAdam` and a BN restore. With ``--cuda_graphs`` the
+fused step is replayed as CUDA graphs. Equal to separate training up to floating-point rounding
+(float64: ``tests/searching/fused/test_fused_proxy.py``); :func:`why_not_fused` says when not.
+Design and measurements: bench/README.md (fused candidates, CUDA graphs).
 """
 from __future__ import annotations
 

@@ -1,29 +1,13 @@
 """CUDA-graph capture of a training step (forward, backward, optimizer), with an eager fallback.
 
-Small proxy networks are launch-bound on a GPU: one step of the 8-node CNN candidate launches
-about 440 kernels (16.6 ms on an H100), so the host's launch overhead, not the arithmetic, sets
-the speed. A CUDA graph records the step's kernels once and replays them with one launch.
-
-:class:`GraphedStep` wraps a step function ``step(x, y)`` that updates the model, the optimizer
-and any accumulators *in place* (it returns nothing: reading a value would be a host sync
-inside the graph). Per input shape it
-
-1. runs ``warmup`` eager steps on a side stream (real training steps: lazy optimizer state,
-   cuDNN autotuning and the autograd stream state are set up outside the capture),
-2. then captures the step with :class:`torch.cuda.graph` into static ``x``/``y`` buffers,
-3. and from then on copies each batch into those buffers (``copy_``, on the device) and replays.
-
-The short last batch of an epoch has its own shape and therefore its own graph (its own memory
-pool: the two graphs never share memory). The optimizer is switched to ``capturable=True``
-where it has that option (Adam, AdamW, ...: the step counter lives on the device); SGD has no
-counter and is captured as it is, and so is an optimizer that says ``capturable = True``
-(the fused trainer's ``MemberAdam``); any other optimizer is not captured.
-
-Where capture is impossible -- not a CUDA device, an optimizer it cannot capture, or an error
-during capture -- every step runs eagerly through the same function, and one line on stderr
-says so (once per process, not once per candidate). On CPU the fallback therefore gives
-exactly the eager results. On CUDA, graphed and eager agree within float tolerance, not
-bit-for-bit: ``capturable`` Adam computes its bias correction on the device.
+Small proxy networks are launch-bound on a GPU; a CUDA graph records a step's kernels once and
+replays them with one launch. :class:`GraphedStep` wraps a step function ``step(x, y)`` that
+updates the model, optimizer and accumulators in place and returns nothing; per input shape it
+warms up eagerly on a side stream, captures the step into static ``x``/``y`` buffers, then
+copies each batch in and replays. Where capture is impossible (not CUDA, an optimizer it cannot
+capture, a capture error) every step runs eagerly through the same function, and one line on
+stderr says so; on CPU the results are therefore exactly the eager ones.
+Design and measurements: bench/README.md (fused candidates, CUDA graphs).
 """
 from __future__ import annotations
 

@@ -1,19 +1,12 @@
 """An executor that trains a search step's candidates as one fused model (``--fused``).
 
-Both AutoShrink searches hand the executor one step's candidates at a time; each is its
-parent minus one edge. :class:`FusedExecutor` trains them together with the fused trainer of
-their evaluator -- :mod:`searching.fused.cnn_trainer` for the CNN proxy,
-:mod:`searching.fused.rnn_trainer` for the RNN proxy -- and falls back to ``fallback`` (one by
-one in this process by default) where it cannot fuse, saying why once per reason.
-
-Determinism and resume: members share no weight and each keeps its own seed, data order and
-stops, so a member's result is its separate training's up to floating-point rounding (tested
-in float64). A fused search is therefore deterministic on one machine; a search killed mid-step
-retrains that step's remaining candidates on resume as a smaller group (results come when the
-whole group is done), with the same results up to rounding. In float32 "the same up to
-rounding" is not "identical": the proxy trainings are chaotic enough (RNN: lr 20) that rounding
-moves a candidate's figure by up to a few per cent, so a fused search is comparable with an
-unfused one, not bit-identical to it.
+:class:`FusedExecutor` trains one AutoShrink step's candidates together with their evaluator's
+fused trainer (:mod:`searching.fused.cnn_trainer`, :mod:`searching.fused.rnn_trainer`) and
+falls back to ``fallback`` (separate training in this process by default) where it cannot fuse,
+saying why once per reason. Each member's result is its separate training's up to
+floating-point rounding, so a fused search is comparable with an unfused one, not
+bit-identical; resume after a mid-step kill retrains the step's remaining candidates.
+Design and measurements: bench/README.md (fused candidates, CUDA graphs).
 """
 from __future__ import annotations
 

@@ -1,33 +1,13 @@
 """The k RNN candidates of one AutoShrink step as one fused language model.
 
-A step's candidates are its parent cell minus one edge each, so every candidate's cell is a
-sub-graph of the parent's. :class:`FusedRNNCandidates` holds the M members' language models
-(embedding, cell, tied decoder) with a leading *member* dimension on every weight and runs the
-parent's recurrence once for all of them:
-
-* **Batched matmuls.** Each time step is one ``bmm`` over members for the state half of W0 and
-  one per source node for all its out-edges at once (the ``[W_c of each target | W_h of each
-  target]`` layout of :mod:`api.spaces.autoshrink_rnn.recurrence`); the input projections, the embedding look-up
-  and the tied decoder are one batched op each for the whole sequence.
-* **Masks.** A member's node state is the mean of *its* contributions: the parent's edge
-  (i, j) enters node j with weight ``1 / indegree_m(j)`` in member m, or 0 where m lacks the edge
-  (removed, or its source unreachable in m). A member's output is the mean of its own leaves
-  (node 0 for an empty cell). Weights of edges a member lacks are zero and get exactly zero
-  gradients, so the member computes what its own pruned network computes.
-* **Initialisation.** :meth:`FusedRNNCandidates.from_members` builds each member's own model
-  under its own seed (what the proxy estimator does) and copies its weights in.
-* **Sequences of their own.** :meth:`losses` takes each member's inputs padded to the longest
-  member's length and each member's length: a member's loss is the mean over its own steps, and
-  its next hidden state is its output at its own last step (steps past it do not reach the
-  loss, so they get no gradient).
-* **A subset of members** (``members``): only the members still training are computed; the
-  others' weights are not read, and their gradients stay zero.
-
-Only the search's setting is covered: no dropout (the search trains without it);
-``tests/test_fused_rnn.py`` checks losses and gradients against the members' own models
-in float64. The recurrence runs through autograd, not :mod:`api.spaces.autoshrink_rnn.recurrence`'s hand-written
-backward: it is meant for the GPU, where one launch serves all members; on the CPU the
-hand-written per-member path is faster.
+A step's candidates are its parent cell minus one edge each. :class:`FusedRNNCandidates` holds
+the members' language models (embedding, cell, tied decoder) with a leading member dimension on
+every weight and runs the parent's recurrence once for all of them with batched matmuls: a
+member's node state is the mean of its own contributions (edge weights ``1 / indegree`` or 0);
+each member has its own sequence length; only members still training are computed. No dropout
+(the search trains without it). Autograd, meant for the GPU (on the CPU the hand-written
+per-member path is faster); checked in float64 by ``tests/searching/fused/test_fused_rnn.py``.
+Design and measurements: bench/README.md (fused candidates, CUDA graphs).
 """
 from __future__ import annotations
 

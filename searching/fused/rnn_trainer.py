@@ -1,29 +1,13 @@
 """The RNN proxy training of k candidates as one fused model. Off by default.
 
 :func:`train_fused` gives each candidate of one AutoShrink RNN step the result that
-``RNNProxyEvaluator.evaluate(graph, seed)`` gives it alone -- same initialisation (its own
-seed), same sequence lengths (its own generator: bptt, or half of it with probability 0.05),
-same SGD with the lr scaled by its own sequence length, same clipping of its own gradient
-norm, same validation, lr drops and early stops -- but runs the members as one
-:class:`searching.fused.rnn_model.FusedRNNCandidates`:
-
-* members advance through the training stream in lock-step batch by batch, each at its own
-  position with its own sequence length: a batch holds every member's window, padded to the
-  longest, and each member's loss and next hidden state are its own (see the model);
-* a member whose pass over the stream has ended waits for the others (it is not computed);
-  validation runs when all have ended theirs, on the shared validation windows;
-* a stopped member (patience, overfitting, divergence) is no longer computed at all.
-
-:func:`member_sgd_step` is ``clip_grad_norm_`` then ``torch.optim.SGD`` per member, vectorised
-over members (one op per parameter, whatever k). The training losses are read back once per
-epoch, not once per batch as the separate trainer does, so the host does not wait for the
-device at every step; a member whose loss became NaN or infinite keeps training (it cannot
-affect the others: members share no weight) and is reported diverged at the epoch's end, as
-the separate trainer reports it at once.
-
-Equal to separate training up to floating-point rounding; ``tests/test_fused_rnn.py`` checks
-it in float64. :class:`FusedRNNExecutor` runs a search step's candidates this way with
-``searching/rnn/train.py --fused`` (off by default).
+``RNNProxyEvaluator.evaluate(graph, seed)`` gives it alone (own seed, sequence lengths, scaled
+lr, gradient clipping, validation, lr drops and early stops) but runs the members as one
+:class:`searching.fused.rnn_model.FusedRNNCandidates`, in lock-step batch by batch;
+:func:`member_sgd_step` is per-member clipping and SGD vectorised over members. Equal to
+separate training up to rounding (float64: ``tests/searching/fused/test_fused_rnn.py``);
+:class:`~searching.fused.executor.FusedExecutor` uses it for ``searching/rnn/train.py --fused``.
+Design and measurements: bench/README.md (fused candidates, CUDA graphs).
 """
 from __future__ import annotations
 
