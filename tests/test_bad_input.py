@@ -66,7 +66,7 @@ CASES = [
     # evaluation
     ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/missing"], "not found"),
     ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/evil.pkl"], "not a safe"),
-    ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/torn.pkl"], "damaged"),
+    ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/torn.pkl"], "is truncated"),
     ("evaluation/cnn/build_imagenet.py", ["--graph_path", "{bad}/notjson.json"], "JSON"),
     ("evaluation/cnn/train_imagenet.py", ["--graph_path", "shrinkcnn-a", "--data", "{bad}/empty",
                                           "--output", "{bad}/out-in"], "{bad}/empty"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from api.runs.atomic_io import atomic_pickle, atomic_write_text
+from api.runs.file_checks import is_file, other_kind, pickle_problem
 from api.errors import UserError
 from api.spaces import get_space, space_names
 
@@ -78,6 +79,10 @@ def from_json(data: Any, source: str = "architecture") -> Arch:
 
 def loads_arch(data: bytes, source: str = "architecture") -> Arch:
     """Decode file bytes: JSON, a pickle (restricted), or a space's one-line text."""
+    kind = other_kind(data)
+    if kind is not None:
+        raise UserError(f"{source} is {kind}, not an architecture file (a search's arch-best or "
+                        "graph-best, its .json or .txt twin)")
     head = data.lstrip()[:1]
     if head == b"{":
         try:
@@ -89,14 +94,22 @@ def loads_arch(data: bytes, source: str = "architecture") -> Arch:
             obj = _ArchUnpickler(io.BytesIO(data)).load()
         except UserError:
             raise
-        except Exception as exc:  # refused globals, truncated or random bytes
-            raise UserError(f"{source} is not a safe architecture file "
-                            f"({type(exc).__name__}: {exc})") from exc
+        except pickle.UnpicklingError as exc:
+            if "refusing to load global" in str(exc):
+                raise UserError(f"{source} holds other Python objects than an architecture "
+                                f"({exc}); if you trust its origin, use its .json twin") from exc
+            raise UserError(f"{source} {pickle_problem(data, exc)}") from exc
+        except Exception as exc:  # truncated or damaged bytes raise many types
+            raise UserError(f"{source} {pickle_problem(data, exc)}") from exc
         return _as_arch(obj, source)
     try:
         text = data.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise UserError(f"{source} is neither an architecture file nor a space string") from None
+        raise UserError(f"{source} is a binary file that is neither JSON nor a pickle (it starts "
+                        f"with {data[:8]!r}): not an architecture file") from None
+    if not any(get_space(name).looks_like(text) for name in space_names()):
+        raise UserError(f"{source} is a text file that holds no architecture string (it starts "
+                        f"with {text[:40]!r})")
     return parse_arch(text, source=source)
 
 
@@ -130,8 +143,11 @@ def load_arch(spec: str, space: Optional[str] = None) -> Arch:
 
     if spec.lower() in zoo.names():
         return zoo.get(spec)
+    text = spec.strip()
+    if any(get_space(name).looks_like(text) for name in space_names()):
+        return parse_arch(text, space, source="--arch")  # a space string: no file system query
     path = Path(spec)
-    if path.is_file():
+    if is_file(spec):
         return loads_arch(path.read_bytes(), source=str(path))
     if path.suffix in (".json", ".pkl", ".txt") or "/" in spec and not spec.startswith("|"):
         raise UserError(f"architecture file {spec} not found (give a file a search wrote, a "

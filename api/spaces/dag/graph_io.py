@@ -16,6 +16,7 @@ from typing import Optional
 
 from api.runs.atomic_io import atomic_pickle, atomic_write_bytes, atomic_write_text
 from api.errors import UserError
+from api.runs.file_checks import is_file, other_kind, pickle_problem
 from api.spaces.dag.graph import CellGraph
 
 # "api.graph" is where the graph lived before the space packages: older pickles name it.
@@ -35,19 +36,26 @@ class _GraphUnpickler(pickle.Unpickler):
 
 def loads_graph(data: bytes, source: str = "graph") -> CellGraph:
     """Decode graph bytes: JSON, or a pickle through the restricted unpickler."""
+    kind = other_kind(data)
+    if kind is not None:
+        raise UserError(f"{source} is {kind}, not a graph file (a search's graph-best or its "
+                        ".json twin)")
     stripped = data.lstrip()
     if stripped.startswith(b"{"):
         try:
             return CellGraph.from_dict(json.loads(data.decode("utf-8")), source=source)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"{source} is not valid JSON ({exc})") from exc
+    if not stripped.startswith(b"\x80"):  # pickle protocol 2+
+        raise UserError(f"{source} is neither JSON nor a pickle (it starts with {data[:8]!r}): "
+                        "not a graph file")
     try:
         obj = _GraphUnpickler(io.BytesIO(data)).load()
     except RefusedGlobal as exc:
         raise UserError(f"{source} is not a safe AutoShrink graph file ({exc}); "
                         "use the graph's .json twin if you trust its origin") from exc
     except Exception as exc:  # truncated / random bytes raise many types
-        raise UserError(f"{source} is a damaged graph file ({type(exc).__name__}: {exc})") from exc
+        raise UserError(f"{source} {pickle_problem(data, exc)}") from exc
     if not isinstance(obj, CellGraph):
         raise UserError(f"{source} does not hold an AutoShrink cell graph")
     return obj
@@ -63,7 +71,7 @@ def load_graph(spec: str) -> CellGraph:
     if spec.startswith("ops="):
         return CellGraph.from_string(spec)
     path = Path(spec)
-    if not path.is_file():
+    if not is_file(spec):
         raise UserError(f"graph file {spec} not found (give a graph file, a .json twin, "
                         f"or one of the presets: {', '.join(presets)})")
     return loads_graph(path.read_bytes(), source=str(path))

@@ -29,4 +29,9 @@ class DagSpace(SearchSpace):
         return CellGraph.from_dict(data, source=f"{self.name} architecture")
 
     def looks_like(self, text: str) -> bool:
-        return text.startswith("ops=")
+        """``ops=...`` whose node ops (node 0's is the input) are this space's: the CNN and RNN
+        cells share the text form, their ops tell them apart."""
+        if not text.startswith("ops="):
+            return False
+        ops = text.split()[0][len("ops="):].split(",")[1:]
+        return all(op in self.ops for op in ops)
