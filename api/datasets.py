@@ -21,6 +21,8 @@ import torch
 from api.runs.atomic_io import atomic_write_bytes
 from api.errors import UserError
 
+#: Where every CLI looks for data by default (and the one folder it may download into unasked).
+DEFAULT_DATA = "./data"
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 CIFAR_TRAIN_FILES = {"cifar10": [f"data_batch_{i}" for i in range(1, 6)], "cifar100": ["train"]}
 CIFAR_TEST_FILES = {"cifar10": ["test_batch"], "cifar100": ["test"]}
@@ -83,16 +85,30 @@ def _download_cifar(root: Path, name: str) -> None:
             "that holds it") from exc
 
 
-def load_cifar(root: str, name: str = "cifar10", download: bool = True) -> ImageSplits:
-    """CIFAR-10/100 from the official python batches under ``root`` (downloaded if absent)."""
+def is_default_data(root: str) -> bool:
+    """Whether ``root`` is the default data folder (``./data``), the one place a run creates
+    and downloads into without being asked."""
+    return Path(root).resolve() == Path(DEFAULT_DATA).resolve()
+
+
+def load_cifar(root: str, name: str = "cifar10", download: Optional[bool] = None) -> ImageSplits:
+    """CIFAR-10/100 from the official python batches under ``root``. Absent batches are
+    downloaded where ``download`` says so, or (None) into the default data folder only: a
+    mistyped ``--data`` must not become a new folder with a dataset in it."""
     if name not in CIFAR_FOLDERS:
         raise UserError(f"unknown CIFAR dataset {name!r}")
     base = Path(root)
     folder = _find_cifar_folder(base, name)
     if folder is None:
+        if download is None:
+            download = is_default_data(root)
+        if not download and not base.is_dir():
+            raise UserError(f"--data {root}: no such folder (the default is {DEFAULT_DATA}; "
+                            f"add --download to fetch {name} into a new folder there)")
         if not download:
-            raise UserError(f"{name} not found under {root}: pass --data DIR holding "
-                            f"'{CIFAR_FOLDERS[name]}'")
+            raise UserError(f"{name} not found under {root}: put the official "
+                            f"'{CIFAR_FOLDERS[name]}' folder there, pass --data DIR that holds "
+                            "it, or add --download to fetch it there")
         _download_cifar(base, name)
         folder = _find_cifar_folder(base, name)
         if folder is None:
@@ -159,7 +175,8 @@ def load_imagefolder(root: str, image_size: int = 32) -> ImageSplits:
     return ImageSplits(splits[0][0], splits[0][1], splits[1][0], splits[1][1], classes, str(base))
 
 
-def load_images(dataset: str, root: str, image_size: int = 32, download: bool = True) -> ImageSplits:
+def load_images(dataset: str, root: str, image_size: int = 32,
+                download: Optional[bool] = None) -> ImageSplits:
     if dataset in CIFAR_FOLDERS:
         return load_cifar(root, dataset, download=download)
     if dataset == "imagefolder":
@@ -291,3 +308,11 @@ class DeviceBatches:
         else:
             for start in range(0, n, batch_size):
                 yield self.x[start:start + batch_size], self.y[start:start + batch_size]
+
+
+def add_download_flag(group) -> None:
+    """``--download``: fetch CIFAR into ``--data`` when it is not there. Without it a run
+    downloads only into the default data folder, so a mistyped path is reported, not filled."""
+    group.add_argument("--download", action="store_true",
+                       help=f"download CIFAR into --data when absent (without it: only into "
+                            f"the default {DEFAULT_DATA})")

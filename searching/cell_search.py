@@ -388,6 +388,11 @@ class CellSearch:
             f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} step {rec['step']} candidate "
             f"{rec['key']} (graph {rec.get('hash')}, seed {rec.get('seed')}): {what}\n"
             f"{rec.get('traceback') or rec.get('error') or 'no error recorded'}\n"))
+        error = rec.get("error") or ""
+        if fatal and error.startswith("UserError: "):  # a user's mistake met in a candidate
+            message = error[len("UserError: "):].rsplit(" at ", 1)[0]
+            raise UserError(f"{message} (candidate {rec['key']} of step {rec['step']}; the search "
+                            "state is kept: fix it and rerun with --resume)")
         if fatal:
             raise CandidateBug(
                 f"candidate {rec['key']} of step {rec['step']} raised {rec.get('error')}; this "

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict
 
 import numpy as np
 
-from api.runs.run_folder import RUN_FLAGS, add_run_flags, write_args
+from api.runs.run_folder import RUN_FLAGS, add_run_flags, check_device, write_args
 from api.spaces.dag.graph import CellGraph
 from api.search.evaluator import Evaluator
 from api.search.executors import add_executor_flags, make_executor
@@ -68,6 +68,7 @@ def open_search(cls, config: Any, args: argparse.Namespace, root: str,
                 components: Callable[[], SearchComponents]) -> CellSearch:
     """A search of class ``cls`` in ``root``, started or resumed as the flags say;
     ``components()`` builds the evaluator (loading data) only once the folder checks pass."""
+    check_device(args.device)  # before any folder exists: a typo is not a candidate's failure
     if args.resume:
         CellSearch.check_resumable(root)
     built = components()

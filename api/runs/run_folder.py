@@ -140,3 +140,11 @@ def adopt_recorded_flags(args: argparse.Namespace, root, given: Optional[Set[str
             if key in vars(args) and key not in given and key not in (folder, "resume", "force"):
                 setattr(args, key, value)
     return args
+
+
+def check_device(name: str) -> None:
+    """``--device``: one line naming the fix for a device that is no device or not here,
+    before a run creates anything."""
+    from api.train.distributed import resolve_device  # torch, only for runs that use a device
+
+    resolve_device(name)

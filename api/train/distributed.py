@@ -43,8 +43,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: CUDA is not available here (use --device cpu)")
+        count = torch.cuda.device_count()
         if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+            device = torch.device("cuda", local_rank % count)
+        elif device.index >= count:
+            raise UserError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to "
+                            f"cuda:{count - 1}")
     return device
 
 

@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Sequence, Set
 import torch
 from torch import nn
 
+from api.datasets import add_download_flag
 from api.train import arch_train as at
 from api.train.augment import CifarAugment
 from api.train.checkpoint import LAST, load_checkpoint
@@ -40,7 +41,7 @@ from api.runs.run_folder import given_flags, resume_args, write_args
 
 # Flags a resumed run may change (with api.runs.run_folder.RUN_FLAGS): where the data is, how often
 # and in what batches it is evaluated, and CUDA execution details. Every other flag is recipe.
-RUNTIME_FLAGS = {"data", "eval_every", "val_batch_size", "no_amp", "no_channels_last"}
+RUNTIME_FLAGS = {"data", "download", "eval_every", "val_batch_size", "no_amp", "no_channels_last"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "activation")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="./data",
-                   help="folder holding cifar-10-batches-py (downloaded there if absent)")
+                   help="folder holding cifar-10-batches-py")
+    add_download_flag(g)
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100"])
     g.add_argument("--padding", type=int, help="random-crop padding (0: off; recipes: 4)")
     g.add_argument("--cutout", type=int,
@@ -152,7 +154,7 @@ def _train_cifar(args: argparse.Namespace, given: Optional[Set[str]], env) -> Di
     cuda = env.device.type == "cuda"
     torch.manual_seed(args.seed)
 
-    data = load_cifar(args.data, args.dataset)
+    data = load_cifar(args.data, args.dataset, download=getattr(args, "download", False) or None)
     args.num_classes = args.num_classes or data.num_classes
     image_size = data.train_x.shape[-1]
     if args.num_classes < data.num_classes:

@@ -14,7 +14,8 @@ from typing import Optional, Sequence, Set
 
 import numpy as np
 
-from api.datasets import PROXY_VAL_SOURCES, ProxyData, load_images, make_proxy
+from api.datasets import (PROXY_VAL_SOURCES, ProxyData, add_download_flag, load_images,
+                          make_proxy)
 from api.errors import UserError, run_cli
 from api.spaces.dag.graph import CellGraph
 from api.spaces.autoshrink_cnn.ops import PROTOCOLS, draw_ops
@@ -32,7 +33,7 @@ from searching.shrink import ShrinkConfig, ShrinkSearch
 # Flags that do not change results: excluded from the --resume settings check.
 RUNTIME_FLAGS = SEARCH_RUNTIME_FLAGS | {"model_root", "data", "proxy_file", "cuda_bf16",
                                         "cuda_channels_last", "no_cudnn_benchmark",
-                                        "cuda_graphs", "fused"}
+                                        "cuda_graphs", "fused", "download"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("proxy data and training")
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagefolder"])
     g.add_argument("--data", default="./data",
-                   help="folder holding cifar-10-batches-py (downloaded there if absent) or an "
-                        "image folder with train/<class>/ and val/<class>/")
+                   help="folder holding cifar-10-batches-py or an image folder with "
+                        "train/<class>/ and val/<class>/")
+    add_download_flag(g)
     g.add_argument("--proxy_file", default=None,
                    help="a proxy .npz written by make_cifar10_proxy.py (instead of sampling)")
     g.add_argument("--proxy_train", type=int, default=5000, help="proxy training images")
@@ -128,7 +130,8 @@ def validate_args(args: argparse.Namespace) -> None:
 def load_proxy(args: argparse.Namespace) -> ProxyData:
     if args.proxy_file:
         return ProxyData.load(args.proxy_file)
-    splits = load_images(args.dataset, args.data, args.image_size)
+    splits = load_images(args.dataset, args.data, args.image_size,
+                         download=getattr(args, "download", False) or None)
     return make_proxy(splits, args.proxy_train, args.proxy_val, args.seed,
                       args.proxy_val_source)
 

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from api.datasets import add_download_flag
 from api.datasets import PROXY_VAL_SOURCES, load_images, make_proxy
 from api.errors import UserError, run_cli
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default="./data", help="folder holding cifar-10-batches-py")
+    add_download_flag(p)
     p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagefolder"])
     p.add_argument("--out", default="./data/cifar10_proxy.npz", help="proxy file to write")
     p.add_argument("--train", type=int, default=5000, help="proxy training images")
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def make_cifar10_proxy(args: argparse.Namespace) -> str:
     if args.train < 1 or args.val < 1:
         raise UserError("--train and --val must be at least 1")
-    splits = load_images(args.dataset, args.data, args.image_size)
+    splits = load_images(args.dataset, args.data, args.image_size, download=args.download or None)
     proxy = make_proxy(splits, args.train, args.val, args.seed, args.val_source)
     proxy.save(args.out)
     per_class = np.bincount(proxy.train_y, minlength=proxy.num_classes)

@@ -126,7 +126,8 @@ def run(args: argparse.Namespace):
         supernet = dict(C=args.child_out_filters, layers=args.child_num_layers,
                         keep_prob=args.child_keep_prob)
     config = OneShotConfig(
-        space=f"enas-{space}", dataset=dataset, data=args.data, epochs=args.max_epoch,
+        space=f"enas-{space}", dataset=dataset, data=args.data,
+        download=bool(getattr(args, "download", False)), epochs=args.max_epoch,
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
         lr=args.child_lr_max, lr_min=args.child_lr_min, momentum=0.9, nesterov=True,
         weight_decay=2.0 * args.child_l2_reg, grad_clip=args.child_grad_bound,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from api.datasets import add_download_flag
 from api.runs.run_folder import add_run_flags
 from api.errors import UserError
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "image folder (train/<class>/, valid/<class>/) for cnn")
     d.add_argument("--data", default=None,
                    help="the dataset folder itself (overrides ./data/<dataset>)")
+    add_download_flag(d)
     d.add_argument("--save", default=None, help="output folder [./logs/enas-<type>-<dataset>]")
     add_run_flags(d, "save", seed_aliases=("--random_seed",))
     d.add_argument("--no_plots", action="store_true", help="skip the PNG plots")

@@ -16,6 +16,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from api.datasets import add_download_flag
 from api.errors import UserError, run_cli
 from api.runs.run_folder import resolve_seed
 from searching.oneshot.cli import add_checkpoint_flag, add_run_flags, adopt_flags, run_search
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="cifar10",
                    help="cifar10, cifar100 or imagefolder (DIR/train/<class>/*)")
     p.add_argument("--data", default="./data", help="folder holding the dataset")
+    add_download_flag(p)
     p.add_argument("--save", default="./exp/search_cifar10", help="output folder")
     p.add_argument("--epochs", type=int, default=150, help="supernet epochs in all")
     p.add_argument("--iterations", type=int, default=4,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+from api.datasets import add_download_flag
 from api.errors import UserError
 from api.runs.run_folder import add_run_flags as common_run_flags
 from api.runs.run_folder import adopt_recorded_flags, given_flags, resolve_seed
@@ -30,6 +31,7 @@ def add_search_flags(p: argparse.ArgumentParser, save_default: str,
     p.add_argument("--dataset", default="cifar10",
                    help="cifar10, cifar100 or imagefolder (DIR/train/<class>/*)")
     p.add_argument("--data", default="./data", help="folder holding the dataset")
+    add_download_flag(p)
     p.add_argument("--save", default=save_default, help="output folder")
     p.add_argument("--epochs", type=int, default=None, help=h("epochs", "search epochs"))
     p.add_argument("--batch_size", type=int, default=None,
@@ -114,7 +116,8 @@ def run_search(args: argparse.Namespace, method, nesterov: bool,
     from searching.oneshot.trainer import OneShotConfig, OneShotSearch
 
     config = OneShotConfig(
-        space=space or args.space, dataset=args.dataset, data=args.data, epochs=args.epochs,
+        space=space or args.space, dataset=args.dataset, data=args.data,
+        download=bool(getattr(args, "download", False)), epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
         lr=args.learning_rate, lr_min=args.learning_rate_min, momentum=args.momentum,
         nesterov=bool(nesterov), weight_decay=args.weight_decay, grad_clip=args.grad_clip,

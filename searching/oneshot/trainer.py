@@ -110,6 +110,7 @@ class OneShotConfig:
     space: str
     dataset: str = "cifar10"
     data: str = "./data"
+    download: bool = False         # fetch CIFAR into --data when absent (runtime)
     epochs: int = 50
     batch_size: int = 64
     seed: int = 0
@@ -130,19 +131,21 @@ class OneShotConfig:
     def settings(self) -> Dict[str, Any]:
         out = asdict(self)
         out.pop("data")  # where the data lies does not change results
+        out.pop("download")
         if out["arch_fraction"] == 0.5:
             out.pop("arch_fraction")
         return json.loads(json.dumps(out))
 
 
 # ---------------------------------------------------------------------------- data
-def _load_train_split(dataset: str, root: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+def _load_train_split(dataset: str, root: str, download: bool = False
+                      ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    if dataset in CIFAR_FOLDERS:
+        splits = load_cifar(root, dataset, download=download or None)
+        return splits.train_x, splits.train_y, list(splits.classes)
     if not Path(root).is_dir():
         raise UserError(f"--data {root} does not exist: pass the folder holding "
                         f"{CIFAR_FOLDERS.get(dataset, 'train/<class>/')}")
-    if dataset in CIFAR_FOLDERS:
-        splits = load_cifar(root, dataset, download=True)
-        return splits.train_x, splits.train_y, list(splits.classes)
     if dataset == "imagefolder":
         train_dir = Path(root) / "train"
         if not train_dir.is_dir():
@@ -171,7 +174,7 @@ class SearchData:
 
 
 def load_search_data(config: OneShotConfig, device: torch.device) -> SearchData:
-    x, y, classes = _load_train_split(config.dataset, config.data)
+    x, y, classes = _load_train_split(config.dataset, config.data, config.download)
     rng = np.random.default_rng(config.seed)
     total = len(y) if config.train_size <= 0 else int(config.train_size)
     if total < 2:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import numpy as np
 
 from api.errors import UserError, run_cli
-from api.runs.run_folder import adopt_recorded_flags, given_flags, resolve_seed
+from api.runs.run_folder import adopt_recorded_flags, check_device, given_flags, resolve_seed
 from api.spaces.dag.graph import CellGraph
 from searching.random_search.strategy import (RandomConfig, RandomSearch, autoshrink_budget,
                                        count_trainings)
@@ -68,6 +68,7 @@ def random_search(args: argparse.Namespace,
     if getattr(args, "fused", False):  # the AutoShrink CLIs' flag: not silently ignored
         raise UserError("--fused trains an AutoShrink step's candidates together; the random "
                         "search does not support it (drop --fused)")
+    check_device(args.device)
     if args.resume:  # checked before the data is loaded: fail fast
         CellSearch.check_resumable(root)
     resolve_seed(args, root)

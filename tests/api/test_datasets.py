@@ -16,8 +16,10 @@ def test_load_cifar_official_layout(cifar_root):
 
 
 def test_missing_and_damaged_cifar(tmp_path, cifar_root):
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="no such folder"):
         load_cifar(str(tmp_path / "nothing"), download=False)
+    with pytest.raises(UserError, match="not found under .*add --download"):
+        load_cifar(str(tmp_path), download=False)
     damaged = tmp_path / "cifar-10-batches-py"
     damaged.mkdir()
     for f in (cifar_root / "cifar-10-batches-py").iterdir():
