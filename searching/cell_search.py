@@ -21,7 +21,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-from tqdm import tqdm
+from api.progress import progress, say
 
 from api.runs.atomic_io import append_jsonl, atomic_write_json, write_jsonl
 from api.runs.run_folder import check_resumable, refuse_changed_settings
@@ -258,7 +258,7 @@ class CellSearch:
             raise RuntimeError("call start() or resume() before run()")
         st = self.state
         done, total = self._progress()
-        bar = tqdm(total=total, initial=done, desc=type(self).__name__, unit=self.progress_unit,
+        bar = progress(total=total, initial=done, desc=type(self).__name__, unit=self.progress_unit,
                    disable=not self.progress, dynamic_ncols=True)
         try:
             while not st["done"]:
@@ -328,7 +328,7 @@ class CellSearch:
                 waiting.append(t)
             else:
                 to_train.append(t)
-        bar = tqdm(total=len(plan["tasks"]), initial=len(plan["results"]), leave=False,
+        bar = progress(total=len(plan["tasks"]), initial=len(plan["results"]), leave=False,
                    desc=f"step {step} candidates", unit="cand", disable=not self.progress,
                    dynamic_ncols=True)
 
@@ -445,4 +445,4 @@ class CellSearch:
             report.plot_curves(self.root, st["records"], self.evaluator.curve_metric)
         self._rewrite_journal()
         self._save_state()
-        tqdm.write(entry["summary"])
+        say(entry["summary"])

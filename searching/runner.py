@@ -41,8 +41,9 @@ def add_search_flags(parser: argparse.ArgumentParser, root_flag: str, root_defau
     resume); returns the argument group so a CLI can add its own search flags."""
     g = parser.add_argument_group("search")
     g.add_argument(f"--{root_flag}", default=root_default, help="output folder of the search")
-    g.add_argument("--max_steps", type=int, default=10,
-                   help="k: candidates (edge removals) trained per step")
+    g.add_argument("--max_steps", "--candidates_per_step", dest="max_steps", type=int, default=10,
+                   help="AutoShrink's k: candidates (edge removals) trained per step; "
+                        "--max_steps is the original's name for it")
     g.add_argument("--keep_fraction", type=float, default=keep_fraction,
                    help="stop when round(E0 * keep_fraction) edges remain")
     g.add_argument("--efficiency_weight", type=float, default=efficiency_weight, help=score_help)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from api.progress import progress, say
 
 from api.train.checkpoint import (LAST, capture_rng, last_checkpoint, load_checkpoint, restore_rng,
                             save_checkpoint)
@@ -197,7 +197,7 @@ class Trainer:
         self.ddp.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
         seen = torch.zeros((), dtype=torch.float64, device=dev)
-        bar = tqdm(total=len(self.train_data), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        bar = progress(total=len(self.train_data), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not (cfg.progress and self.env.is_main), leave=False,
                    dynamic_ncols=True)
         start = time.perf_counter()
@@ -262,7 +262,7 @@ class Trainer:
         if self.env.is_main:
             digests = [d for _, d in gathered]
             if len(set(digests)) > 1:
-                tqdm.write(f"warning: after epoch {epoch} the {len(digests)} ranks hold "
+                say(f"warning: after epoch {epoch} the {len(digests)} ranks hold "
                            "different weights (DDP out of sync); last.pt has rank 0's")
             state = dict(self.state_dict(epoch), rng=[r for r, _ in gathered],
                          param_digests=digests)
@@ -329,7 +329,7 @@ class Trainer:
         if "ema_top1" in r:
             parts.append(f"ema top1 {r['ema_top1']:.2f}")
         parts.append(f"{r['images_per_s']:.0f} img/s")
-        tqdm.write(" | ".join(parts))
+        say(" | ".join(parts))
 
 
 def _as_float(output):

@@ -21,7 +21,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Dict, Optional, Sequence  # noqa: E402
 
-from tqdm import tqdm  # noqa: E402
+from api.progress import progress  # noqa: E402
 
 from api.runs.atomic_io import atomic_write_json  # noqa: E402
 from api.train.checkpoint import BEST, load_checkpoint  # noqa: E402
@@ -86,7 +86,7 @@ def test_rnn(args: argparse.Namespace) -> Dict[str, Any]:
         batch = args.batch_size if split == "test" else args.eval_batch_size
         stream = batchify(getattr(corpus, split), batch, device)
         start = time.perf_counter()
-        with tqdm(total=-(-(stream.size(0) - 1) // args.bptt), desc=f"{split} (batch {batch})",
+        with progress(total=-(-(stream.size(0) - 1) // args.bptt), desc=f"{split} (batch {batch})",
                   leave=False, disable=args.quiet) as bar:
             loss = evaluate(model, stream, args.bptt, bar)
         result[split] = {"loss": loss, "ppl": perplexity(loss), "batch_size": batch,

@@ -22,7 +22,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any, Dict, Optional, Sequence, Set  # noqa: E402
 
 import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from api.progress import progress, say  # noqa: E402
 
 from api.runs.atomic_io import write_jsonl  # noqa: E402
 from api.train.checkpoint import (BEST, LAST, capture_rng, load_checkpoint, restore_rng,  # noqa: E402
@@ -111,7 +111,7 @@ def arch_record(arch) -> Dict[str, Any]:
 
 
 def train_epoch(model, opt, data: torch.Tensor, args, gens: Dict[str, torch.Generator],
-                bar: tqdm) -> float:
+                bar) -> float:
     """One pass in DARTS' random-length windows; returns the mean cross-entropy (no AR/TAR)."""
     model.train()
     hidden = model.init_hidden(args.batch_size)
@@ -209,12 +209,12 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
     print(f"{described}\n{params / 1e6:.2f}M params, {corpus.ntokens} words, "
           f"{corpus.train.numel()} train tokens, on {device}", flush=True)
 
-    epochs = tqdm(range(state["epoch"] + 1, args.epochs + 1), desc="epochs",
+    epochs = progress(range(state["epoch"] + 1, args.epochs + 1), desc="epochs",
                   initial=state["epoch"], total=args.epochs, disable=args.quiet)
     for epoch in epochs:
         start = time.perf_counter()
         kind = state["optimizer_kind"]
-        with tqdm(total=train.size(0) - 1, desc=f"epoch {epoch}", unit="row", leave=False,
+        with progress(total=train.size(0) - 1, desc=f"epoch {epoch}", unit="row", leave=False,
                   disable=args.quiet) as bar:
             train_loss = train_epoch(model, opt, train, args, gens, bar)
         if device.type == "cuda":
@@ -256,7 +256,7 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
         if args.quiet:
             print(line, flush=True)
         else:
-            tqdm.write(line)
+            say(line)
             epochs.set_postfix(val_ppl=f"{record['val_ppl']:.2f}", opt=kind)
     records = log.records()
     final = {"best_val_loss": state["best_val_loss"],

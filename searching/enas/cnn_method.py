@@ -119,9 +119,9 @@ class EnasCNN(OneShotMethod):
         rewards, accs, ents, skips, losses = [], [], [], [], []
         lr = self._controller_lr()
         self.controller.train()
-        from tqdm.auto import tqdm
+        from api.progress import progress
 
-        bar = tqdm(total=hp["controller_steps"], desc=f"controller {epoch + 1}", unit="step",
+        bar = progress(total=hp["controller_steps"], desc=f"controller {epoch + 1}", unit="step",
                    leave=False, disable=not self.progress or hp["controller_steps"] == 0,
                    dynamic_ncols=True)
         for _ in range(hp["controller_steps"]):

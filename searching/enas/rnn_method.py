@@ -126,7 +126,7 @@ class EnasRNN(OneShotMethod):
         """The controller's steps (see the module doc); per-epoch means for the history."""
         import time
 
-        from tqdm.auto import tqdm
+        from api.progress import progress
 
         start = time.perf_counter()
         s, source = self.s, feed.data.search
@@ -139,7 +139,7 @@ class EnasRNN(OneShotMethod):
         pos, lr = 0, None
         sums = {"reward": 0.0, "entropy": 0.0, "reward_ppl": 0.0, "controller_loss": 0.0,
                 "advantage": 0.0}
-        bar = tqdm(total=s.controller_max_step, desc=f"controller {epoch + 1}", unit="step",
+        bar = progress(total=s.controller_max_step, desc=f"controller {epoch + 1}", unit="step",
                    leave=False, disable=not self.progress, dynamic_ncols=True)
         for _ in range(s.controller_max_step):
             arcs, log_prob, entropy = self._sample(grad=True)

@@ -131,9 +131,9 @@ class NAOWS(OneShotMethod):
             m.train()
             m.momentum = 0.0
         accs = []
-        from tqdm.auto import tqdm
+        from api.progress import progress
 
-        bar = tqdm(total=len(self.pool), desc="pool evaluation", unit="arch", leave=False,
+        bar = progress(total=len(self.pool), desc="pool evaluation", unit="arch", leave=False,
                    disable=not self.progress, dynamic_ncols=True)
         try:
             with torch.no_grad():
@@ -180,9 +180,9 @@ class NAOWS(OneShotMethod):
         self.target_range = (lo, hi)  # maps the next predictions back to accuracies
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from api.progress import progress
 
-            bar = tqdm(total=self.controller_epochs, desc="controller", unit="epoch",
+            bar = progress(total=self.controller_epochs, desc="controller", unit="epoch",
                        leave=False, dynamic_ncols=True)
         t0 = time.perf_counter()  # phase timings: the search-cost projection's inputs
         figures = train_controller(self.controller, self.c_optimizer, archs, targets,

@@ -403,9 +403,9 @@ class OneShotSearch:
                 "method_state": self.method.state_dict(), **feed.state_dict(),
                 "rng": capture_rng(), "history": history, "seconds": seconds})
 
-        from tqdm.auto import tqdm
+        from api.progress import progress
 
-        bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{self.method.name} epochs",
+        bar = progress(total=cfg.epochs, initial=start_epoch, desc=f"{self.method.name} epochs",
                    unit="epoch", disable=not self.progress, dynamic_ncols=True)
         last_save = time.perf_counter()
         for epoch in range(start_epoch, cfg.epochs):
@@ -422,7 +422,7 @@ class OneShotSearch:
                 order = feed.epoch_state(epoch)
                 first, sums, counts, before = 0, {}, {}, 0.0
             net.train()
-            inner = tqdm(total=feed.steps(order), initial=first,
+            inner = progress(total=feed.steps(order), initial=first,
                          desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", leave=False,
                          disable=not self.progress, dynamic_ncols=True)
             step = first

@@ -198,7 +198,7 @@ def test_bad_input_one_line(case, cifar_root, tmp_path, capsys, one_thread):
     expect = {"space": "unknown space", "damaged": "damaged",
               "other_space": "nas-bench-201 space, not darts",
               "other_method": "darts-v1 search, not darts-v2",
-              "missing": "does not exist"}[case]
+              "missing": "no such folder"}[case]
     assert expect in lines[0]
 
 

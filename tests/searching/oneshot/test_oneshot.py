@@ -239,7 +239,7 @@ def test_bad_input_one_line(case, cifar_root, tmp_path, capsys, one_thread):
     assert code == 2, (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    expect = {"missing": "does not exist", "space": "unknown space", "unrolled": "--unrolled",
+    expect = {"missing": "no such folder", "space": "unknown space", "unrolled": "--unrolled",
               "damaged": "damaged", "other_space": "darts space",
               "no_checkpoint": "no search checkpoint", "exists": "already holds"}[case]
     assert expect in lines[0]
