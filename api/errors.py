@@ -16,11 +16,14 @@ class UserError(Exception):
 
 def run_cli(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> None:
     """Run a CLI entry point, turning UserError and Ctrl-C into one line and exit codes."""
+    from api.runs.run_folder import interrupt_message, on_interrupt
+
+    on_interrupt(None)  # a run registers what a Ctrl-C leaves behind once it has something
     try:
         main(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: finished work is saved; continue with --resume", file=sys.stderr)
+        print(interrupt_message(), file=sys.stderr)
         sys.exit(130)

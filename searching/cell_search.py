@@ -24,7 +24,8 @@ import numpy as np
 from api.progress import progress, say
 
 from api.runs.atomic_io import append_jsonl, atomic_write_json, write_jsonl
-from api.runs.run_folder import check_resumable, refuse_changed_settings
+from api.runs.run_folder import (Projection, announce, check_resumable, on_interrupt,
+                                  refuse_changed_settings)
 from api.errors import UserError
 from api.runs.fault_injection import maybe_die
 from api.spaces.dag.graph import CellGraph
@@ -122,6 +123,16 @@ class CellSearch:
         """(done, total) in ``progress_unit``s, for the progress bar."""
         raise NotImplementedError
 
+    def _planned_trainings(self) -> int:
+        """Candidate trainings the whole search plans (an upper bound: cached twins train
+        nothing), for the plan line and the projected time."""
+        raise NotImplementedError
+
+    def _plan_text(self) -> str:
+        epochs = getattr(getattr(self.evaluator, "config", None), "epochs", None)
+        each = f" of up to {epochs} epoch{'s' if epochs != 1 else ''} each" if epochs else ""
+        return f"at most {self._planned_trainings()} candidate trainings{each}"
+
     def _propose(self, rng: np.random.Generator, step: int) -> List[Tuple[str, CellGraph, Dict]]:
         """The step's candidates: (key, graph, extra record fields)."""
         raise NotImplementedError
@@ -200,6 +211,7 @@ class CellSearch:
         plan = state.get("plan")
         if plan:  # retry candidates that failed before the interruption
             plan["results"] = {k: r for k, r in plan["results"].items() if r["status"] != "failed"}
+        self._resumed = self._resumed_text()
         # The journal may hold a line the state never recorded (killed in between): rewrite it.
         self._rewrite_journal()
 
@@ -253,10 +265,36 @@ class CellSearch:
         return CellGraph.from_dict(best) if best else None
 
     # ------------------------------------------------------------------ loop
+    def _trained(self) -> int:
+        """Candidate results recorded so far (finished steps and the current one)."""
+        plan = self.state.get("plan") or {}
+        return len(self.state["records"]) + len(plan.get("results") or {})
+
+    def _resumed_text(self) -> str:
+        st = self.state
+        if st["done"]:
+            return f"the search in it had finished ({self._trained()} candidates): nothing to redo"
+        plan = st.get("plan") or {}
+        if plan:
+            left = len(plan["tasks"]) - len(plan["results"])
+            return (f"{self._trained()} candidate results kept, step {plan['step']} in progress "
+                    f"with {len(plan['results'])} of {len(plan['tasks'])} candidates done; "
+                    f"its {left} other candidate(s) train now")
+        return (f"{self._trained()} candidate results kept, {len(st['history'])} steps done; "
+                "the next step starts now")
+
     def run(self) -> CellGraph:
         if not self.state:
             raise RuntimeError("call start() or resume() before run()")
         st = self.state
+        announce(self.root, self._plan_text(), getattr(self, "_resumed", None))
+        self._projection = Projection("candidate training",
+                                      str(getattr(getattr(self.evaluator, "config", None),
+                                                  "device", "")))
+        self._run_t0, self._run_trained = time.perf_counter(), 0
+        on_interrupt(lambda: (
+            f"{self._trained()} candidate results are saved in {self.root}; --resume keeps "
+            "them and trains the candidates that were in flight again"))
         done, total = self._progress()
         bar = progress(total=total, initial=done, desc=type(self).__name__, unit=self.progress_unit,
                    disable=not self.progress, dynamic_ncols=True)
@@ -349,6 +387,11 @@ class CellSearch:
                 if rec["status"] == "ok":
                     known[rec["hash"]] = rec
                 bar.update(1)
+                self._run_trained += 1
+                self._projection.after(
+                    time.perf_counter() - self._run_t0, self._run_trained,
+                    max(self._planned_trainings() - self._trained(), 0),
+                    getattr(self.executor, "workers", 1))
             for t in waiting:  # prunes to a graph already evaluated: reuse its result
                 twin = known.get(t["hash"])
                 if twin is None:  # its twin failed: train this one after all

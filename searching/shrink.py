@@ -53,6 +53,16 @@ class ShrinkSearch(CellSearch):
     def _finished(self) -> bool:
         return self.graph.num_edges <= self.state["threshold"]
 
+    def _planned_trainings(self) -> int:
+        st = self.state
+        return sum(min(self.config.k, e) for e in range(st["e0"], st["threshold"], -1))
+
+    def _plan_text(self) -> str:
+        st = self.state
+        steps = max(st["e0"] - st["threshold"], 0)
+        return (f"{steps} steps (from {st['e0']} edges down to {st['threshold']}), up to "
+                f"{self.config.k} candidates each: {super()._plan_text()}")
+
     def _progress(self) -> Tuple[int, int]:
         st = self.state
         return st["e0"] - self.graph.num_edges, max(st["e0"] - st["threshold"], 0)

@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import random
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from api.errors import UserError
 from api.runs.atomic_io import atomic_write_json
@@ -148,3 +148,51 @@ def check_device(name: str) -> None:
     from api.train.distributed import resolve_device  # torch, only for runs that use a device
 
     resolve_device(name)
+
+
+def announce(root, plan: str, resumed: Optional[str] = None) -> None:
+    """What every run prints before its work: where it writes (absolute), what it will do,
+    and, resumed, what it found and what it redoes."""
+    print(f"output: {os.path.abspath(str(root))}", flush=True)
+    print(f"plan: {plan}", flush=True)
+    if resumed:
+        print(f"resumed: {resumed}", flush=True)
+
+
+class Projection:
+    """The run's projected wall time, said once after its first unit of work."""
+
+    def __init__(self, unit: str, device: str = "") -> None:
+        self.unit, self.device, self.said = unit, device, False
+
+    def after(self, seconds: float, done: float, left: float, parallel: int = 1) -> None:
+        """``done`` units took ``seconds`` in this process; ``left`` remain."""
+        if self.said or done <= 0:
+            return
+        from api.progress import duration
+
+        self.said = True
+        each = seconds / done
+        rest = each * left / max(parallel, 1)
+        line = (f"projected: about {duration(rest)} more for the {left:g} {self.unit}(s) left "
+                f"(the first took {duration(each)})")
+        if rest >= 3600 and str(self.device).startswith("cpu"):
+            line += ("; at this size on a CPU that is "
+                     f"{'days' if rest >= 86400 else 'hours'}: shrink the run or use a GPU")
+        print(line, flush=True)
+
+
+_interrupt_note: Optional[Callable[[], str]] = None
+
+
+def on_interrupt(note: Optional[Callable[[], str]]) -> None:
+    """Register what a Ctrl-C now leaves behind, in words (``None``: nothing to say); the CLI
+    wrapper prints it, so the promise made is the one the run keeps."""
+    global _interrupt_note
+    _interrupt_note = note
+
+
+def interrupt_message() -> str:
+    """The line a Ctrl-C prints: what is saved and what ``--resume`` will redo."""
+    note = _interrupt_note() if _interrupt_note is not None else None
+    return f"interrupted: {note}" if note else "interrupted"

@@ -29,6 +29,7 @@ from api.train.checkpoint import (LAST, capture_rng, last_checkpoint, load_check
 from api.train.distributed import DistEnv, all_gather_objects, all_reduce_sum, barrier
 from api.train.ema import ModelEma
 from api.errors import UserError
+from api.runs.run_folder import Projection, announce, on_interrupt
 from api.runs.run_folder import add_run_flags as common_run_flags
 from api.train.metrics import MetricsLog, topk_correct
 
@@ -177,19 +178,33 @@ class Trainer:
         """Train to ``config.epochs``; with ``resume`` continue from ``last.pt`` (or from
         ``state``, that checkpoint already loaded by the caller)."""
         start = self.restore(state) if resume else 0
+        epochs = self.config.epochs
+        projection = Projection("epoch", str(self.env.device))
         if self.env.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
             self.log.keep_until(start)  # epochs logged after last.pt are trained again
-        for epoch in range(start, self.config.epochs):
+            announce(self.output, f"{epochs} epochs of {len(self.train_data)} steps",
+                     f"last.pt holds epoch {start}; epochs {start + 1} to {epochs} train now "
+                     "(the epoch in flight when it stopped starts again)" if resume else None)
+        done = {"epoch": start if resume else None}
+        on_interrupt(lambda: (
+            f"no epoch has finished in {self.output}: run the same command again, without "
+            "--resume" if done["epoch"] is None else
+            f"last.pt in {self.output} holds epoch {done['epoch']}; --resume trains the "
+            "epoch after it again from its start"))
+        for epoch in range(start, epochs):
+            t0 = time.perf_counter()
             for hook in self.epoch_hooks:
                 hook(epoch)
             record = {"epoch": epoch + 1, **self.train_epoch(epoch)}
-            if (epoch + 1) % self.config.eval_every == 0 or epoch + 1 == self.config.epochs:
+            if (epoch + 1) % self.config.eval_every == 0 or epoch + 1 == epochs:
                 record.update(self.validate())
             if self.env.is_main:
                 self.log.log(record)
                 self._print(record)
+                projection.after(time.perf_counter() - t0, 1, epochs - epoch - 1)
             self.save(epoch + 1)
+            done["epoch"] = epoch + 1
         return self.finish()
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:

@@ -34,7 +34,8 @@ from api.lm.data import Corpus, batchify, get_batch  # noqa: E402
 from api.lm.embedding import embedding_matrix, load_w2v  # noqa: E402
 from api.spaces.autoshrink_rnn.cost import rnn_lm_params  # noqa: E402
 from api.train.trainer import add_run_flags, check_output  # noqa: E402
-from api.runs.run_folder import given_flags, resume_args, write_args  # noqa: E402
+from api.runs.run_folder import (Projection, announce, given_flags, on_interrupt,  # noqa: E402
+                                  resume_args, write_args)
 from evaluation.rnn.lm import (AUTOSHRINK_RNN, DROPOUTS, RNN_PRESETS,  # noqa: E402
                                arch_of, averaged_weights, build_model, check_vocabulary,
                                count_lm_params, evaluate, load_rnn_arch, make_optimizer,
@@ -190,6 +191,7 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
     state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "history": [],
              "asgd_epoch": None, "optimizer_kind": "sgd"}
     log = MetricsLog(output)
+    resumed = None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         state = dict(ckpt["state"])
@@ -199,13 +201,23 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
         for name, gen in gens.items():
             gen.set_state(ckpt["generators"][name])
         log.keep_until(state["epoch"])  # epochs logged after last.pt are trained again
-        print(f"resumed from {output / LAST} after epoch {state['epoch']} "
-              f"({state['optimizer_kind'].upper()})", flush=True)
+        resumed = (f"last.pt holds epoch {state['epoch']} ({state['optimizer_kind'].upper()}); "
+                   f"epochs {state['epoch'] + 1} to {args.epochs} train now (the epoch in "
+                   "flight when it stopped starts again)")
     else:
         opt = make_optimizer("sgd", model.parameters(), args.lr, args.wdecay)
         output.mkdir(parents=True, exist_ok=True)
         write_jsonl(log.jsonl, [])
         write_args(output, args)
+    announce(output, f"{args.epochs} epochs over {corpus.train.numel()} training tokens",
+             resumed)
+    projection = Projection("epoch", str(device))
+    saved = {"epoch": state["epoch"]}
+    on_interrupt(lambda: (
+        f"no epoch has finished in {output}: run the same command again, without --resume"
+        if saved["epoch"] == 0 else
+        f"last.pt in {output} holds epoch {saved['epoch']}; --resume trains the epoch after it "
+        "again from its start"))
     print(f"{described}\n{params / 1e6:.2f}M params, {corpus.ntokens} words, "
           f"{corpus.train.numel()} train tokens, on {device}", flush=True)
 
@@ -250,6 +262,7 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
             "optimizer": opt.state_dict(), "state": state, "args": vars(args),
             "rng": capture_rng(), "generators": {k: g.get_state() for k, g in gens.items()},
             "hidden_policy": HIDDEN_POLICY})
+        saved["epoch"] = epoch
         line = (f"epoch {epoch:4d} | {kind} lr {args.lr:g} | train ppl {record['train_ppl']:8.2f}"
                 f" | val ppl {record['val_ppl']:8.2f} | {record['tokens_per_s']:.0f} tok/s | "
                 f"{seconds:.1f}s" + (" | switched to ASGD" if switch else ""))
@@ -258,6 +271,7 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
         else:
             say(line)
             epochs.set_postfix(val_ppl=f"{record['val_ppl']:.2f}", opt=kind)
+        projection.after(seconds, 1, args.epochs - epoch)
     records = log.records()
     final = {"best_val_loss": state["best_val_loss"],
              "best_val_ppl": perplexity(state["best_val_loss"]),

@@ -19,7 +19,7 @@ import sys
 from typing import Optional, Sequence
 
 from api.benchmarks.nasbench201 import DATASETS, load_table
-from api.runs.run_folder import (add_run_flags, adopt_recorded_flags, given_flags,
+from api.runs.run_folder import (add_run_flags, adopt_recorded_flags, announce, given_flags,
                                    resolve_seed)
 from api.errors import UserError, run_cli
 from api.benchmarks.nb201_lookup import NB201Lookup
@@ -75,11 +75,18 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         replay = search.resume(force=args.force)
     else:
         search.start(vars(args))
+    if not args.quiet:
+        resumed = None if replay is None else (
+            f"{len(replay)} of {args.budget} queries journalled, replayed from the journal; "
+            f"{max(args.budget - len(replay), 0)} to go")
+        announce(root, f"{args.method} on {args.dataset}: up to {args.budget} distinct cells "
+                       "queried in the table (look-ups, no training: seconds)", resumed)
     summary = search.run(replay)
     if not args.quiet:
-        print(f"{args.method} on {args.dataset}: {summary['queries']} cells queried, best by "
-              f"12-epoch valid {summary['signal']['value']:.2f}, 200-epoch test "
-              f"{summary['reported']['value']:.2f}")
+        print(f"{args.method} on {args.dataset}: {summary['queries']} cells queried; the found "
+              f"cell's 12-epoch valid accuracy (the search signal) "
+              f"{summary['signal']['value']:.2f}, its 200-epoch test accuracy (the benchmark's "
+              f"figure) {summary['reported']['value']:.2f}")
         print(f"arch-best: {summary['arch']}")
         print(f"wrote {root}/ (arch-best, history.jsonl, summary.json, search.log"
               f"{', search.png' if not args.no_plots else ''})")

@@ -28,7 +28,7 @@ from api.spaces.nasbench201.cell import arch_at
 from api.machine import cpu_name
 from api.search.report import png_bytes
 from searching.nasbench201.methods import check_budget, check_settings, run_method
-from api.runs.run_folder import check_resumable, refuse_changed_settings, write_args
+from api.runs.run_folder import check_resumable, on_interrupt, refuse_changed_settings, write_args
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -108,11 +108,15 @@ class TabularSearch:
     # ------------------------------------------------------------------ run
     def _journal(self, rec: Dict[str, Any]) -> None:
         append_jsonl(self._path(HISTORY_FILE), rec)
+        self._journalled += 1
         maybe_die(self._passes, "journal")
 
     def run(self, replay: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
         """Run (or finish) the search and write its outputs; returns the summary."""
         t0 = time.perf_counter()
+        self._journalled = len(replay or ())
+        on_interrupt(lambda: (f"the {self._journalled} queries so far are journalled in "
+                              f"{self.root}; --resume replays them and goes on"))
         ledger = run_method(self.method, self.evaluator, self.budget, self.seed,
                             self.method_settings, on_query=self._journal, replay=replay or ())
         seconds = time.perf_counter() - t0

@@ -38,7 +38,8 @@ from api.machine import device_name
 from api.search.report import png_bytes
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, save_arch
-from api.runs.run_folder import refuse_changed_settings, write_args
+from api.runs.run_folder import (Projection, announce, on_interrupt, refuse_changed_settings,
+                                  write_args)
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
@@ -395,6 +396,23 @@ class OneShotSearch:
             write_args(self.root, self.args)
             atomic_write_text(self.root / "search.log", "")
 
+        saved = {"at": None}
+        if state is not None:
+            saved["at"] = (start_epoch, partial["step"] if partial else None)
+
+        def said() -> str:
+            if saved["at"] is None:
+                return (f"no checkpoint was written in {self.root} yet (one follows each epoch "
+                        "and each --checkpoint_minutes): run the same command again, without "
+                        "--resume")
+            epoch_done, step = saved["at"]
+            at = f"epoch {epoch_done}" if step is None else \
+                f"step {step} of epoch {epoch_done + 1}"
+            return (f"the checkpoint in {self.root} holds {at}; --resume continues from there "
+                    "(the work after it is done again)")
+
+        on_interrupt(said)
+
         def save(epochs_done: int, partial_state: Optional[Dict[str, Any]]) -> None:
             atomic_torch_save(self.checkpoint_path, {
                 "version": CHECKPOINT_VERSION, "space": cfg.space, "method": self.method.name,
@@ -402,9 +420,20 @@ class OneShotSearch:
                 "net": net.state_dict(), "w_optimizer": w_opt.state_dict(),
                 "method_state": self.method.state_dict(), **feed.state_dict(),
                 "rng": capture_rng(), "history": history, "seconds": seconds})
+            saved["at"] = (epochs_done, partial_state["step"] if partial_state else None)
 
         from api.progress import progress
 
+        steps = feed.steps(None)
+        resumed = None
+        if state is not None:
+            at = (f", step {partial['step']} of epoch {start_epoch + 1} (its steps before are "
+                  "kept; the epoch goes on from there)") if partial else ""
+            resumed = (f"{start_epoch} of {cfg.epochs} epochs done{at}; "
+                       f"{cfg.epochs - start_epoch} epoch(s) to go")
+        announce(self.root, f"{cfg.epochs} epochs of {self.method.name} on {cfg.space}, about "
+                            f"{steps} steps each (batch {cfg.batch_size})", resumed)
+        projection = Projection("epoch", str(self.device))
         bar = progress(total=cfg.epochs, initial=start_epoch, desc=f"{self.method.name} epochs",
                    unit="epoch", disable=not self.progress, dynamic_ncols=True)
         last_save = time.perf_counter()
@@ -461,6 +490,7 @@ class OneShotSearch:
             if benchmark is not None:
                 record["benchmark"] = benchmark.lookup(arch.text)
             history.append(record)
+            projection.after(elapsed, 1, cfg.epochs - epoch - 1)
             save(epoch + 1, None)
             last_save = time.perf_counter()
             self.write_outputs(net, history, seconds, benchmark, final=epoch + 1 == cfg.epochs)

@@ -68,6 +68,9 @@ class RandomSearch(CellSearch):
     def _progress(self) -> Tuple[int, int]:
         return self.state["planned"], self.config.budget
 
+    def _planned_trainings(self) -> int:
+        return self.config.budget
+
     def _propose(self, rng: np.random.Generator, step: int):
         full = CellGraph.from_dict(self.state["initial"])
         seen = {r["hash"] for r in self.state["records"]}

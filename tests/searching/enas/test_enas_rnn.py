@@ -99,7 +99,7 @@ def test_controller_samples_valid_lists_with_their_log_prob():
     assert 0 < float(ent[0].detach()) <= max_ent
 
 
-def test_defaults_are_spec_19():
+def test_defaults_are_the_documented_ones():
     from searching.enas.config import build_parser
     from searching.enas.rnn_search import resolve_rnn_args
 
