@@ -101,3 +101,10 @@ def test_a_tabular_search_resumes_with_its_recorded_flags(tmp_path, capsys):
     assert "resumed: 7 of 7 queries journalled" in again
     code, _, err = run_cli_inprocess(cli.main, common + ["--resume", "--budget", "9"], capsys)
     assert code == 2 and err.count("\n") == 1 and "budget is 9" in err
+
+
+def test_candidates_per_step_names_autoshrinks_k():
+    from searching.cnn.autoshrink_cnn import build_parser
+
+    assert build_parser().parse_args(["--candidates_per_step", "4"]).max_steps == 4
+    assert build_parser().parse_args(["--max_steps", "4"]).max_steps == 4  # the original's

@@ -286,6 +286,11 @@ def test_table_writes_json_plot_and_weight_sharing_rows(synthetic, tmp_path, cap
     assert results["rs"]["cifar10"]["runs"] == 4
     assert (tmp_path / "t.png").stat().st_size > 1000
     assert "paper rs" in stdout and "93.70 ± 0.36" in stdout
+    assert "200-epoch test accuracy of the found cell" in stdout
+    # published rows beside another budget carry a caveat; at the paper's budget they do not
+    assert "caution: the paper's rows searched with 12,000 s" in stdout
+    from searching.nasbench201.table import format_table
+    assert "caution" not in format_table({}, ["cifar10"], {}, 100)
 
 
 def test_one_shot_benchmark_lookup_reads_the_same_table(synthetic):
