@@ -174,8 +174,8 @@ class Projection:
         self.said = True
         each = seconds / done
         rest = each * left / max(parallel, 1)
-        line = (f"projected: about {duration(rest)} more for the {left:g} {self.unit}(s) left "
-                f"(the first took {duration(each)})")
+        line = (f"projected: about {duration(rest)} more for the {counted(left, self.unit)} "
+                f"left (the first took {duration(each)})")
         if rest >= 3600 and str(self.device).startswith("cpu"):
             line += ("; at this size on a CPU that is "
                      f"{'days' if rest >= 86400 else 'hours'}: shrink the run or use a GPU")
@@ -196,3 +196,8 @@ def interrupt_message() -> str:
     """The line a Ctrl-C prints: what is saved and what ``--resume`` will redo."""
     note = _interrupt_note() if _interrupt_note is not None else None
     return f"interrupted: {note}" if note else "interrupted"
+
+
+def counted(n: float, word: str) -> str:
+    """``1 epoch``, ``3 epochs``: a count with its word."""
+    return f"{n:g} {word}{'' if n == 1 else 's'}"

@@ -29,7 +29,7 @@ from api.train.checkpoint import (LAST, capture_rng, last_checkpoint, load_check
 from api.train.distributed import DistEnv, all_gather_objects, all_reduce_sum, barrier
 from api.train.ema import ModelEma
 from api.errors import UserError
-from api.runs.run_folder import Projection, announce, on_interrupt
+from api.runs.run_folder import Projection, announce, counted, on_interrupt
 from api.runs.run_folder import add_run_flags as common_run_flags
 from api.train.metrics import MetricsLog, topk_correct
 
@@ -183,7 +183,8 @@ class Trainer:
         if self.env.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
             self.log.keep_until(start)  # epochs logged after last.pt are trained again
-            announce(self.output, f"{epochs} epochs of {len(self.train_data)} steps",
+            announce(self.output, f"{counted(epochs, 'epoch')} of "
+                                  f"{counted(len(self.train_data), 'step')}",
                      f"last.pt holds epoch {start}; epochs {start + 1} to {epochs} train now "
                      "(the epoch in flight when it stopped starts again)" if resume else None)
         done = {"epoch": start if resume else None}

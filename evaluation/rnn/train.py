@@ -34,8 +34,8 @@ from api.lm.data import Corpus, batchify, get_batch  # noqa: E402
 from api.lm.embedding import embedding_matrix, load_w2v  # noqa: E402
 from api.spaces.autoshrink_rnn.cost import rnn_lm_params  # noqa: E402
 from api.train.trainer import add_run_flags, check_output  # noqa: E402
-from api.runs.run_folder import (Projection, announce, given_flags, on_interrupt,  # noqa: E402
-                                  resume_args, write_args)
+from api.runs.run_folder import (Projection, announce, counted, given_flags,  # noqa: E402
+                                  on_interrupt, resume_args, write_args)
 from evaluation.rnn.lm import (AUTOSHRINK_RNN, DROPOUTS, RNN_PRESETS,  # noqa: E402
                                arch_of, averaged_weights, build_model, check_vocabulary,
                                count_lm_params, evaluate, load_rnn_arch, make_optimizer,
@@ -209,8 +209,8 @@ def train_rnn(args: argparse.Namespace, given: Optional[Set[str]] = None) -> Dic
         output.mkdir(parents=True, exist_ok=True)
         write_jsonl(log.jsonl, [])
         write_args(output, args)
-    announce(output, f"{args.epochs} epochs over {corpus.train.numel()} training tokens",
-             resumed)
+    announce(output, f"{counted(args.epochs, 'epoch')} over {corpus.train.numel()} training "
+                     "tokens", resumed)
     projection = Projection("epoch", str(device))
     saved = {"epoch": state["epoch"]}
     on_interrupt(lambda: (

@@ -38,8 +38,8 @@ from api.machine import device_name
 from api.search.report import png_bytes
 from api.spaces import get_space
 from api.spaces.arch_io import Arch, save_arch
-from api.runs.run_folder import (Projection, announce, on_interrupt, refuse_changed_settings,
-                                  write_args)
+from api.runs.run_folder import (Projection, announce, counted, on_interrupt,
+                                  refuse_changed_settings, write_args)
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
@@ -431,8 +431,9 @@ class OneShotSearch:
                   "kept; the epoch goes on from there)") if partial else ""
             resumed = (f"{start_epoch} of {cfg.epochs} epochs done{at}; "
                        f"{cfg.epochs - start_epoch} epoch(s) to go")
-        announce(self.root, f"{cfg.epochs} epochs of {self.method.name} on {cfg.space}, about "
-                            f"{steps} steps each (batch {cfg.batch_size})", resumed)
+        announce(self.root, f"{counted(cfg.epochs, 'epoch')} of {self.method.name} on "
+                            f"{cfg.space}, about {counted(steps, 'step')} each "
+                            f"(batch {cfg.batch_size})", resumed)
         projection = Projection("epoch", str(self.device))
         bar = progress(total=cfg.epochs, initial=start_epoch, desc=f"{self.method.name} epochs",
                    unit="epoch", disable=not self.progress, dynamic_ncols=True)
