@@ -169,6 +169,9 @@ class Projection:
         """``done`` units took ``seconds`` in this process; ``left`` remain."""
         if self.said or done <= 0:
             return
+        if left <= 0:  # nothing left to project
+            self.said = True
+            return
         from api.progress import duration
 
         self.said = True

@@ -17,18 +17,19 @@ See docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Set
 
+import numpy as np
 import torch
 from torch import nn
 
-from api.datasets import add_download_flag
 from api.train import arch_train as at
 from api.train.augment import CifarAugment
 from api.train.checkpoint import LAST, load_checkpoint
 from api.spaces.complexity import complexity
-from api.datasets import DeviceBatches, load_cifar
+from api.datasets import DeviceBatches, add_download_flag, balanced_indices, load_cifar
 from api.train.distributed import cleanup, init_distributed
 from api.train.drop_path import DropPath
 from api.train.ema import ModelEma
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default="./data",
                    help="folder holding cifar-10-batches-py")
     add_download_flag(g)
+    g.add_argument("--train_size", type=int, default=0,
+                   help="train on N images of the training split (class-balanced, seeded by "
+                        "--seed; 0: all): for quick trials")
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100"])
     g.add_argument("--padding", type=int, help="random-crop padding (0: off; recipes: 4)")
     g.add_argument("--cutout", type=int,
@@ -155,6 +159,13 @@ def _train_cifar(args: argparse.Namespace, given: Optional[Set[str]], env) -> Di
     torch.manual_seed(args.seed)
 
     data = load_cifar(args.data, args.dataset, download=getattr(args, "download", False) or None)
+    if getattr(args, "train_size", 0):  # a class-balanced, seeded subset: tiny trial runs
+        if not 0 < args.train_size <= len(data.train_y):
+            raise UserError(f"--train_size must be in 1..{len(data.train_y)}, got "
+                            f"{args.train_size}")
+        keep = np.sort(balanced_indices(data.train_y, args.train_size,
+                                        np.random.default_rng(args.seed)))
+        data = replace(data, train_x=data.train_x[keep], train_y=data.train_y[keep])
     args.num_classes = args.num_classes or data.num_classes
     image_size = data.train_x.shape[-1]
     if args.num_classes < data.num_classes:

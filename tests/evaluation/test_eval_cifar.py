@@ -180,3 +180,20 @@ def test_bad_input_is_one_line(tmp_path, tiny_cifar, case, capsys):
         code, _, err = run_cli_inprocess(main, argv, capsys)
     assert code == 2, err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_train_size_trains_on_a_balanced_subset(tmp_path, tiny_cifar, capsys):
+    """--train_size: a quick trial on N training images (5 classes x 16 here: 80 images),
+    class-balanced and seeded; the test split stays whole; out of range is one line."""
+    train("--graph_path", "shrinkcnn-a", "--data", tiny_cifar, *TINY, "--epochs", 1,
+          "--train_size", 32, "--output", tmp_path / "sub")
+    final = json.loads((tmp_path / "sub" / "final_metrics.json").read_text())
+    assert final["steps"] == 2  # 32 images in batches of 16
+    out = capsys.readouterr().out
+    assert "32 train / 32 test images" in out and "plan: 1 epoch of 2 steps" in out
+    from evaluation.cnn.train_cifar import main
+
+    code, _, err = run_cli_inprocess(main, [str(a) for a in (
+        "--graph_path", "shrinkcnn-a", "--data", tiny_cifar, *TINY, "--epochs", 1,
+        "--train_size", 10_000, "--output", tmp_path / "big")], capsys)
+    assert code == 2 and "--train_size must be in 1.." in err
