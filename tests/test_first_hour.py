@@ -100,6 +100,7 @@ def _search(name, tmp_path, cifar_root):
 SEARCHES = ["cnn", "rnn", "darts", "gdas", "enas", "nao", "nb201"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SEARCHES)
 def test_every_search_says_where_it_writes_and_what_it_plans_first(name, tmp_path, capsys,
                                                                    cifar_root, one_thread):
@@ -127,6 +128,7 @@ def _interrupt_on_call(monkeypatch, target, attr, n):
     monkeypatch.setattr(target, attr, wrapped)
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_cell_search_keeps_its_candidates_and_resume_continues(
         tmp_path, capsys, cifar_root, monkeypatch, one_thread):
     from searching.cnn.proxy import CNNProxyEvaluator
@@ -145,6 +147,7 @@ def test_ctrl_c_in_a_cell_search_keeps_its_candidates_and_resume_continues(
     assert "resumed: 1 candidate results kept, step 1 in progress with 1 of 2" in out
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_a_one_shot_checkpoint_says_there_is_none(tmp_path, capsys, cifar_root,
                                                                 monkeypatch, one_thread):
     """The false promise a user met: after minutes of ENAS/GDAS work without a checkpoint,
