@@ -20,13 +20,6 @@ from api.spaces.darts.network import NetworkCIFAR, NetworkImageNet
 SPACE = get_space("darts")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small networks run faster on one thread (and the CI box is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 PRESETS = list(P.PAPERS)
 
 # what DARTS's genotypes.py prints for DARTS_V2 (repr of its namedtuple)

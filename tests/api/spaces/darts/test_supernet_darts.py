@@ -17,12 +17,6 @@ SPACE = get_space("darts")
 TINY = dict(C=4, layers=3)  # cells: reduce, reduce, normal (reductions at 1 and 2 of 3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _batch(n: int = 2, seed: int = 0):
