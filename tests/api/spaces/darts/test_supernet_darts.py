@@ -17,8 +17,6 @@ SPACE = get_space("darts")
 TINY = dict(C=4, layers=3)  # cells: reduce, reduce, normal (reductions at 1 and 2 of 3)
 
 
-
-
 def _batch(n: int = 2, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, 16, 16, generator=g), torch.randint(0, 10, (n,), generator=g)
