@@ -23,6 +23,13 @@ from searching.cell_search import CellSearch, SearchStalled, candidate_seed
 __all__ = ["ShrinkConfig", "ShrinkSearch", "SearchStalled", "candidate_seed"]
 
 
+
+def autoshrink_budget(e0: int, k: int, keep_fraction: float) -> int:
+    """Candidate trainings (at most: cached twins train nothing) of an AutoShrink run that
+    removes one edge per step from ``e0`` edges, trying up to ``k`` removals per step."""
+    threshold = int(round(e0 * keep_fraction))
+    return sum(min(k, e) for e in range(e0, threshold, -1))
+
 @dataclass
 class ShrinkConfig:
     k: int = 10                    # candidates per step (--max_steps)
@@ -54,8 +61,7 @@ class ShrinkSearch(CellSearch):
         return self.graph.num_edges <= self.state["threshold"]
 
     def _planned_trainings(self) -> int:
-        st = self.state
-        return sum(min(self.config.k, e) for e in range(st["e0"], st["threshold"], -1))
+        return autoshrink_budget(self.state["e0"], self.config.k, self.config.keep_fraction)
 
     def _plan_text(self) -> str:
         st = self.state

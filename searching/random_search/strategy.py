@@ -18,6 +18,7 @@ from api.runs.atomic_io import read_jsonl
 from api.errors import UserError
 from api.spaces.dag.graph import CellGraph
 from searching.cell_search import CellSearch
+from searching.shrink import autoshrink_budget
 
 MAX_DRAWS = 200  # attempts to draw a not-yet-seen graph before accepting a repeat
 
@@ -33,12 +34,6 @@ class RandomConfig:
             raise UserError(f"--max_steps (candidates per step) must be at least 1, got {self.k}")
         if self.budget < 1:
             raise UserError(f"--budget must be at least 1, got {self.budget}")
-
-
-def autoshrink_budget(e0: int, k: int, keep_fraction: float) -> int:
-    """Candidate trainings of an AutoShrink run that removes one edge per step."""
-    threshold = int(round(e0 * keep_fraction))
-    return sum(min(k, e) for e in range(e0, threshold, -1))
 
 
 def count_trainings(run_dir: str) -> int:
