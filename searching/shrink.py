@@ -20,8 +20,7 @@ from api.spaces.dag.graph import CellGraph
 from api.spaces.dag.graph_io import save_graph
 from searching.cell_search import CellSearch, SearchStalled, candidate_seed
 
-__all__ = ["ShrinkConfig", "ShrinkSearch", "SearchStalled", "candidate_seed"]
-
+__all__ = ["ShrinkConfig", "ShrinkSearch", "SearchStalled", "autoshrink_budget", "candidate_seed"]
 
 
 def autoshrink_budget(e0: int, k: int, keep_fraction: float) -> int:
@@ -29,6 +28,7 @@ def autoshrink_budget(e0: int, k: int, keep_fraction: float) -> int:
     removes one edge per step from ``e0`` edges, trying up to ``k`` removals per step."""
     threshold = int(round(e0 * keep_fraction))
     return sum(min(k, e) for e in range(e0, threshold, -1))
+
 
 @dataclass
 class ShrinkConfig:
