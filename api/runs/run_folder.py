@@ -179,10 +179,18 @@ class Projection:
         rest = each * left / max(parallel, 1)
         line = (f"projected: about {duration(rest)} more for the {counted(left, self.unit)} "
                 f"left (the first took {duration(each)})")
-        if rest >= 3600 and str(self.device).startswith("cpu"):
+        if rest >= 3600 and self._on_cpu():
             line += ("; at this size on a CPU that is "
                      f"{'days' if rest >= 86400 else 'hours'}: shrink the run or use a GPU")
         print(line, flush=True)
+
+    def _on_cpu(self) -> bool:
+        """The run's device is the CPU (``auto`` resolves as the runs resolve it)."""
+        if self.device == "auto":
+            import torch
+
+            return not torch.cuda.is_available()
+        return self.device.startswith("cpu")
 
 
 _interrupt_note: Optional[Callable[[], str]] = None

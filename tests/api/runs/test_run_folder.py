@@ -108,3 +108,19 @@ def test_candidates_per_step_names_autoshrinks_k():
 
     assert build_parser().parse_args(["--candidates_per_step", "4"]).max_steps == 4
     assert build_parser().parse_args(["--max_steps", "4"]).max_steps == 4  # the original's
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_a_long_cpu_run_is_called_hours_or_days(device, capsys):
+    import torch
+
+    if device == "auto" and torch.cuda.is_available():
+        pytest.skip("auto resolves to a GPU here")
+    rf.Projection("epoch", device).after(600.0, 1, 10)
+    out = capsys.readouterr().out
+    assert out.startswith("projected: about 1 h 40 min more for the 10 epochs left")
+    assert "on a CPU that is hours" in out
+    rf.Projection("epoch", device).after(600.0, 1, 300)
+    assert "on a CPU that is days" in capsys.readouterr().out
+    rf.Projection("epoch", "cuda:0").after(600.0, 1, 10)
+    assert "CPU" not in capsys.readouterr().out
