@@ -3,6 +3,7 @@ empty or truncated pickle, another kind of file (an image, a checkpoint), or tex
 architecture. The loaders turn these into one-line errors."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +13,10 @@ MAGIC = ((b"\x89PNG", "a PNG image (the search's drawing?)"),
          (b"\xff\xd8\xff", "a JPEG image"),
          (b"%PDF", "a PDF document"),
          (b"\x1f\x8b", "a gzip archive"))
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A restricted unpickler met a global it does not admit (the file holds other objects)."""
 
 
 def is_file(spec: str) -> bool:

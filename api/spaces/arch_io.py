@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from api.runs.atomic_io import atomic_pickle, atomic_write_text
-from api.runs.file_checks import is_file, other_kind, pickle_problem
+from api.runs.file_checks import RefusedGlobal, is_file, other_kind, pickle_problem
 from api.errors import UserError
 from api.spaces import get_space, space_names
 
@@ -55,7 +55,7 @@ class _ArchUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        raise RefusedGlobal(f"refusing to load global {module}.{name}")
 
 
 def save_arch(arch: Arch, path: str) -> None:
@@ -94,11 +94,9 @@ def loads_arch(data: bytes, source: str = "architecture") -> Arch:
             obj = _ArchUnpickler(io.BytesIO(data)).load()
         except UserError:
             raise
-        except pickle.UnpicklingError as exc:
-            if "refusing to load global" in str(exc):
-                raise UserError(f"{source} holds other Python objects than an architecture "
-                                f"({exc}); if you trust its origin, use its .json twin") from exc
-            raise UserError(f"{source} {pickle_problem(data, exc)}") from exc
+        except RefusedGlobal as exc:
+            raise UserError(f"{source} holds other Python objects than an architecture "
+                            f"({exc}); if you trust its origin, use its .json twin") from exc
         except Exception as exc:  # truncated or damaged bytes raise many types
             raise UserError(f"{source} {pickle_problem(data, exc)}") from exc
         return _as_arch(obj, source)

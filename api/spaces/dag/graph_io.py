@@ -16,15 +16,11 @@ from typing import Optional
 
 from api.runs.atomic_io import atomic_pickle, atomic_write_bytes, atomic_write_text
 from api.errors import UserError
-from api.runs.file_checks import is_file, other_kind, pickle_problem
+from api.runs.file_checks import RefusedGlobal, is_file, other_kind, pickle_problem
 from api.spaces.dag.graph import CellGraph
 
 # "api.graph" is where the graph lived before the space packages: older pickles name it.
 _ALLOWED_GLOBALS = {("api.spaces.dag.graph", "_rebuild_graph"), ("api.graph", "_rebuild_graph")}
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    """The pickle names a global other than the graph rebuild function."""
 
 
 class _GraphUnpickler(pickle.Unpickler):
