@@ -21,8 +21,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-from api.progress import progress, say
 
+from api.progress import progress, say
 from api.runs.atomic_io import append_jsonl, atomic_write_json, write_jsonl
 from api.runs.run_folder import (Projection, announce, check_resumable, on_interrupt,
                                   refuse_changed_settings)
@@ -109,6 +109,7 @@ class CellSearch:
         self.plots = plots
         self.progress = progress
         self.state: Dict[str, Any] = {}
+        self._resumed: Optional[str] = None  # what resume() found, said when the run starts
         self._passes: Dict[str, int] = {}  # fault-injection points passed (DIE_AT_ENV)
 
     # ------------------------------------------------------------------ strategy hooks
@@ -267,8 +268,7 @@ class CellSearch:
     # ------------------------------------------------------------------ loop
     def _trained(self) -> int:
         """Candidate results recorded so far (finished steps and the current one)."""
-        plan = self.state.get("plan") or {}
-        return len(self.state["records"]) + len(plan.get("results") or {})
+        return len(self._all_records())
 
     def _resumed_text(self) -> str:
         st = self.state
@@ -287,7 +287,7 @@ class CellSearch:
         if not self.state:
             raise RuntimeError("call start() or resume() before run()")
         st = self.state
-        announce(self.root, self._plan_text(), getattr(self, "_resumed", None))
+        announce(self.root, self._plan_text(), self._resumed)
         self._projection = Projection("candidate training",
                                       str(getattr(getattr(self.evaluator, "config", None),
                                                   "device", "")))

@@ -76,15 +76,13 @@ def given_flags(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) 
     return {k for k, v in vars(ns).items() if v is not unset}
 
 
-def resume_args(args: argparse.Namespace, saved: Dict[str, Any], given: Optional[Set[str]],
+def resume_args(args: argparse.Namespace, saved: Dict[str, Any], given: Set[str],
                 runtime: Iterable[str], root, folder: str
                 ) -> Tuple[argparse.Namespace, List[str]]:
     """The resumed run's flags: the saved ones, plus the runtime flags (:data:`RUN_FLAGS`
     and ``runtime``) given now. A flag given with another value is refused, naming it, unless
     ``--force``; then it is used and listed in the second return value. A flag the saved run
-    did not know yet takes its value now. ``given=None`` (a caller with a namespace, no
-    command line) counts every flag as given."""
-    given = set(vars(args)) if given is None else given
+    did not know yet takes its value now."""
     free = RUN_FLAGS | set(runtime)
     merged, changed = dict(saved), []
     for key, value in vars(args).items():
@@ -118,13 +116,13 @@ def refuse_changed_settings(saved: Dict[str, Any], now: Dict[str, Any], root,
                             f"used {saved.get(key)!r}; {fix}")
 
 
-def check_resumable(root, state_file: str, what: str = "search",
-                    start: str = "run without --resume to start a search") -> None:
-    """``--resume`` of a folder that holds no run: one line naming the fix."""
+def check_resumable(root, state_file: str) -> None:
+    """``--resume`` of a folder that holds no search: one line naming the fix."""
     if not os.path.isdir(str(root)):
         raise UserError(f"--resume: {root} does not exist")
     if not os.path.exists(os.path.join(str(root), state_file)):
-        raise UserError(f"--resume: {root} holds no {what} state ({state_file} missing); {start}")
+        raise UserError(f"--resume: {root} holds no search state ({state_file} missing); "
+                        "run without --resume to start a search")
 
 
 def adopt_recorded_flags(args: argparse.Namespace, root, given: Optional[Set[str]],

@@ -99,7 +99,6 @@ def add_run_flags(parser, output_default: str, image_model: bool = True):
     common_run_flags(g, folder="output")
     if image_model:
         g.add_argument("--eval_every", type=int, default=1, help="validate every N epochs")
-    if image_model:
         g.add_argument("--no_amp", action="store_true", help="no bf16 autocast on CUDA")
         g.add_argument("--no_channels_last", action="store_true")
     return g

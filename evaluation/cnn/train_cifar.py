@@ -158,8 +158,8 @@ def _train_cifar(args: argparse.Namespace, given: Optional[Set[str]], env) -> Di
     cuda = env.device.type == "cuda"
     torch.manual_seed(args.seed)
 
-    data = load_cifar(args.data, args.dataset, download=getattr(args, "download", False) or None)
-    if getattr(args, "train_size", 0):  # a class-balanced, seeded subset: tiny trial runs
+    data = load_cifar(args.data, args.dataset, download=args.download or None)
+    if args.train_size:  # a class-balanced, seeded subset: tiny trial runs
         if not 0 < args.train_size <= len(data.train_y):
             raise UserError(f"--train_size must be in 1..{len(data.train_y)}, got "
                             f"{args.train_size}")
