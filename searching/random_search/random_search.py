@@ -80,7 +80,6 @@ def random_search(args: argparse.Namespace,
         args.budget = autoshrink_budget(initial.num_edges, args.max_steps, args.keep_fraction)
     built.settings["budget"] = args.budget
     config = RandomConfig(k=args.max_steps, budget=args.budget, seed=args.seed)
-    print(f"random search: budget {args.budget} candidate trainings")
     search = accelerate(open_search(RandomSearch, config, args, root, lambda: built), args)
     return run_search(search, root)
 

@@ -66,6 +66,9 @@ class RandomSearch(CellSearch):
     def _planned_trainings(self) -> int:
         return self.config.budget
 
+    def _plan_text(self) -> str:
+        return f"random search, budget {self.config.budget}: {super()._plan_text()}"
+
     def _propose(self, rng: np.random.Generator, step: int):
         full = CellGraph.from_dict(self.state["initial"])
         seen = {r["hash"] for r in self.state["records"]}
