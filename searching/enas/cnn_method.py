@@ -55,7 +55,9 @@ def child_step(net: nn.Module, w_optimizer: torch.optim.Optimizer, x: torch.Tens
                y: torch.Tensor, arch, aux_weight: float, clip_mode: str, bound: float
                ) -> Dict[str, Any]:
     """One child SGD step on one sampled architecture: cross-entropy (+ ``aux_weight`` x the
-    auxiliary head's), :func:`clip_gradients`, step."""
+    auxiliary head's), :func:`clip_gradients`, step. Weights the architecture leaves unused
+    get a zero loss gradient, so weight decay and momentum move them as TF's ``l2 * sum(w^2)``
+    term and momentum do."""
     w_optimizer.zero_grad()
     out = net(x, arch)
     logits, aux = out if isinstance(out, (tuple, list)) else (out, None)
@@ -63,6 +65,9 @@ def child_step(net: nn.Module, w_optimizer: torch.optim.Optimizer, x: torch.Tens
     total = loss + aux_weight * F.cross_entropy(aux, y) if aux is not None and \
         aux_weight > 0 else loss
     total.backward()
+    for p in net.parameters():  # TF's l2 term gives every variable a gradient every step
+        if p.grad is None and p.requires_grad:
+            p.grad = torch.zeros_like(p)
     clip_gradients(net.parameters(), clip_mode, bound)
     w_optimizer.step()
     with torch.no_grad():

@@ -358,3 +358,37 @@ def test_cell_output_bn_starts_as_carpedm20s():
         EnasRNNSupernet(30, emsize=8, nhid=8, num_nodes=2, bn_init="zeros")
     assert build_parser().parse_args([]).shared_bn_init == "uniform"
     assert build_parser().parse_args(["--shared_bn_init", "ones"]).shared_bn_init == "ones"
+
+
+def test_unused_child_weights_decay_and_keep_momentum_as_tf():
+    """TF ``get_train_ops`` adds ``l2 * sum(w^2)`` over every child variable, so a branch the
+    sampled architecture leaves unused still gets the gradient ``2 l2 w``, and Nesterov
+    momentum (``a = 0.9 a + g``, ``w -= lr (g + 0.9 a)``) moves it."""
+    from api.spaces.enas_macro.arch import make_macro
+    from api.spaces.enas_macro.network import EnasMacroSupernet
+    from searching.enas.cnn_method import child_step
+
+    torch.manual_seed(0)
+    net = EnasMacroSupernet(C=4, layers=2, keep_prob=1.0, branches="sampled").double()
+    l2, lr = 2.5e-4, 0.1
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                          weight_decay=2 * l2)
+    unused = net.layer_branches[0][3].out[0].weight
+    w = unused.detach().clone().numpy()
+    a = np.zeros_like(w)
+    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (4,))
+    for _ in range(3):
+        child_step(net, opt, x, y, make_macro([0, 1, 1]), 0.0, "tf", 5.0)
+        g = 2 * l2 * w
+        a = 0.9 * a + g
+        w = w - lr * (g + 0.9 * a)
+    np.testing.assert_allclose(unused.detach().numpy(), w, rtol=1e-12, atol=0)
+
+
+def test_macro_bn_cost_probe_times_every_mode():
+    from bench.enas_macro_bn import measure
+
+    r = measure(batch=2, C=2, layers=2, repeats=1, warmup=0)
+    assert set(r["child_step_s"]) == {"all", "sampled", "last"}
+    assert set(r["reward_forward_s"]) == {"running", "batch"}
+    assert all(v > 0 for d in (r["child_step_s"], r["reward_forward_s"]) for v in d.values())
