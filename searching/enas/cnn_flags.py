@@ -25,7 +25,8 @@ def add_cnn_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the CNN search flags to ``p`` (main.py's parser) and return it."""
     g = p.add_argument_group("ENAS CNN (--network_type cnn)")
     g.add_argument("--cnn_space", default="macro",
-                   help="macro (the seed's 12-layer network; default) or micro (the ENAS "
+                   help="macro (TF's 12-layer network; default, this project's reading of the "
+                        "seed's CNN command, whose own CNN code never ran) or micro (the ENAS "
                         "cell, 5 ops, B=5: the paper's search-cost setting)")
     g.add_argument("--child_num_layers", type=int, default=None,
                    help="macro: layers (default 12); micro: normal cells per stage "

@@ -392,3 +392,19 @@ def test_macro_bn_cost_probe_times_every_mode():
     assert set(r["child_step_s"]) == {"all", "sampled", "last"}
     assert set(r["reward_forward_s"]) == {"running", "batch"}
     assert all(v > 0 for d in (r["child_step_s"], r["reward_forward_s"]) for v in d.values())
+
+
+@pytest.mark.slow
+def test_cnn_flags_reach_the_recorded_settings(tmp_path, cifar_root, capsys):
+    """The new CNN flags travel through main.py into the settings a resumed run checks."""
+    from tests.searching.enas.test_enas_cnn import MACRO, search
+
+    root = tmp_path / "macro"
+    search(capsys, root, cifar_root, MACRO, epochs=1,
+           extra=("--macro_branches", "sampled", "--macro_reward_bn", "batch",
+                  "--child_clip_mode", "global"))
+    settings = torch.load(root / "checkpoint.pt", weights_only=False)["settings"]
+    assert settings["supernet"]["branches"] == "sampled"
+    method = settings["method_settings"]
+    assert (method["reward_bn"], method["clip_mode"], method["train_aux_head"]) == \
+        ("batch", "global", False)
