@@ -7,19 +7,24 @@ minibatch and the shared network takes one SGD step on it), a controller phase
 ``num_aggregate`` samples, rewarded by accuracy on one validation minibatch plus an entropy
 bonus), then derivation (the best of ``derive_num_sample`` samples).
 
-Fidelity notes (gradient clip, l2, baseline, drop-path): docs/fidelity/enas.md.
+The controller's Adam is TF's (:class:`searching.enas.reinforce.TFAdam`); the child's clip,
+its frozen auxiliary head and the macro BN statistics follow TF's code, with flags for the
+alternatives. Fidelity notes: docs/fidelity/enas.md.
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Any, Dict, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from searching.enas.reinforce import EMABaseline, controller_lr, make_controller_optimizer, \
     policy_loss
-from searching.oneshot.trainer import OneShotConfig, OneShotMethod, sampled_arch_step
+from searching.enas.cnn_flags import CLIP_MODES
+from searching.oneshot.trainer import OneShotConfig, OneShotMethod
 
 
 def sgdr_lr(epoch: int, lr_max: float, lr_min: float, t0: int, t_mul: int) -> float:
@@ -32,6 +37,63 @@ def sgdr_lr(epoch: int, lr_max: float, lr_min: float, t0: int, t_mul: int) -> fl
     return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * (epoch - start) / period))
 
 
+def clip_gradients(params, mode: str, bound: float) -> None:
+    """The child's gradient clip (``--child_clip_mode``): ``tf`` none (TF's "norm" mode keeps
+    the unclipped gradients), ``norm`` each tensor's norm at most ``bound``, ``global`` the
+    global norm at most ``bound``."""
+    if bound <= 0 or mode == "tf":
+        return
+    grads = [p for p in params if p.grad is not None]
+    if mode == "global":
+        nn.utils.clip_grad_norm_(grads, bound)
+    else:
+        for p in grads:
+            nn.utils.clip_grad_norm_([p], bound)
+
+
+def child_step(net: nn.Module, w_optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, arch, aux_weight: float, clip_mode: str, bound: float
+               ) -> Dict[str, Any]:
+    """One child SGD step on one sampled architecture: cross-entropy (+ ``aux_weight`` x the
+    auxiliary head's), :func:`clip_gradients`, step. Weights the architecture leaves unused
+    get a zero loss gradient, so weight decay and momentum move them as TF's ``l2 * sum(w^2)``
+    term and momentum do."""
+    w_optimizer.zero_grad()
+    out = net(x, arch)
+    logits, aux = out if isinstance(out, (tuple, list)) else (out, None)
+    loss = F.cross_entropy(logits, y)
+    total = loss + aux_weight * F.cross_entropy(aux, y) if aux is not None and \
+        aux_weight > 0 else loss
+    total.backward()
+    for p in net.parameters():  # TF's l2 term gives every variable a gradient every step
+        if p.grad is None and p.requires_grad:
+            p.grad = torch.zeros_like(p)
+    clip_gradients(net.parameters(), clip_mode, bound)
+    w_optimizer.step()
+    with torch.no_grad():
+        return {"train_loss": loss.detach(), "train_acc": (logits.argmax(1) == y).float().mean()}
+
+
+@contextmanager
+def batch_statistics(net: nn.Module, on: bool = True):
+    """With ``on``, BN layers of ``net`` normalise with the batch's own statistics; their
+    running statistics are put back afterwards."""
+    saved = []
+    if on:
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                saved.append((m, m.training, [b.clone() for b in (
+                    m.running_mean, m.running_var, m.num_batches_tracked)]))
+                m.train()
+    try:
+        yield
+    finally:
+        for m, training, buffers in saved:
+            m.train(training)
+            for b, old in zip((m.running_mean, m.running_var, m.num_batches_tracked), buffers):
+                b.copy_(old)
+
+
 class EnasCNN(OneShotMethod):
     """ENAS on the macro or micro space (see the module doc)."""
 
@@ -42,7 +104,8 @@ class EnasCNN(OneShotMethod):
                  controller_steps: int, num_aggregate: int, entropy_coeff: float,
                  baseline_decay: float, skip_weight: float, controller_grad_clip: float,
                  derive_num_sample: int, seed: int, progress: bool = False,
-                 reward_batches: int = 1) -> None:
+                 reward_batches: int = 1, clip_mode: str = "tf", train_aux_head: bool = False,
+                 reward_bn: Optional[str] = None) -> None:
         self.name = f"enas-{space}"
         self.progress = bool(progress)
         self.space = space
@@ -57,7 +120,13 @@ class EnasCNN(OneShotMethod):
                        skip_weight=float(skip_weight),
                        controller_grad_clip=float(controller_grad_clip),
                        derive_num_sample=int(derive_num_sample),
-                       reward_batches=max(1, int(reward_batches)))
+                       reward_batches=max(1, int(reward_batches)), clip_mode=str(clip_mode),
+                       train_aux_head=bool(train_aux_head),
+                       reward_bn=reward_bn or ("train" if space == "micro" else "running"))
+        if self.hp["clip_mode"] not in CLIP_MODES:
+            raise ValueError(f"clip_mode {clip_mode!r} is not one of {', '.join(CLIP_MODES)}")
+        if self.hp["reward_bn"] not in ("train", "running", "batch"):
+            raise ValueError(f"reward_bn {reward_bn!r} is not train, running or batch")
         self.seed = int(seed)
         self.baseline = EMABaseline(baseline_decay)
         self.controller_step = 0
@@ -79,8 +148,12 @@ class EnasCNN(OneShotMethod):
         self.controller.to(device)
         self.c_optimizer = make_controller_optimizer(self.controller.parameters(),
                                                      self.hp["controller_optim"],
-                                                     self.hp["controller_lr"])
+                                                     self.hp["controller_lr"], tf_adam=True)
         self.generator = torch.Generator().manual_seed(self.seed + 5)
+        aux = getattr(net, "aux_head", None)
+        if aux is not None and not self.hp["train_aux_head"]:
+            for p in aux.parameters():  # TF trains every child variable but "aux_head"'s
+                p.requires_grad_(False)
 
     # ------------------------------------------------------------------ schedule
     def epoch_lr(self, epoch: int, default: float) -> float:
@@ -102,14 +175,15 @@ class EnasCNN(OneShotMethod):
         with torch.no_grad():
             arch = self.controller.sample(self.generator).arch
         net.train()
-        return sampled_arch_step(net, self.w_optimizer, x, y, arch, self.hp["aux_weight"],
-                                 self.config.grad_clip)
+        return child_step(net, self.w_optimizer, x, y, arch, self.hp["aux_weight"],
+                          self.hp["clip_mode"], self.config.grad_clip)
 
     # ------------------------------------------------------------------ controller phase
     def _accuracy(self, net: nn.Module, arch, batch) -> float:
         x, y = batch
-        net.train(self.space == "micro")  # ENAS: micro forces training mode, macro infers
-        with torch.no_grad():
+        mode = self.hp["reward_bn"]
+        net.train(mode == "train")  # ENAS: micro forces training mode, macro infers
+        with torch.no_grad(), batch_statistics(net, mode == "batch"):
             out = net(x, arch)
         logits = out[0] if isinstance(out, tuple) else out
         return float((logits.argmax(1) == y).float().mean())

@@ -3,9 +3,10 @@
 
 Defaults (flags left at None) are the official scripts' (``cifar10_macro_search.sh`` /
 ``cifar10_micro_search.sh``); e.g. macro 310 epochs, batch 128, 12 layers, 36 filters; micro
-150 epochs, batch 160, 6 layers, 20 filters, auxiliary head 0.4. Both: child SGD Nesterov 0.9
-with cosine restarts 0.05 -> 0.0005, clip 5; controller entropy 1e-4, baseline decay 0.99;
-45k/5k split (``--valid_fraction 0.1``).
+150 epochs, batch 160, 6 layers, 20 filters, auxiliary head 0.4 (its own weights frozen, as
+TF's). Both: child SGD Nesterov 0.9 with cosine restarts 0.05 -> 0.0005, TF's gradient "clip"
+(none); controller TF Adam, entropy 1e-4, baseline decay 0.99; 45k/5k split
+(``--valid_fraction 0.1``).
 
 Fidelity notes (every default): docs/fidelity/enas.md.
 """
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace):
                         keep_prob=args.child_keep_prob, drop_path_keep_prob=1.0)
     else:
         supernet = dict(C=args.child_out_filters, layers=args.child_num_layers,
-                        keep_prob=args.child_keep_prob)
+                        keep_prob=args.child_keep_prob, branches=args.macro_branches)
     config = OneShotConfig(
         space=f"enas-{space}", dataset=dataset, data=args.data,
         download=bool(getattr(args, "download", False)), epochs=args.max_epoch,
@@ -146,7 +147,9 @@ def run(args: argparse.Namespace):
         skip_weight=args.controller_skip_weight if space == "macro" else 0.0,
         controller_grad_clip=args.controller_grad_clip,
         derive_num_sample=args.derive_num_sample, seed=args.seed, progress=not args.quiet,
-        reward_batches=args.controller_valid_batches)
+        reward_batches=args.controller_valid_batches, clip_mode=args.child_clip_mode,
+        train_aux_head=bool(args.child_train_aux_head),
+        reward_bn=args.macro_reward_bn if space == "macro" else "train")
     search = OneShotSearch(args.save, config, method, resolve_device(args.device),
                            progress=not args.quiet, plots=not args.no_plots,
                            args=vars(args),

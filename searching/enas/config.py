@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rnn: locked dropout on the embeddings [0.65]")
     n.add_argument("--shared_wdrop", type=float, default=None,
                    help="rnn: DropConnect on the hidden-to-hidden weights of node 0 [0.5]")
+    n.add_argument("--shared_bn_init", choices=("uniform", "ones"), default="uniform",
+                   help="rnn: the cell-output BN's scale and shift start U(-0.025, 0.025) as "
+                        "every other weight (uniform, carpedm20's) or at 1 and 0 (ones)")
     n.add_argument("--shared_rnn_max_length", "--bptt", dest="shared_rnn_max_length",
                    type=int, default=None, help="rnn: window length (bptt) [35]")
 
@@ -100,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=False, help="cosine controller lr from --controller_lr_max to "
                    "--controller_lr_min over the search (ignores --controller_lr)")
     t.add_argument("--controller_lr_max", type=float, default=None, help="[0.05]")
-    t.add_argument("--controller_lr_min", type=float, default=None, help="[0.0001]")
+    t.add_argument("--controller_lr_min", type=float, default=None,
+                   help="[rnn 0.001, cnn 0.0001]")
     t.add_argument("--controller_grad_clip", type=float, default=None,
                    help="clip the controller's gradient norm (0: no) [rnn 0]")
     t.add_argument("--tanh_c", type=float, default=None,

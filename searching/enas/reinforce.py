@@ -25,17 +25,57 @@ def check_controller_optim(name: str) -> None:
         raise UserError(f"--controller_optim {name!r} is not one of {', '.join(CONTROLLER_OPTIMS)}")
 
 
+class TFAdam(torch.optim.Optimizer):
+    """TensorFlow's ``AdamOptimizer`` update, which ENAS's CNN controllers use with
+    ``beta1=0`` and ``epsilon=1e-3``: ``lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)`` and
+    ``w -= lr_t * m / (sqrt(v) + eps)``. TF adds ``eps`` to the uncorrected ``sqrt(v)``;
+    ``torch.optim.Adam`` adds it after the bias correction, a different step for a large
+    ``eps`` (1e-3 here) in the first thousand steps."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
+                 beta1: float = 0.0, beta2: float = 0.999, eps: float = 1e-3) -> None:
+        super().__init__(params, dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2, eps = group["beta1"], group["beta2"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["m"] = torch.zeros_like(p)
+                    state["v"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                m, v, g = state["m"], state["v"], p.grad
+                m.mul_(b1).add_(g, alpha=1.0 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+                lr_t = group["lr"] * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+                p.addcdiv_(m, v.sqrt().add_(eps), value=-lr_t)
+        return loss
+
+
 def make_controller_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float,
-                              momentum: float = 0.9) -> torch.optim.Optimizer:
-    """``adam`` (ENAS's default), ``sgd``, or ``momentum`` (SGD with Nesterov-free momentum
-    ``momentum``, TF's ``MomentumOptimizer``, which the seed's CNN command selects)."""
+                              momentum: float = 0.9, tf_adam: bool = False
+                              ) -> torch.optim.Optimizer:
+    """``adam`` (ENAS's default: :class:`TFAdam` with ``tf_adam``, TF's CNN controllers;
+    else ``torch.optim.Adam``'s defaults, carpedm20's RNN controller), ``sgd``, or
+    ``momentum``: TF ``get_train_ops``'s, Nesterov momentum ``momentum`` (the seed's CNN
+    command selects it; carpedm20's own code has no such optimizer)."""
     name = str(name).lower()
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return TFAdam(params, lr=lr) if tf_adam else torch.optim.Adam(params, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
     if name == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True)
     raise UserError(f"--controller_optim {name!r} is not one of {', '.join(CONTROLLER_OPTIMS)}")
 
 

@@ -27,6 +27,20 @@ from searching.enas.rnn_controller import RNNController
 from searching.oneshot.trainer import OneShotConfig, OneShotMethod
 
 
+def shared_lr(epoch: int, lr: float, decay: float, decay_after: float) -> float:
+    """The shared lr of (0-based) ``epoch``: see :meth:`EnasRNN.epoch_lr`."""
+    if epoch - 1 < decay_after:
+        return lr
+    return lr * decay ** (epoch - decay_after)
+
+
+def next_valid_pos(pos: int, bptt: int, rows: int):
+    """carpedm20's next reward window: ``(pos + bptt) mod (rows - 1)``, and whether that
+    wrapped to a new pass over the validation text."""
+    new = (pos + bptt) % max(rows - 1, 1)
+    return new, new < pos
+
+
 @dataclass
 class EnasRNNSettings:
     """The controller's and the schedule's settings (carpedm20 ``config.py`` names)."""
@@ -39,7 +53,7 @@ class EnasRNNSettings:
     controller_lr: float = 3.5e-4
     controller_lr_cosine: bool = False
     controller_lr_max: float = 0.05
-    controller_lr_min: float = 1e-4
+    controller_lr_min: float = 1e-3
     controller_grad_clip: float = 0.0
     controller_max_step: int = 2000
     entropy_coeff: float = 1e-4
@@ -84,9 +98,10 @@ class EnasRNN(OneShotMethod):
         self.weights = [p for p in net.weight_parameters() if p.requires_grad]
 
     def epoch_lr(self, epoch: int, default: float) -> float:
-        """carpedm20 ``Trainer.shared_lr``: lr x decay^(epoch - decay_after + 1) from then on."""
-        degree = max(epoch - self.s.shared_decay_after + 1, 0)
-        return default * self.s.shared_decay ** degree
+        """carpedm20 ``Trainer.train``: after epoch ``k >= shared_decay_after`` ends, the lr
+        becomes ``lr * decay^(k - decay_after + 1)``; so epoch ``e`` trains at
+        ``lr * decay^(e - decay_after)`` once ``e - 1 >= decay_after``, else at ``lr``."""
+        return shared_lr(epoch, default, self.s.shared_decay, self.s.shared_decay_after)
 
     def epoch_start(self, epoch: int) -> Dict[str, Any]:
         self.hidden = None
@@ -166,9 +181,9 @@ class EnasRNN(OneShotMethod):
                            ("advantage", adv)):
                 sums[key] += v
             self.last_sample = arcs[0]
-            pos += s.bptt
-            if pos >= source.size(0) - 1:
-                pos = 0
+            pos, wrapped = next_valid_pos(pos, s.bptt, source.size(0))
+            if wrapped:  # carpedm20: a new pass over the validation text, a fresh state
+                hidden = net.init_hidden(source.size(1))
             bar.update(1)
         bar.close()
         net.train(was_training)
@@ -222,4 +237,4 @@ class EnasRNN(OneShotMethod):
         self.last_sample = tuple(state["last_sample"]) if state["last_sample"] else None
 
 
-__all__ = ["EnasRNN", "EnasRNNSettings"]
+__all__ = ["EnasRNN", "EnasRNNSettings", "next_valid_pos", "shared_lr"]

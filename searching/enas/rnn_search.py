@@ -27,7 +27,7 @@ RNN_DEFAULTS: Dict[str, Any] = dict(
     tanh_c=2.5, softmax_temperature=5.0, entropy_coeff=1e-4, ema_baseline_decay=0.95,
     reward_c=80.0, shared_embed=1000, shared_hid=1000, shared_dropout=0.4,
     shared_dropoute=0.1, shared_dropouti=0.65, shared_wdrop=0.5, shared_rnn_max_length=35,
-    derive_num_sample=100, controller_lr_max=0.05, controller_lr_min=1e-4,
+    derive_num_sample=100, controller_lr_max=0.05, controller_lr_min=1e-3,
     controller_grad_clip=0.0)
 
 
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace):
     supernet = dict(emsize=args.shared_embed, nhid=args.shared_hid,
                     dropout=args.shared_dropout, dropoute=args.shared_dropoute,
                     dropouti=args.shared_dropouti, wdrop=args.shared_wdrop,
-                    num_nodes=args.num_blocks)
+                    num_nodes=args.num_blocks, bn_init=args.shared_bn_init)
     config = OneShotConfig(space="enas-rnn", dataset=args.dataset, data=args.data,
                            epochs=args.max_epoch, batch_size=args.batch_size, seed=args.seed,
                            train_size=args.train_size, lr=args.shared_lr,

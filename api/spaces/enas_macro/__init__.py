@@ -78,7 +78,7 @@ class EnasMacroSpace(SearchSpace):
     def supernet(self, dataset: str = "cifar10", num_classes: Optional[int] = None,
                  **kwargs: Any):
         """ENAS's macro search network (keyword arguments: ``C``, ``layers``,
-        ``keep_prob``)."""
+        ``keep_prob``, ``branches``)."""
         from api.spaces.enas_macro.network import EnasMacroSupernet
 
         shape, classes = dataset_info(dataset)

@@ -20,6 +20,12 @@ from api.errors import UserError
 MACRO_OPS: Tuple[str, ...] = ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5",
                               "avg_pool_3x3", "max_pool_3x3")
 WHAT = "ENAS macro architecture"
+#: which branches a search-network layer computes while training: ``all`` six (every branch's
+#: BN running statistics follow the shared weights; only the sampled one feeds forward and gets
+#: a gradient), ``sampled`` (only the sampled one), ``last`` (the last branch, max pool,
+#: whatever was sampled: what TF ``general_child.py`` computes, its ``lambda: y`` closures
+#: binding late)
+MACRO_BRANCHES: Tuple[str, ...] = ("all", "sampled", "last")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ weight-sharing search network (melodyguan/enas ``src/cifar10/general_child.py``,
 
 Both: 3x3 conv stem, ``L`` layers with factorized reductions of every output so far after
 ENAS's ``pool_layers``, global average pool, dropout, linear (no bias). The search network
-(:class:`EnasMacroSupernet`) keeps width C and runs only the sampled branch of each layer; the
-fixed network (:class:`EnasMacroNetwork`) doubles the width at each reduction. ``auxiliary``
+(:class:`EnasMacroSupernet`) keeps width C and feeds forward only the sampled branch of each
+layer (while training, by default, the other five also run, for their BN statistics); the fixed
+network (:class:`EnasMacroNetwork`) doubles the width at each reduction. ``auxiliary``
 and ``drop_path_prob`` are accepted (the CIFAR trainer passes them) and do nothing.
 
 Fidelity notes (ops 1/3 and 4/5 in the fixed network): docs/fidelity/enas.md.
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from api.spaces.enas_macro.arch import MACRO_OPS, MacroArch
+from api.spaces.enas_macro.arch import MACRO_BRANCHES, MACRO_OPS, MacroArch
 
 
 def pool_layers(num_layers: int) -> List[int]:
@@ -128,14 +129,20 @@ class EnasMacroNetwork(_MacroBase):
         return self._head(layers[-1])
 
 
+
+
 class EnasMacroSupernet(_MacroBase):
     """ENAS's macro search network: ``forward(x, arch)`` runs each layer's sampled branch and
     skips through the shared weights (see the module doc). BN keeps running statistics: the
-    official reward's forward runs in inference mode."""
+    official reward's forward runs in inference mode; ``branches`` (:data:`MACRO_BRANCHES`)
+    says which branches update theirs while training."""
 
     def __init__(self, num_classes: int = 10, C: int = 36, layers: int = 12,
-                 keep_prob: float = 0.9, in_channels: int = 3) -> None:
+                 keep_prob: float = 0.9, in_channels: int = 3, branches: str = "all") -> None:
         super().__init__(layers, C, num_classes, keep_prob, in_channels)
+        if branches not in MACRO_BRANCHES:
+            raise ValueError(f"branches {branches!r} is not one of {', '.join(MACRO_BRANCHES)}")
+        self.branches = branches
         self.layer_branches = nn.ModuleList(
             [nn.ModuleList([Branch(op, C, C) for op in range(len(MACRO_OPS))])
              for _ in range(layers)])
@@ -160,8 +167,15 @@ class EnasMacroSupernet(_MacroBase):
             raise ValueError(f"a {arch.num_layers}-layer architecture on a "
                              f"{self.num_layers}-layer supernet")
         layers = [self.stem(x)]
+        last = len(MACRO_OPS) - 1
         for k in range(self.num_layers):
-            out = self.layer_branches[k][arch.ops[k]](layers[-1])
+            op = last if self.branches == "last" else arch.ops[k]
+            out = self.layer_branches[k][op](layers[-1])
+            if self.branches == "all" and self.training:
+                with torch.no_grad():  # the other branches: their BN statistics only
+                    for j, branch in enumerate(self.layer_branches[k]):
+                        if j != op:
+                            branch(layers[-1])
             if k > 0:
                 for i, b in enumerate(arch.skips[k]):
                     if b:

@@ -4,7 +4,8 @@
 Weights: node 0's ``W0`` ((emsize + nhid) x 2 nhid, with a bias) and one (nhid x 2 nhid)
 matrix per *pair* of nodes j < i. A cell (an ENAS list, :mod:`api.spaces.enas_rnn`) computes
 highway nodes ``s_i = s_j + sigmoid(c) (f_i(g) - s_j)``; the output is BN of the mean of the
-loose ends, which is also the next hidden state (norm clipped at 25). For speed the input half
+loose ends, which is also the next hidden state (norm clipped at 25); BN's scale and shift
+start U(-0.025, 0.025) as carpedm20's (``bn_init="ones"``: 1 and 0). For speed the input half
 of W0 runs on all steps in one matmul, and nodes reading the same state share one matmul.
 
 Fidelity notes (regularisers, BN, next hidden state): docs/fidelity/enas.md.
@@ -28,6 +29,9 @@ ENAS_SHARED = {"emsize": 1000, "nhid": 1000, "dropout": 0.4, "dropoute": 0.1,
                "dropouti": 0.65, "wdrop": 0.5}
 INIT_RANGE = 0.025      # carpedm20 reset_parameters, mode 'train'
 MAX_HIDDEN_NORM = 25.0  # carpedm20 RNN.forward
+#: the cell-output BN's initial scale and shift: ``uniform`` U(-0.025, 0.025) as every other
+#: parameter (carpedm20), ``ones`` scale 1 and shift 0 (PyTorch's BatchNorm default)
+BN_INITS = ("uniform", "ones")
 
 
 def edge_index(node: int, pred: int) -> int:
@@ -38,7 +42,8 @@ def edge_index(node: int, pred: int) -> int:
 class SharedCell(nn.Module):
     """The shared recurrent cell; ``arc`` (an ENAS list) is set before each forward."""
 
-    def __init__(self, ninp: int, nhid: int, num_nodes: int, wdrop: float) -> None:
+    def __init__(self, ninp: int, nhid: int, num_nodes: int, wdrop: float,
+                 bn_init: str = "uniform") -> None:
         super().__init__()
         self.ninp, self.nhid, self.num_nodes, self.wdrop = ninp, nhid, num_nodes, wdrop
         r = INIT_RANGE
@@ -47,6 +52,12 @@ class SharedCell(nn.Module):
         pairs = num_nodes * (num_nodes - 1) // 2
         self.Wp = nn.Parameter(torch.empty(pairs, nhid, 2 * nhid).uniform_(-r, r))
         self.bn = nn.BatchNorm1d(nhid)
+        if bn_init == "uniform":  # carpedm20 reset_parameters draws every parameter, BN's too
+            with torch.no_grad():
+                self.bn.weight.uniform_(-r, r)
+                self.bn.bias.uniform_(-r, r)
+        elif bn_init != "ones":
+            raise UserError(f"--shared_bn_init {bn_init!r} is not one of {', '.join(BN_INITS)}")
         self.arc: Optional[Tuple[int, ...]] = None
 
     def plan(self, arc: Sequence[int]):
@@ -112,7 +123,7 @@ class EnasRNNSupernet(Supernet, TiedEmbeddingLM):
                  nhid: Optional[int] = None, dropout: float = ENAS_SHARED["dropout"],
                  dropoute: float = ENAS_SHARED["dropoute"],
                  dropouti: float = ENAS_SHARED["dropouti"], wdrop: float = ENAS_SHARED["wdrop"],
-                 num_nodes: int = NUM_NODES) -> None:
+                 num_nodes: int = NUM_NODES, bn_init: str = "uniform") -> None:
         nhid = emsize if nhid is None else nhid
         if nhid != emsize:
             raise UserError(f"the decoder is tied to the embedding: --shared_hid ({nhid}) must "
@@ -125,7 +136,7 @@ class EnasRNNSupernet(Supernet, TiedEmbeddingLM):
             raise UserError(f"--num_blocks must be at least 1, got {num_nodes}")
         super().__init__(int(ntokens), emsize, nhid, dropout, 0.0, 0.0, dropouti, dropoute)
         self.num_nodes = int(num_nodes)
-        self.cell = SharedCell(emsize, nhid, self.num_nodes, wdrop)
+        self.cell = SharedCell(emsize, nhid, self.num_nodes, wdrop, bn_init)
         self.decoder_bias = nn.Parameter(torch.zeros(int(ntokens)))
         self._init_embedding(None, INIT_RANGE)
 
@@ -145,4 +156,4 @@ class EnasRNNSupernet(Supernet, TiedEmbeddingLM):
         return self.cell.arc
 
 
-__all__ = ["ENAS_SHARED", "EnasRNNSupernet", "SharedCell", "edge_index"]
+__all__ = ["BN_INITS", "ENAS_SHARED", "EnasRNNSupernet", "SharedCell", "edge_index"]

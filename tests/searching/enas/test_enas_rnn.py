@@ -111,6 +111,7 @@ def test_defaults_are_the_documented_ones():
         (400, 2000, 150, 100)
     assert (a.shared_lr, a.shared_grad_clip, a.batch_size, a.shared_rnn_max_length,
             a.shared_embed, a.shared_hid) == (20.0, 0.25, 64, 35, 1000, 1000)
+    assert (a.controller_lr_max, a.controller_lr_min, a.shared_bn_init) == (0.05, 1e-3, "uniform")
     assert build_parser().parse_args(["--controller_lr_cosine=True"]).controller_lr_cosine
 
 
