@@ -147,8 +147,7 @@ def test_gumbel_is_the_sampled_cell_with_straight_through_gradient():
     gumbels, onehots = {}, {}
     for kind in ("normal", "reduce"):
         alpha = getattr(net, f"alphas_{kind}")
-        u = torch.rand(alpha.shape, generator=gen)
-        gumbels[kind] = -torch.log(-torch.log(u))
+        gumbels[kind] = -torch.empty_like(alpha).exponential_(generator=gen).log()
         p = torch.softmax((torch.log_softmax(alpha.detach(), -1) + gumbels[kind]) / tau, -1)
         assert p.argmax(-1).tolist() == sample[kind]
         onehots[kind] = torch.zeros_like(p).scatter_(1, p.argmax(-1, keepdim=True), 1.0)
