@@ -3,7 +3,8 @@ and V2 (``unrolled``: second order), on the supernet's ``softmax`` mode.
 
 Per step, as quark0/darts ``cnn/train_search.py``: the architecture step
 (:class:`searching.darts.architect.Architect` on the architecture batch, Adam on the alphas),
-then the weight step (cross-entropy on the training batch, gradient norm clipped to 5, SGD).
+then the weight step (cross-entropy on the training batch, gradient norm clipped to 5, SGD);
+AutoDL's NAS-Bench-201 DARTS-V1 takes the two the other way round (``weights_first``).
 The clip's norm spans what the official code of the space clips: quark0's ``model.parameters()``
 (the weights: its alphas are not module parameters) on the darts space, AutoDL's
 ``network.parameters()`` (weights and alphas, the alphas' gradient being the architecture
@@ -27,6 +28,8 @@ from searching.oneshot.trainer import OneShotConfig, OneShotMethod
 #: When the reported genotype is derived: before each epoch's training (quark0's log line) or
 #: after it (AutoDL's).
 DERIVE_AT = ("epoch_start", "epoch_end")
+#: Which step comes first in a search step.
+STEP_ORDERS = ("arch_first", "weights_first")
 
 
 def _loss_and_logits(model: nn.Module, batch: Tuple[torch.Tensor, torch.Tensor]):
@@ -57,14 +60,22 @@ class DARTS(OneShotMethod):
     ``clip_alphas``: the weight step's clip norm includes the alphas' gradient (None: as the
     space's official code, i.e. on NAS-Bench-201 only). ``derive_at``: see :data:`DERIVE_AT`.
     ``unroll_nesterov``: V2's virtual step is the Nesterov optimizer's own next step
-    (:class:`NesterovUnroll`; the official codes use the heavy-ball formula)."""
+    (:class:`NesterovUnroll`; the official codes use the heavy-ball formula). ``step_order``:
+    see :data:`STEP_ORDERS`; with ``weights_first`` and ``clip_alphas`` the weight step's clip
+    sees the previous architecture step's alpha gradient (kept in the checkpoint), as AutoDL's
+    DARTS-V1."""
 
     def __init__(self, unrolled: bool = False, arch_lr: float = 3e-4,
                  arch_weight_decay: float = 1e-3, derive_at: str = "epoch_end",
-                 clip_alphas: Optional[bool] = None, unroll_nesterov: bool = False) -> None:
+                 clip_alphas: Optional[bool] = None, unroll_nesterov: bool = False,
+                 step_order: str = "arch_first") -> None:
         if derive_at not in DERIVE_AT:
             raise ValueError(f"derive_at must be one of {', '.join(DERIVE_AT)}, got "
                              f"{derive_at!r}")
+        if step_order not in STEP_ORDERS:
+            raise ValueError(f"step_order must be one of {', '.join(STEP_ORDERS)}, got "
+                             f"{step_order!r}")
+        self.step_order = step_order
         self.unrolled = bool(unrolled)
         self.name = "darts-v2" if self.unrolled else "darts-v1"
         self.arch_lr, self.arch_weight_decay = float(arch_lr), float(arch_weight_decay)
@@ -79,6 +90,8 @@ class DARTS(OneShotMethod):
                "clip_alphas": self._clip_alphas}  # None: the space's official scope
         if self.unroll_nesterov:
             out["unroll_nesterov"] = True
+        if self.step_order != "arch_first":
+            out["step_order"] = self.step_order
         return out
 
     @property
@@ -117,15 +130,24 @@ class DARTS(OneShotMethod):
 
     def step(self, net: nn.Module, train_batch, val_batch, epoch: int, step: int
              ) -> Dict[str, Any]:
-        (xw, yw), (_, ya) = train_batch, val_batch
-        # 1. architecture (xi = the weights' current lr, set by the trainer for this epoch)
+        if self.step_order == "weights_first":
+            figures = self._weight_step(net, train_batch)
+            return {**figures, **self._arch_step(train_batch, val_batch)}
+        figures = self._arch_step(train_batch, val_batch)
+        return {**self._weight_step(net, train_batch), **figures}
+
+    def _arch_step(self, train_batch, val_batch) -> Dict[str, Any]:
+        """xi = the weights' current lr, set by the trainer for this epoch."""
         lr = self.w_optimizer.param_groups[0]["lr"]
         val_loss = self.architect.step(train_batch, val_batch, lr * self.xi_scale,
                                        self.w_optimizer, unrolled=self.unrolled)
         with torch.no_grad():
-            val_acc = (self.architect.last_aux.argmax(1) == ya).float().mean()
+            val_acc = (self.architect.last_aux.argmax(1) == val_batch[1]).float().mean()
         self.architect.last_aux = None
-        # 2. weights
+        return {"val_loss": val_loss, "val_acc": val_acc}
+
+    def _weight_step(self, net: nn.Module, train_batch) -> Dict[str, Any]:
+        xw, yw = train_batch
         self.w_optimizer.zero_grad()
         logits = net(xw, mode="softmax")
         loss = F.cross_entropy(logits, yw)
@@ -138,11 +160,13 @@ class DARTS(OneShotMethod):
         self.w_optimizer.step()
         with torch.no_grad():
             return {"train_loss": loss.detach(),
-                    "train_acc": (logits.argmax(1) == yw).float().mean(),
-                    "val_loss": val_loss, "val_acc": val_acc}
+                    "train_acc": (logits.argmax(1) == yw).float().mean()}
 
     def state_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"architect": self.architect.state_dict()}
+        if self.step_order == "weights_first":  # the next weight step clips with it
+            out["alpha_grads"] = [None if p.grad is None else p.grad.detach().cpu()
+                                  for p in self.net.arch_parameters()]
         if self._start_arch is not None:
             from api.spaces import get_space
 
@@ -151,6 +175,8 @@ class DARTS(OneShotMethod):
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.architect.load_state_dict(state["architect"])
+        for p, g in zip(self.net.arch_parameters(), state.get("alpha_grads", ())):
+            p.grad = None if g is None else g.to(p.device).clone()
         if state.get("start_arch") is not None:
             from api.spaces import get_space
 

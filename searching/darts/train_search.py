@@ -6,7 +6,8 @@ DARTS CNN space or NAS-Bench-201.
 
 Defaults: quark0/darts ``cnn/train_search.py`` on the darts space (each epoch's genotype derived
 before its training, as quark0 logs it), AutoDL-Projects' DARTS-V1/V2 on NAS-Bench-201
-(derived after it; the weight step's clip spans the alphas' gradient too). Outputs in --save: arch-best (+ .json, .txt), history.jsonl, summary.json,
+(derived after it; the weight step's clip spans the alphas' gradient too; V1 takes the weight
+step before the architecture step). Outputs in --save: arch-best (+ .json, .txt), history.jsonl, summary.json,
 search.log, args.json, plots, checkpoint.pt (--resume).
 
 See docs/darts.md.
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each epoch's reported genotype (history, arch-best) is derived before "
                         "its training (quark0 logs it so: default on darts) or after it "
                         "(AutoDL: default on nas-bench-201)")
+    p.add_argument("--step_order", choices=("arch_first", "weights_first"), default=None,
+                   help="which step of a search step comes first; default: weights_first for "
+                        "V1 on nas-bench-201 (AutoDL's DARTS-V1), arch_first otherwise "
+                        "(quark0, AutoDL's DARTS-V2)")
     p.add_argument("--unroll_nesterov", action="store_true",
                    help="nas-bench-201 V2: the virtual step is the Nesterov optimizer's own "
                         "next step (AutoDL unrolls with the heavy-ball formula)")
@@ -54,13 +59,16 @@ def darts_search(args: argparse.Namespace):
     from searching.darts.method import DARTS
 
     resolve_search_args(args, "DARTS", DEFAULTS)
+    if args.step_order is None:
+        args.step_order = ("weights_first" if args.space == "nas-bench-201" and not args.unrolled
+                           else "arch_first")
     if args.unroll_nesterov and not (args.unrolled and NESTEROV[args.space]):
         raise UserError("--unroll_nesterov changes DARTS-V2's virtual step under Nesterov SGD: "
                         "it needs --unrolled and --space nas-bench-201 (the darts space's SGD "
                         "is heavy-ball, which DARTS's formula unrolls exactly)")
     method = DARTS(args.unrolled, args.arch_learning_rate, args.arch_weight_decay,
                    derive_at=args.derive_at, clip_alphas=args.space == "nas-bench-201",
-                   unroll_nesterov=args.unroll_nesterov)
+                   unroll_nesterov=args.unroll_nesterov, step_order=args.step_order)
     return run_search(args, method, NESTEROV[args.space], supernet_kwargs(args))
 
 

@@ -54,8 +54,11 @@ def test_darts_nb201_writes_every_output(unrolled, cifar_root, tmp_path, capsys,
     assert (s["nesterov"], s["weight_decay"], s["momentum"], s["grad_clip"]) == \
         (True, 5e-4, 0.9, 5.0)
     assert s["supernet"]["affine"] is False
+    # AutoDL's NB201 DARTS: genotype after each epoch, alphas inside the clip, V1 weights first
     assert s["method_settings"] == {"unrolled": unrolled, "arch_lr": 3e-4,
-                                    "arch_weight_decay": 1e-3}
+                                    "arch_weight_decay": 1e-3, "derive_at": "epoch_end",
+                                    "clip_alphas": True,
+                                    **({} if unrolled else {"step_order": "weights_first"})}
 
 
 def test_defaults_are_the_official_ones():

@@ -5,6 +5,8 @@ Gumbel noise, in float64 at tiny sizes, and must agree to 1e-10.
 - NAS-Bench-201, DARTS (softmax): logits and every gradient against ``TinyNetworkDarts``.
 - NAS-Bench-201, GDAS: the same against ``TinyNetworkGDAS``; AutoDL draws its noise from the
   global RNG, ours from a generator seeded alike.
+- NAS-Bench-201, three DARTS-V1 steps against AutoDL's DARTS-V1 step (weights first), written
+  out from ``exps/NAS-Bench-201-algos/DARTS-V1.py`` ``search_func``.
 - NAS-Bench-201, one DARTS-V2 step, two steps in a row (the second with momentum buffers):
   AutoDL's step lives in ``exps/NAS-Bench-201-algos/DARTS-V2.py``, outside the wheel; the
   reference below re-derives its maths (``backward_step_unrolled``, ``_hessian_vector_product``,
@@ -211,6 +213,48 @@ def test_nb201_darts_v2_steps_equal_autodls_step(clip_alphas):
             assert all(same), step
         else:
             assert not all(same)
+            return
+
+
+def autodl_darts_v1_step(net, w_opt, a_opt, base, arch, grad_clip):
+    """One step of AutoDL's NB201 DARTS-V1 (``exps/NAS-Bench-201-algos/DARTS-V1.py``,
+    ``search_func``), written out: the weight step first (the alphas' gradient still holds
+    the previous architecture step's when ``clip_grad_norm_`` sees ``network.parameters()``),
+    then the architecture step (``a_optimizer.zero_grad()``, the validation loss's backward,
+    Adam)."""
+    w_opt.zero_grad()
+    _, logits = net(base[0])
+    F.cross_entropy(logits, base[1]).backward()
+    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    w_opt.step()
+    a_opt.zero_grad()
+    _, logits = net(arch[0])
+    F.cross_entropy(logits, arch[1]).backward()
+    a_opt.step()
+    return float(norm)
+
+
+@pytest.mark.parametrize("order", ["weights_first", "arch_first"])
+def test_nb201_darts_v1_steps_equal_autodls_step(order):
+    """Three DARTS-V1 steps with ``step_order="weights_first"`` (the NB201 default of
+    ``train_search.py``) equal AutoDL's to 1e-10, the clip seeing the previous step's alpha
+    gradient; quark0's order (architecture first) gives other weights."""
+    ours, theirs = nb201_pair("darts", seed=6)
+    sgd = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    t_w = torch.optim.SGD(theirs.get_weights(), **sgd)
+    t_a = torch.optim.Adam(theirs.get_alphas(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    o_w = torch.optim.SGD(ours.weight_parameters(), **sgd)
+    clip = 0.5
+    method = DARTS(unrolled=False, step_order=order)
+    method.bind(ours, o_w, OneShotConfig(space="nas-bench-201", grad_clip=clip))
+    for step in range(3):
+        base, arch = batch(seed=30 + step), batch(seed=40 + step)
+        assert autodl_darts_v1_step(theirs, t_w, t_a, base, arch, clip) > clip
+        method.step(ours, base, arch, 0, step)
+        same = all(torch.allclose(p, q, rtol=0, atol=TOL)
+                   for p, q in zip(ours.parameters(), theirs.parameters()))
+        assert same == (order == "weights_first"), step
+        if not same:
             return
 
 
