@@ -72,7 +72,7 @@ def test_defaults_are_the_official_ones():
                                      weight_decay=3e-4, derive_at="epoch_start")
     assert DEFAULTS["nas-bench-201"] == dict(init_channels=16, layers=5, batch_size=64,
                                              epochs=50, weight_decay=5e-4, derive_at="epoch_end")
-    assert args.derive_at is None and not args.unroll_nesterov
+    assert args.derive_at is None and args.step_order is None and not args.unroll_nesterov
     assert NESTEROV == {"darts": False, "nas-bench-201": True}
 
 

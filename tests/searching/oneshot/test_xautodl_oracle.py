@@ -12,7 +12,9 @@ Gumbel noise, in float64 at tiny sizes, and must agree to 1e-10.
   reference below re-derives its maths (``backward_step_unrolled``, ``_hessian_vector_product``,
   then ``search_func``'s Adam step and weight step with ``clip_grad_norm_`` over
   ``network.parameters()``) on ``TinyNetworkDarts``.
-- The DARTS/NASNet space: GDAS's derivation against ``NASNetworkGDAS.genotype()``, on hand-set
+- The DARTS/NASNet space: GDAS's gumbel forward (logits, gradients) against ``NASNetworkGDAS``
+  (its conv biases set to 0; the same noise fed to both in each side's op order); GDAS's
+  derivation against ``NASNetworkGDAS.genotype()``, on hand-set
   alphas and on the alphas a ``searching/gdas/search.py --space darts`` run ends with.
 - Pooling ops against ``cell_operations.POOLING``.
 """
@@ -307,6 +309,109 @@ def test_gdas_nasnet_genotype_equals_nasnetwork_gdas_genotype():
     assert ours.derive(rule="gdas").normal[:2] == [("sep_conv_3x3", 0), ("skip_connect", 0)]
     assert ours.derive(rule="gdas").normal[2:4] == [("max_pool_3x3", 0), ("avg_pool_3x3", 1)]
     assert ours.derive(rule="gdas").normal[4:6] == [("skip_connect", 0), ("sep_conv_3x3", 0)]
+
+
+def _conv_bn_pairs(ours, theirs):
+    """(our module, AutoDL's module) for every conv and BN of the NASNet-space GDAS supernets
+    (AutoDL's op order and module names mapped to DARTS's)."""
+    from api.spaces.darts.ops import FactorizedReduce as OurFR
+    from xautodl.models.cell_operations import FactorizedReduce, ReLUConvBN as TheirRCB
+
+    def pre(a, b):
+        if isinstance(b, FactorizedReduce):
+            assert isinstance(a, OurFR)
+            return [(a.conv_1, b.convs[0]), (a.conv_2, b.convs[1]), (a.bn, b.bn)]
+        assert isinstance(b, TheirRCB)
+        return [(a.op[1], b.op[1]), (a.op[2], b.op[2])]
+
+    pairs = [(ours.stem[0], theirs.stem[0]), (ours.stem[1], theirs.stem[1]),
+             (ours.lastact[0], theirs.lastact[0]), (ours.classifier, theirs.classifier)]
+    for mine, cell in zip(ours.cells, theirs.cells):
+        pairs += pre(mine.preprocess0, cell.preprocess0) + pre(mine.preprocess1, cell.preprocess1)
+        for e, key in enumerate(cell.edge_keys):
+            for k, op in enumerate(mine._ops[e]._ops):
+                other = cell.edges[key]._ops[TO_AUTODL[k]]
+                name = PRIMITIVES[k]
+                if name.startswith("sep_conv"):
+                    pairs += [(op.op[i], other.op_a.op[i]) for i in (1, 2, 3)]
+                    pairs += [(op.op[i + 4], other.op_b.op[i]) for i in (1, 2, 3)]
+                elif name.startswith("dil_conv"):
+                    pairs += [(op.op[i], other.op[i]) for i in (1, 2, 3)]
+                elif name == "skip_connect" and isinstance(other, FactorizedReduce):
+                    pairs += pre(op, other)
+    return pairs
+
+
+def test_gdas_nasnet_logits_and_gradients_equal_nasnetwork_gdas(monkeypatch):
+    """GDAS's DARTS-space supernet (``pool_bn=False``) against ``NASNetworkGDAS``, weights
+    copied, AutoDL's conv biases (added when BN is not affine) set to 0, the same Gumbel noise
+    (the draws fed in each side's op order), alphas that sample pooling ops too: logits and
+    every gradient to 1e-10. DARTS's pooling BN (``pool_bn=True``) gives other logits."""
+    torch.manual_seed(0)
+    theirs = nasnet_gdas(C=4, N=1).double()
+    ours = DartsSupernet(C=4, layers=3, lastact=True, pool_bn=False).double()
+    pairs = _conv_bn_pairs(ours, theirs)
+    with torch.no_grad():
+        for a, b in pairs:
+            for name, t in b.state_dict().items():
+                if name == "bias" and isinstance(b, torch.nn.Conv2d):
+                    t.zero_()
+                else:
+                    a.state_dict()[name].copy_(t)
+        g = torch.Generator().manual_seed(9)
+        normal, reduce = (torch.randn(14, 8, generator=g, dtype=torch.float64) for _ in "nr")
+        for alpha in (normal, reduce):  # favour the pools, so that some edges sample them
+            alpha[:, [PRIMITIVES.index("max_pool_3x3"), PRIMITIVES.index("avg_pool_3x3")]] += 1.5
+        ours.alphas_normal.copy_(normal)
+        ours.alphas_reduce.copy_(reduce)
+        theirs.arch_normal_parameters.copy_(normal[:, [TO_AUTODL.index(c) for c in range(8)]])
+        theirs.arch_reduce_parameters.copy_(reduce[:, [TO_AUTODL.index(c) for c in range(8)]])
+    conv_biases = sum(m.bias.numel() for m in theirs.modules()
+                      if isinstance(m, torch.nn.Conv2d) and m.bias is not None)
+    assert sum(p.numel() for p in ours.parameters()) == \
+        sum(p.numel() for p in theirs.parameters()) - conv_biases
+    noise = [torch.empty(14, 8, dtype=torch.float64).exponential_(
+        generator=torch.Generator().manual_seed(s)) for s in (1, 2)]  # AutoDL's op order
+    x, y = batch(seed=5)
+    real = torch.Tensor.exponential_
+
+    def feed(order):
+        queue = list(noise if order == "autodl" else [n[:, TO_AUTODL] for n in noise])
+
+        def draw(self, *args, **kwargs):
+            return self.copy_(queue.pop(0))
+        return draw
+
+    theirs.set_tau(2.0)
+    monkeypatch.setattr(torch.Tensor, "exponential_", feed("autodl"))
+    _, ref = theirs(x)
+    monkeypatch.setattr(torch.Tensor, "exponential_", feed("ours"))
+    logits = ours(x, mode="gumbel", tau=2.0)
+    monkeypatch.setattr(torch.Tensor, "exponential_", real)
+    pools = {PRIMITIVES.index("max_pool_3x3"), PRIMITIVES.index("avg_pool_3x3")}
+    assert pools & set(ours.last_sample["normal"] + ours.last_sample["reduce"])
+    assert torch.allclose(logits, ref, rtol=0, atol=TOL)
+    F.cross_entropy(logits, y).backward()
+    F.cross_entropy(ref, y).backward()
+    for a, b in pairs:
+        for name in ("weight", "bias"):
+            pa, pb = getattr(a, name, None), getattr(b, name, None)
+            if isinstance(pa, torch.nn.Parameter):
+                ga = torch.zeros_like(pa) if pa.grad is None else pa.grad
+                gb = torch.zeros_like(pb) if pb.grad is None else pb.grad
+                assert torch.allclose(ga, gb, rtol=0, atol=TOL)
+    assert torch.allclose(ours.alphas_normal.grad,
+                          theirs.arch_normal_parameters.grad[:, TO_AUTODL], rtol=0, atol=TOL)
+    assert torch.allclose(ours.alphas_reduce.grad,
+                          theirs.arch_reduce_parameters.grad[:, TO_AUTODL], rtol=0, atol=TOL)
+    # DARTS's pools (BN after the pool) change the sampled output
+    darts = DartsSupernet(C=4, layers=3, lastact=True).double()
+    darts.load_state_dict(ours.state_dict(), strict=False)
+    monkeypatch.setattr(torch.Tensor, "exponential_", feed("ours"))
+    other = darts(x, mode="gumbel", tau=2.0)
+    monkeypatch.setattr(torch.Tensor, "exponential_", real)
+    assert darts.last_sample == ours.last_sample
+    assert not torch.allclose(other, logits, atol=1e-6)
 
 
 def test_gdas_darts_space_search_writes_autodls_cell(cifar_root, tmp_path, capsys):
