@@ -82,7 +82,7 @@ class DARTS(OneShotMethod):
         self.derive_at, self.unroll_nesterov = derive_at, bool(unroll_nesterov)
         self._clip_alphas = clip_alphas
         self.architect: Architect = None  # type: ignore[assignment]
-        self._start_arch: Optional[str] = None  # the genotype at the current epoch's start
+        self._start_arch: Any = None  # the architecture derived at the current epoch's start
 
     def settings(self) -> Dict[str, Any]:
         out = {"unrolled": self.unrolled, "arch_lr": self.arch_lr,

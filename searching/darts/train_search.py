@@ -7,8 +7,8 @@ DARTS CNN space or NAS-Bench-201.
 Defaults: quark0/darts ``cnn/train_search.py`` on the darts space (each epoch's genotype derived
 before its training, as quark0 logs it), AutoDL-Projects' DARTS-V1/V2 on NAS-Bench-201
 (derived after it; the weight step's clip spans the alphas' gradient too; V1 takes the weight
-step before the architecture step). Outputs in --save: arch-best (+ .json, .txt), history.jsonl, summary.json,
-search.log, args.json, plots, checkpoint.pt (--resume).
+step before the architecture step). Outputs in --save: arch-best (+ .json, .txt),
+history.jsonl, summary.json, search.log, args.json, plots, checkpoint.pt (--resume).
 
 See docs/darts.md.
 """
