@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from api.spaces import get_space
 from api.spaces.arch_io import load_arch
 from api.spaces.darts.supernet import DartsSupernet, _top2_edges, _top2_pairs
 from searching.darts import train_search as darts_cli
@@ -61,8 +62,6 @@ def test_track_running_stats_reaches_the_darts_supernet(cli, tmp_path):
                                               "--layers", "3", "--init_channels", "4"])
         kw = supernet_kwargs(args)
         assert ("track_running_stats" in kw) == (track == 0)
-        from api.spaces import get_space
-
         net = get_space("darts").supernet(**kw)
         bns = [m for m in net.cells.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         assert all(m.track_running_stats == bool(track) for m in bns)
