@@ -61,7 +61,10 @@ def build_ours(method_name: str, track_running_stats: bool):
     from searching.gdas.method import GDAS
     from searching.oneshot.trainer import OneShotConfig, OneShotSearch
 
-    method = GDAS(seed=0) if method_name == "gdas" else DARTS(unrolled=method_name == "darts-v2")
+    # train_search.py's NB201 defaults: V1 takes the weight step first, as AutoDL's DARTS-V1
+    method = GDAS(seed=0) if method_name == "gdas" else DARTS(
+        unrolled=method_name == "darts-v2",
+        step_order="arch_first" if method_name == "darts-v2" else "weights_first")
     config = OneShotConfig(space="nas-bench-201", epochs=EPOCHS[method_name], batch_size=BATCH,
                            supernet=dict(C=C, N=N, affine=False,
                                          track_running_stats=track_running_stats), **SGD)

@@ -34,12 +34,12 @@ def cpu_channels_last(x: torch.Tensor) -> torch.Tensor:
 
 def gumbel_hard(alpha: torch.Tensor, tau: float, generator: torch.Generator = None):
     """GDAS's sample for a (edges, ops) alpha: (hard one-hot with the straight-through
-    gradient of the soft sample, sampled indices). The Gumbel noise is drawn until no
-    sample is infinite or NaN, as AutoDL-Projects does."""
+    gradient of the soft sample, sampled indices). The Gumbel noise is drawn as AutoDL-Projects
+    draws it (-log of an Exp(1) tensor like alpha, so a generator seeded as the global RNG gives
+    AutoDL's very sample), again until no sample is infinite or NaN."""
     logp = torch.log_softmax(alpha, dim=-1)
     while True:
-        u = torch.rand(alpha.shape, generator=generator, device=alpha.device)
-        gumbels = -torch.log(-torch.log(u))  # standard Gumbel noise
+        gumbels = -torch.empty_like(alpha).exponential_(generator=generator).log()
         probs = torch.softmax((logp + gumbels) / tau, dim=-1)
         if torch.isfinite(probs).all() and torch.isfinite(gumbels).all():
             break

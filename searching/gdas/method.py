@@ -5,9 +5,11 @@ Per step, on the supernet's ``gumbel`` mode (:func:`api.spaces.supernet.gumbel_h
 weight step (cross-entropy, gradient norm of ``network.parameters()`` clipped to 5, SGD), then
 the architecture step on a fresh sample (cross-entropy, Adam on the alphas). The alphas'
 gradient is part of the checkpointed state, so a resumed search clips identically. tau decays
-linearly per epoch from ``tau_max`` to ``tau_min``.
+linearly per epoch from ``tau_max`` to ``tau_min``. The cell is derived by AutoDL's rules:
+per-edge argmax on NAS-Bench-201, ``NASNetworkGDAS.genotype``'s top-2 (op, input) pairs per
+node on the DARTS space.
 
-Fidelity notes (clipping with the alphas, tau schedule): docs/fidelity/gdas.md.
+Fidelity notes (clipping with the alphas, tau schedule, derivation): docs/fidelity/gdas.md.
 """
 from __future__ import annotations
 
@@ -76,6 +78,13 @@ class GDAS(OneShotMethod):
                     "train_acc": (logits.argmax(1) == yw).float().mean(),
                     "val_loss": loss_a.detach(),
                     "val_acc": (logits_a.argmax(1) == ya).float().mean()}
+
+    def derive(self, net: nn.Module):
+        """AutoDL's GDAS genotype: the DARTS-space supernet's ``rule="gdas"``; NAS-Bench-201's
+        argmax per edge is the supernet's own rule."""
+        if self.config.space == "darts":
+            return net.derive(rule="gdas")
+        return net.derive()
 
     def state_dict(self) -> Dict[str, Any]:
         return {"a_optimizer": self.a_optimizer.state_dict(),

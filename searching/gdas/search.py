@@ -3,10 +3,11 @@
     python searching/gdas/search.py --space nas-bench-201 --dataset cifar10 --data DIR --save DIR
     python searching/gdas/search.py --space darts [--frc] --dataset cifar10 --data DIR --save DIR
 
-Defaults are AutoDL-Projects' (``GDAS.config``, ``GDAS-NASNet-CIFAR.config``), except 250
-epochs on NAS-Bench-201 (its paper's figure; the config says 240). Outputs in --save: arch-best
-(+ .json, .txt), history.jsonl, summary.json, search.log, args.json, plots, checkpoint.pt
-(--resume).
+Defaults are AutoDL-Projects' (``configs/nas-benchmark/algos/GDAS.config``,
+``configs/search-opts/GDAS-NASNet-CIFAR.config``: 250 epochs on both spaces). On the darts space
+the supernet has AutoDL's pooling ops (no BN after them) and the cell is derived by AutoDL's
+``NASNetworkGDAS.genotype`` rule. Outputs in --save: arch-best (+ .json, .txt), history.jsonl,
+summary.json, search.log, args.json, plots, checkpoint.pt (--resume).
 
 See docs/gdas.md.
 """
@@ -57,9 +58,9 @@ def gdas_search(args: argparse.Namespace):
         raise UserError("--frc (GDAS's fixed reduction cell) needs --space darts")
     resolve_search_args(args, "GDAS", DEFAULTS)
     supernet = (supernet_kwargs(args) if args.space == "nas-bench-201" else
-                supernet_kwargs(args, frc=bool(args.frc), lastact=True))
+                supernet_kwargs(args, frc=bool(args.frc), lastact=True, pool_bn=False))
     method = GDAS(args.tau_max, args.tau_min, args.arch_learning_rate, args.arch_weight_decay,
-                  seed=args.seed)
+                  seed=args.seed)  # derives with AutoDL's GDAS rule on the darts space
     return run_search(args, method, True, supernet)  # AutoDL's GDAS: Nesterov SGD
 
 

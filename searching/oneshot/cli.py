@@ -46,7 +46,8 @@ def add_search_flags(p: argparse.ArgumentParser, save_default: str,
     p.add_argument("--layers", "--N", dest="layers", type=int, default=None,
                    help=h("layers", "nas-bench-201: N cells per stage; darts: cells in all"))
     p.add_argument("--track_running_stats", type=int, choices=(0, 1), default=1,
-                   help="nas-bench-201: the cells' BN keep running statistics (AutoDL's BN1)")
+                   help="the search cells' BN keep running statistics (AutoDL's BN1; both "
+                        "spaces; 0: batch statistics in evaluation too)")
     p.add_argument("--learning_rate", type=float, default=0.025,
                    help="weights: SGD lr of the first epoch (cosine to --learning_rate_min)")
     p.add_argument("--learning_rate_min", type=float, default=0.001,
@@ -99,11 +100,15 @@ def adopt_flags(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
 
 def supernet_kwargs(args: argparse.Namespace, **darts_extra: Any) -> Dict[str, Any]:
-    """The space's supernet keyword arguments from --init_channels/--layers (BN without
-    affine on NAS-Bench-201, as AutoDL's search models)."""
+    """The space's supernet keyword arguments from --init_channels/--layers and
+    --track_running_stats (BN without affine on NAS-Bench-201, as AutoDL's search models).
+    On the darts space the BN flag is passed only when off, so the recorded settings of a
+    search with the default stay as they were."""
     if args.space == "nas-bench-201":
         return dict(C=args.init_channels, N=args.layers, affine=False,
                     track_running_stats=bool(args.track_running_stats))
+    if not args.track_running_stats:
+        darts_extra["track_running_stats"] = False
     return dict(C=args.init_channels, layers=args.layers, **darts_extra)
 
 

@@ -70,20 +70,25 @@ class DartsSpace(SearchSpace):
 
     def supernet(self, dataset: str = "cifar10", C: int = 16, layers: int = 8, steps: int = 4,
                  multiplier: int = 4, stem_multiplier: int = 3, frc: bool = False,
-                 lastact: bool = False, num_classes: Optional[int] = None, **kwargs: Any):
+                 lastact: bool = False, num_classes: Optional[int] = None,
+                 pool_bn: bool = True, track_running_stats: bool = True, **kwargs: Any):
         """DARTS's search network (:class:`~api.spaces.darts.supernet.DartsSupernet`; DARTS's
         defaults: C=16, 8 cells, 4 nodes); ``frc`` = GDAS-FRC, ``lastact`` = GDAS's BN-ReLU
-        head (GDAS's NASNet-space search: ``layers=6``). ``num_classes`` overrides the
-        dataset's (e.g. a user's ImageFolder); the stem is DARTS's CIFAR one (3 channels)."""
+        head (GDAS's NASNet-space search: ``layers=6``), ``pool_bn=False`` = GDAS's pooling
+        ops (no BN after them), ``track_running_stats=False``: the cells' BN keep no running
+        statistics. ``num_classes`` overrides the dataset's (e.g. a user's ImageFolder); the
+        stem is DARTS's CIFAR one (3 channels)."""
         from api.spaces.darts.supernet import DartsSupernet
 
         if kwargs:
             raise UserError(f"the darts supernet takes C, layers, steps, multiplier, "
-                            f"stem_multiplier, frc, lastact and num_classes, not "
-                            f"{', '.join(sorted(kwargs))}")
+                            f"stem_multiplier, frc, lastact, pool_bn, track_running_stats "
+                            f"and num_classes, not {', '.join(sorted(kwargs))}")
         classes = int(num_classes) if num_classes is not None else dataset_info(dataset)[1]
         try:
             return DartsSupernet(int(C), classes, int(layers), int(steps), int(multiplier),
-                                 int(stem_multiplier), frc=bool(frc), lastact=bool(lastact))
+                                 int(stem_multiplier), frc=bool(frc), lastact=bool(lastact),
+                                 pool_bn=bool(pool_bn),
+                                 track_running_stats=bool(track_running_stats))
         except ValueError as exc:
             raise UserError(str(exc)) from None

@@ -8,7 +8,9 @@ Modes of :meth:`DartsSupernet.forward` (see :mod:`api.spaces.supernet`): ``softm
 the ``none`` term is not computed), ``gumbel`` (GDAS, with ``tau``; only the sampled op runs,
 indices kept in ``last_sample``) and ``fixed`` (with ``arch``). ``frc=True`` is GDAS-FRC (fixed
 reduction cell, :data:`FRC_REDUCE` as its derived stand-in); ``lastact=True`` adds GDAS's BN-ReLU
-head. :meth:`DartsSupernet.derive` is DARTS's ``genotype()``; ``rule="gdas"`` is AutoDL's.
+head; ``pool_bn=False`` drops DARTS's BN after the pooling ops (AutoDL's pools have none).
+:meth:`DartsSupernet.derive` is DARTS's ``genotype()``; ``rule="gdas"`` is AutoDL's
+``NASNetworkGDAS.genotype()`` (the rule GDAS's search derives with).
 
 Fidelity notes: docs/fidelity/darts.md, docs/fidelity/gdas.md.
 """
@@ -39,14 +41,15 @@ FRC_REDUCE = (("sep_conv_3x3", 0), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("s
 
 
 class MixedOp(nn.Module):
-    """The 8 ops of one edge (DARTS's ``MixedOp``): ``_ops[k]`` is ``PRIMITIVES[k]``."""
+    """The 8 ops of one edge (DARTS's ``MixedOp``): ``_ops[k]`` is ``PRIMITIVES[k]``.
+    ``pool_bn``: DARTS's BN (no affine) after each pooling op; AutoDL's GDAS pools have none."""
 
-    def __init__(self, C: int, stride: int) -> None:
+    def __init__(self, C: int, stride: int, pool_bn: bool = True) -> None:
         super().__init__()
         self._ops = nn.ModuleList()
         for name in PRIMITIVES:
             op = OPS[name](C, stride, False)
-            if "pool" in name:
+            if "pool" in name and pool_bn:
                 op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
             self._ops.append(op)
         # ops that start with ReLU(inplace=False) inside a ``.op`` Sequential: in the softmax
@@ -78,7 +81,7 @@ class SearchCell(nn.Module):
     """DARTS's search ``Cell``: preprocessing, then ``steps`` nodes over MixedOps."""
 
     def __init__(self, steps: int, multiplier: int, C_prev_prev: int, C_prev: int, C: int,
-                 reduction: bool, reduction_prev: bool) -> None:
+                 reduction: bool, reduction_prev: bool, pool_bn: bool = True) -> None:
         super().__init__()
         self.reduction = reduction
         self.preprocess0 = (FactorizedReduce(C_prev_prev, C, affine=False) if reduction_prev
@@ -86,7 +89,7 @@ class SearchCell(nn.Module):
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
         self._steps = steps
         self.multiplier = multiplier
-        self._ops = nn.ModuleList(MixedOp(C, 2 if reduction and j < 2 else 1)
+        self._ops = nn.ModuleList(MixedOp(C, 2 if reduction and j < 2 else 1, pool_bn)
                                   for i in range(steps) for j in range(2 + i))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, edge_fn) -> torch.Tensor:
@@ -158,11 +161,14 @@ class FixedReductionCell(nn.Module):
 
 
 class DartsSupernet(Supernet):
-    """DARTS's search network (GDAS's with ``frc``/``lastact``); ``forward`` returns logits."""
+    """DARTS's search network (GDAS's with ``frc``/``lastact``/``pool_bn=False``); ``forward``
+    returns logits. ``track_running_stats=False``: the cells' BN keep no running statistics
+    (AutoDL's flag; the stem's and the head's BN keep theirs, as AutoDL's)."""
 
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, steps: int = 4,
                  multiplier: int = 4, stem_multiplier: int = 3, frc: bool = False,
-                 lastact: bool = False) -> None:
+                 lastact: bool = False, pool_bn: bool = True,
+                 track_running_stats: bool = True) -> None:
         super().__init__()
         if C < 2 or C % 2 or layers < 1 or steps < 1 or not 1 <= multiplier <= steps \
                 or stem_multiplier < 1 or num_classes < 1:
@@ -188,10 +194,15 @@ class DartsSupernet(Supernet):
                 cell: nn.Module = FixedReductionCell(C_prev_prev, C_prev, C_curr, reduction_prev)
             else:
                 cell = SearchCell(steps, multiplier, C_prev_prev, C_prev, C_curr, reduction,
-                                  reduction_prev)
+                                  reduction_prev, pool_bn)
             self.cells.append(cell)
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+        if not track_running_stats:
+            for module in self.cells.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    _drop_running_stats(module)
+        self.pool_bn, self.track_running_stats = bool(pool_bn), bool(track_running_stats)
         self.lastact = (nn.Sequential(nn.BatchNorm2d(C_prev), nn.ReLU(inplace=False))
                         if lastact else None)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -287,7 +298,16 @@ class DartsSupernet(Supernet):
 
     def extra_repr(self) -> str:
         return (f"C={self._C}, layers={self._layers}, steps={self._steps}, "
-                f"multiplier={self._multiplier}, frc={self.frc}")
+                f"multiplier={self._multiplier}, frc={self.frc}, pool_bn={self.pool_bn}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+def _drop_running_stats(bn: nn.BatchNorm2d) -> None:
+    """Make ``bn`` what ``BatchNorm2d(..., track_running_stats=False)`` builds: batch
+    statistics in training and evaluation, no running-statistics buffers."""
+    bn.track_running_stats = False
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        bn.register_buffer(name, None)
 
 
 def _best_op(row: Sequence[float]) -> int:
@@ -306,12 +326,21 @@ def _top2_edges(weights: List[List[float]], steps: int) -> List[tuple]:
     return gene
 
 
+#: AutoDL's order of the DARTS space's ops (its ``DARTS_SPACE``, in DARTS's op names): the
+#: order in which :func:`_top2_pairs` lists candidates, so ties go as in AutoDL.
+AUTODL_DARTS_ORDER = ("none", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
+                      "dil_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
+_AUTODL_LIVE = tuple(PRIMITIVES.index(op) for op in AUTODL_DARTS_ORDER if op != "none")
+
+
 def _top2_pairs(weights: List[List[float]], steps: int) -> List[tuple]:
-    """AutoDL's GDAS (NASNet space): per node, the 2 largest (op, j) over all non-``none``
-    ops of all its edges."""
+    """AutoDL's GDAS (``NASNetworkGDAS.genotype``): per node, the 2 largest (op, j) over all
+    non-``none`` ops of all its edges, both possibly from one j; equal weights keep the
+    candidates' order (j, then AutoDL's op order)."""
     gene, start = [], 0
     for i in range(steps):
-        cands = [(weights[start + j][k], PRIMITIVES[k], j) for j in range(i + 2) for k in _LIVE]
+        cands = [(weights[start + j][k], PRIMITIVES[k], j) for j in range(i + 2)
+                 for k in _AUTODL_LIVE]
         ranked = sorted(cands, key=lambda c: -c[0])
         gene.extend((op, j) for _, op, j in ranked[:2])
         start += i + 2

@@ -54,8 +54,11 @@ def test_darts_nb201_writes_every_output(unrolled, cifar_root, tmp_path, capsys,
     assert (s["nesterov"], s["weight_decay"], s["momentum"], s["grad_clip"]) == \
         (True, 5e-4, 0.9, 5.0)
     assert s["supernet"]["affine"] is False
+    # AutoDL's NB201 DARTS: genotype after each epoch, alphas inside the clip, V1 weights first
     assert s["method_settings"] == {"unrolled": unrolled, "arch_lr": 3e-4,
-                                    "arch_weight_decay": 1e-3}
+                                    "arch_weight_decay": 1e-3, "derive_at": "epoch_end",
+                                    "clip_alphas": True,
+                                    **({} if unrolled else {"step_order": "weights_first"})}
 
 
 def test_defaults_are_the_official_ones():
@@ -66,22 +69,26 @@ def test_defaults_are_the_official_ones():
             args.arch_learning_rate, args.arch_weight_decay, args.unrolled) == \
         (0.025, 0.001, 0.9, 5.0, 3e-4, 1e-3, False)
     assert DEFAULTS["darts"] == dict(init_channels=16, layers=8, batch_size=64, epochs=50,
-                                     weight_decay=3e-4)
+                                     weight_decay=3e-4, derive_at="epoch_start")
     assert DEFAULTS["nas-bench-201"] == dict(init_channels=16, layers=5, batch_size=64,
-                                             epochs=50, weight_decay=5e-4)
+                                             epochs=50, weight_decay=5e-4, derive_at="epoch_end")
+    assert args.derive_at is None and args.step_order is None and not args.unroll_nesterov
     assert NESTEROV == {"darts": False, "nas-bench-201": True}
 
 
-def test_step_order_architecture_then_weights(one_thread):
+@pytest.mark.parametrize("space", ["darts", "nas-bench-201"])
+def test_step_order_architecture_then_weights(space, one_thread):
     """One step = Architect.step (xi = the current lr, the weights' optimizer) then the
-    weights' SGD step; the alphas' gradient is the architect's alone."""
+    weights' SGD step. On the darts space the alphas' gradient stays the architect's alone
+    (quark0's alphas are no module parameters); on NAS-Bench-201 the weight loss's backward
+    adds to it (AutoDL's ``network.parameters()``)."""
     from api.spaces import get_space
     from searching.darts.method import DARTS
     from searching.oneshot.trainer import OneShotConfig
 
     torch.manual_seed(0)
     net = get_space("nas-bench-201").supernet("cifar10", C=4, N=1, affine=False)
-    cfg = OneShotConfig(space="nas-bench-201", grad_clip=5.0)
+    cfg = OneShotConfig(space=space, grad_clip=1e9)
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=0.01, momentum=0.9, weight_decay=3e-4)
     method = DARTS(unrolled=True)
     method.bind(net, w_opt, cfg)
@@ -104,10 +111,20 @@ def test_step_order_architecture_then_weights(one_thread):
     assert all(torch.equal(a, b) for a, b in zip(calls[0][4], before))
     assert any(not torch.equal(a, p) for a, p in zip(before, net.weight_parameters()))
     assert set(figures) == {"train_loss", "train_acc", "val_loss", "val_acc"}
-    # the alphas' grad is the architect's dalpha, untouched by the weight step's backward
     dalpha = calls[1]
     assert all(d.abs().sum() > 0 for d in dalpha)
-    assert all(torch.equal(d, a.grad) for d, a in zip(dalpha, net.arch_parameters()))
+    if space == "darts":  # the architect's dalpha, untouched by the weight step's backward
+        assert all(torch.equal(d, a.grad) for d, a in zip(dalpha, net.arch_parameters()))
+    else:  # dalpha + the training loss's alpha gradient (at the stepped alphas, w before)
+        net2 = get_space("nas-bench-201").supernet("cifar10", C=4, N=1, affine=False)
+        net2.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            for p, b in zip(net2.weight_parameters(), before):
+                p.copy_(b)
+        loss = torch.nn.functional.cross_entropy(net2(x, mode="softmax"), y)
+        g_train = torch.autograd.grad(loss, net2.arch_parameters())
+        for d, g, a in zip(dalpha, g_train, net.arch_parameters()):
+            assert torch.allclose(a.grad, d + g, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 (gumbel), GDAS-FRC, and the derivation rules."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -147,8 +149,7 @@ def test_gumbel_is_the_sampled_cell_with_straight_through_gradient():
     gumbels, onehots = {}, {}
     for kind in ("normal", "reduce"):
         alpha = getattr(net, f"alphas_{kind}")
-        u = torch.rand(alpha.shape, generator=gen)
-        gumbels[kind] = -torch.log(-torch.log(u))
+        gumbels[kind] = -torch.empty_like(alpha).exponential_(generator=gen).log()
         p = torch.softmax((torch.log_softmax(alpha.detach(), -1) + gumbels[kind]) / tau, -1)
         assert p.argmax(-1).tolist() == sample[kind]
         onehots[kind] = torch.zeros_like(p).scatter_(1, p.argmax(-1, keepdim=True), 1.0)
@@ -327,3 +328,69 @@ def test_mixed_op_shares_relu_without_changing_values():
     w = torch.softmax(torch.randn(8, dtype=torch.float64), 0)
     ref = sum(wk * o(x) for wk, o in zip(w, op._ops))
     assert torch.allclose(op(x, w.unbind(0)), ref, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- GDAS's ops, BN
+def test_gdas_pooling_ops_have_no_bn_and_darts_keep_theirs():
+    """DARTS's MixedOp puts a BN (no affine) after each pool; AutoDL's GDAS pools (C_in ==
+    C_out) have none, so a sampled pool's output is the pool's own (GDAS's hard weight 1)."""
+    torch.manual_seed(0)
+    pools = [PRIMITIVES.index("max_pool_3x3"), PRIMITIVES.index("avg_pool_3x3")]
+    darts, gdas = MixedOp(4, 1), MixedOp(4, 1, pool_bn=False)
+    for k in pools:
+        assert isinstance(darts._ops[k], torch.nn.Sequential)
+        assert isinstance(darts._ops[k][1], torch.nn.BatchNorm2d)
+        assert isinstance(gdas._ops[k], (torch.nn.MaxPool2d, torch.nn.AvgPool2d))
+    # everything else is the same module tree
+    assert [type(o) for k, o in enumerate(darts._ops) if k not in pools] == \
+        [type(o) for k, o in enumerate(gdas._ops) if k not in pools]
+    net = DartsSupernet(**TINY, pool_bn=False).double()
+    pool_bn = re.compile(r"^cells\.\d+\._ops\.\d+\._ops\.[12]\.1\.running_mean$")
+    assert not any(pool_bn.match(n) for n in net.state_dict())
+    assert sum(bool(pool_bn.match(n)) for n in DartsSupernet(**TINY).state_dict()) == 3 * 14 * 2
+    # a hard sample of only max-pools: every edge of every cell is max_pool(h) exactly
+    x, _ = _batch()
+    x = x.double()
+    with torch.no_grad():
+        net.alphas_normal.fill_(-1e3)
+        net.alphas_reduce.fill_(-1e3)
+        net.alphas_normal[:, pools[0]] = 0.0
+        net.alphas_reduce[:, pools[0]] = 0.0
+    out = net(x, mode="gumbel", tau=1.0)
+    assert all(set(s) == {pools[0]} for s in net.last_sample.values())
+    s0 = s1 = net.stem(x)
+    for cell in net.cells:
+        states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+        for i in range(4):
+            states.append(sum(torch.nn.functional.max_pool2d(states[j], 3, 2 if cell.reduction
+                                                             and j < 2 else 1, 1)
+                              for j in range(i + 2)))
+        s0, s1 = s1, torch.cat(states[2:], 1)
+    assert torch.allclose(out, net._head(s1), atol=1e-10)
+    assert SPACE.supernet(C=4, layers=3, pool_bn=False).pool_bn is False
+
+
+@pytest.mark.parametrize("frc", [False, True])
+def test_track_running_stats_off_drops_the_cells_running_statistics(frc):
+    """AutoDL's ``track_running_stats`` on the NASNet space: every BN of the cells (search
+    cells, preprocessing, GDAS-FRC's fixed reduction cell) keeps no running statistics; the
+    stem's and the head's BN keep theirs."""
+    torch.manual_seed(0)
+    net = SPACE.supernet(C=8, layers=3, lastact=True, frc=frc, track_running_stats=False)
+    cell_bns = [m for m in net.cells.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert cell_bns and all(not m.track_running_stats and m.running_mean is None
+                            for m in cell_bns)
+    assert not any(n.startswith("cells.") and "running" in n for n in net.state_dict())
+    assert net.stem[1].track_running_stats and net.lastact[0].track_running_stats
+    # as BatchNorm2d(track_running_stats=False) built so: batch statistics in eval mode too
+    bn, ref = cell_bns[0], torch.nn.BatchNorm2d(cell_bns[0].num_features, affine=False,
+                                                track_running_stats=False)
+    x = torch.randn(2, bn.num_features, 4, 4)
+    bn.eval()
+    assert torch.allclose(bn(x), ref.eval()(x)) and not torch.allclose(bn(x), x)
+    on = SPACE.supernet(C=8, layers=3, frc=frc)
+    assert all(m.track_running_stats for m in on.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert len(on.state_dict()) > len(net.state_dict())
+    x, y = _batch()
+    net.train()
+    assert net(x, mode="gumbel", tau=1.0).shape == (2, 10)
