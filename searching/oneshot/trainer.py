@@ -1,8 +1,9 @@
 """The one weight-sharing trainer: DARTS, GDAS, ENAS and NAO-WS run on it.
 
 :class:`OneShotSearch` owns what the searches share: the data (``--train_size`` training
-images, class-balanced and seeded, halved into a weights half and an architecture half, held
-and augmented on the device), a persistent validation iterator (one architecture batch per
+images, class-balanced and seeded, halved into a weights half and an architecture half; on
+NAS-Bench-201 with CIFAR-100, as AutoDL, every training image for the weights and the test
+split's ``xvalid`` half for the architecture; held and augmented on the device), a persistent validation iterator (one architecture batch per
 weights batch), the weights' SGD with its per-epoch cosine schedule, atomic epoch and mid-epoch
 checkpoints (``--resume`` after kill -9 ends exactly as the uninterrupted run on CPU) and the
 outputs (:meth:`OneShotSearch.write_outputs`). Data reach the loop through a feed
