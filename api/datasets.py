@@ -10,10 +10,11 @@ there, so no DataLoader or PIL work happens inside candidate training.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -207,6 +208,62 @@ def balanced_indices(labels: np.ndarray, total: int, rng: np.random.Generator) -
     chosen = [rng.choice(np.nonzero(labels == c)[0], size=quota[c], replace=False)
               for c in classes]
     return np.sort(np.concatenate(chosen))
+
+
+#: SHA-256 of AutoDL-Projects' NAS-Bench-201 split lists (``configs/nas-benchmark/``), each
+#: the sorted indices joined by commas: a split file is recognised as the official one by them.
+AUTODL_SPLIT_SHA256 = {
+    "b32573c51d975768a11c0d1540e625040790e2287a603c857413bd78ca68eb94":
+        "cifar-split.txt train",
+    "fe150dfa5a16fd2cab96300e44d12835a5427d45b6aa3dc7f039b0df1539f5ce":
+        "cifar-split.txt valid",
+    "156797fd0d0b32af68c9a5e76c8b320c65c129ad5abeed3d03d87d7dfd124923":
+        "cifar100-test-split.txt xvalid",
+}
+
+
+def index_list_sha256(indices: np.ndarray) -> str:
+    """SHA-256 of the sorted indices joined by commas (see :data:`AUTODL_SPLIT_SHA256`)."""
+    import hashlib
+
+    text = ",".join(str(int(i)) for i in np.sort(np.asarray(indices)))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def read_autodl_split(path: str, keys: Sequence[str], size: int) -> Dict[str, np.ndarray]:
+    """Index lists from a split file in AutoDL's config format (a JSON object whose values
+    are ``["int", ["1", "3", ...]]``; a plain list of integers is taken too): per key, the
+    sorted indices, each in [0, ``size``) and unique."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            content = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"split file {path} not found") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"split file {path} is not AutoDL's JSON split format "
+                        f"({type(exc).__name__})") from exc
+    if not isinstance(content, dict):
+        raise UserError(f"split file {path} is not AutoDL's JSON split format (not an object)")
+    out = {}
+    for key in keys:
+        value = content.get(key)
+        if isinstance(value, list) and len(value) == 2 and value[0] == "int" and \
+                isinstance(value[1], list):
+            value = value[1]
+        try:
+            if not isinstance(value, list) or not value:
+                raise ValueError
+            idx = np.asarray([int(v) for v in value], dtype=np.int64)
+        except (TypeError, ValueError):
+            raise UserError(f"split file {path} has no list of indices under {key!r}") from None
+        outside = idx[(idx < 0) | (idx >= size)]
+        if len(outside):
+            raise UserError(f"split file {path}: {key!r} holds index {int(outside[0])}, outside "
+                            f"the {size} images of the split it indexes (another dataset's file?)")
+        if len(np.unique(idx)) != len(idx):
+            raise UserError(f"split file {path}: {key!r} repeats indices")
+        out[key] = np.sort(idx)
+    return out
 
 
 @dataclass

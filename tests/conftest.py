@@ -46,6 +46,32 @@ def write_cifar10(root: Path, per_batch: int = 60, test: int = 60, seed: int = 0
     return root
 
 
+def write_cifar100(root: Path, train: int = 300, test: int = 200, seed: int = 0) -> Path:
+    """A tiny CIFAR-100 in the official python layout (``cifar-100-python/{train,test,meta}``,
+    fine and coarse labels); class c images are brighter in channel c%3."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def batch(n: int, name: str) -> dict:
+        labels = np.arange(n) % 100  # every class present, in a shuffled order
+        rng.shuffle(labels)
+        data = rng.integers(0, 120, (n, 3, 32, 32), dtype=np.uint8)
+        for k, c in enumerate(labels):
+            data[k, c % 3] += np.uint8(60 + c // 3)
+        return {"batch_label": name, "fine_labels": labels.tolist(),
+                "coarse_labels": (labels // 5).tolist(), "data": data.reshape(n, -1),
+                "filenames": [f"{name}_{k}.png" for k in range(n)]}
+
+    for name, n in (("train", train), ("test", test)):
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch(n, f"{name} batch"), f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"fine{c}" for c in range(100)],
+                     "coarse_label_names": [f"coarse{c}" for c in range(20)]}, f)
+    return root
+
+
 def write_chain_corpus(root: Path, lines: int, eval_lines: int, vocab: int, follow: float,
                        pad: bool = False, seed: int = 0) -> Path:
     """A tiny PTB-format corpus a small LM can learn: word w{i+1} follows w{i} with

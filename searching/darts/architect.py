@@ -63,19 +63,27 @@ class Architect:
 
     ``grad_clip`` (None for the CNNs) is the official RNN architect's V2: the training
     gradient of the virtual step is clipped to this total norm (factor c ≤ 1), so is the vector
-    v = ∇w' L_val before the finite difference, and the implicit term is scaled by ξ·c. (The
-    official RNN code scales by ξ·max_norm/‖g‖ even when that exceeds 1 and no clipping took
-    place; here c = min(1, max_norm/(‖g‖ + 1e-6)), the factor the virtual step applied.)
+    v = ∇w' L_val before the finite difference, and the implicit term is scaled by ξ·c with
+    c = min(1, max_norm/(‖g‖ + 1e-6)), the factor the virtual step applied. With
+    ``cap_clip_factor=False`` the scale is ξ·max_norm/(‖g‖ + 1e-6) even when that exceeds 1,
+    as the official RNN code.
+
+    ``unstepped``: weights the virtual step leaves at w (w' = w for them; they are still
+    perturbed by ε·v in the finite difference). The official RNN code's unrolled model gets its
+    tied embedding/decoder weight back at w (docs/fidelity/darts.md).
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, lr: float = ARCH_LR,
                  betas: Tuple[float, float] = ARCH_BETAS,
                  weight_decay: float = ARCH_WEIGHT_DECAY, r: float = FD_R,
-                 grad_clip: Optional[float] = None) -> None:
+                 grad_clip: Optional[float] = None, cap_clip_factor: bool = True,
+                 unstepped: Sequence[torch.Tensor] = ()) -> None:
         self.model = model
         self.loss_fn = loss_fn
         self.r = float(r)
         self.grad_clip = None if grad_clip is None else float(grad_clip)
+        self.cap_clip_factor = bool(cap_clip_factor)
+        self._unstepped = {id(p) for p in unstepped}
         self.arch_params: List[nn.Parameter] = list(model.arch_parameters())
         if not self.arch_params:
             raise ValueError("the model has no architecture parameters")
@@ -122,37 +130,45 @@ class Architect:
             out.append((None if buf is None else momentum * buf, wd))
         return out
 
-    def _clip_factor(self, grads: Sequence[torch.Tensor]):
-        """min(1, grad_clip / (‖grads‖ + 1e-6)) as a 0-dim tensor (1.0 without clipping)."""
+    def _clip_factor(self, grads: Sequence[torch.Tensor], capped: bool = True):
+        """grad_clip / (‖grads‖ + 1e-6) as a 0-dim tensor, at most 1 when ``capped`` (1.0
+        without clipping)."""
         if self.grad_clip is None:
             return 1.0
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        return torch.clamp(self.grad_clip / (norm + 1e-6), max=1.0)
+        factor = self.grad_clip / (norm + 1e-6)
+        return torch.clamp(factor, max=1.0) if capped else factor
 
     def virtual_step(self, train_batch: Any, lr: float,
                      w_optimizer: Optional[torch.optim.Optimizer]) -> List[torch.Tensor]:
         """w' = w − ξ (μ·b + ∇w L_train(w, α) + λ·w), ξ = ``lr``, per weight (new tensors;
-        the model is not changed). With ``grad_clip`` the gradient is clipped first."""
+        the model is not changed). With ``grad_clip`` the gradient is clipped first; the
+        ``unstepped`` weights stay at w."""
         return self._virtual_step(train_batch, lr, w_optimizer)[0]
 
     def _virtual_step(self, train_batch: Any, lr: float,
                       w_optimizer: Optional[torch.optim.Optimizer]):
+        """(w', the implicit term's clip scale)."""
         weights = self._weights()
         loss, _ = self._loss(train_batch)
         grads = _grads(loss, weights)
         clip = self._clip_factor(grads)
+        scale = clip if self.cap_clip_factor else self._clip_factor(grads, capped=False)
         if self.grad_clip is not None:
             grads = [g * clip for g in grads]
         out = []
         with torch.no_grad():
             for p, g, (mbuf, wd) in zip(weights, grads, self._sgd_terms(weights, w_optimizer)):
+                if id(p) in self._unstepped:
+                    out.append(p.detach().clone())
+                    continue
                 d = g.detach().clone()
                 if wd:
                     d.add_(p, alpha=wd)
                 if mbuf is not None:
                     d.add_(mbuf)
                 out.append(p.detach() - lr * d)
-        return out, clip
+        return out, scale
 
     def _unrolled_grads(self, train_batch: Any, val_batch: Any, lr: float,
                         w_optimizer: Optional[torch.optim.Optimizer],

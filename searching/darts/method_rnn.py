@@ -4,7 +4,9 @@ the one weight-sharing trainer's text data (:mod:`searching.oneshot.text`).
 Per step, on a training window (train split) and an architecture window (valid split): the
 weights' lr is scaled by seq_len / bptt; the architecture step
 (:class:`searching.darts.architect.Architect`, plain NLL, the RNN architect's clipping, Adam
-on alpha); then the weight step (NLL plus TAR on the raw cell outputs, norm clipped to 0.25,
+on alpha; V2's virtual step as the official code's, which leaves the tied embedding at w and
+scales the implicit term by ξ·max_norm/‖g‖, or with ``exact_virtual_step`` every weight
+stepped and the scale ξ·min(1, max_norm/‖g‖)); then the weight step (NLL plus TAR on the raw cell outputs, norm clipped to 0.25,
 SGD). Hidden states are detached every step, zero at each epoch start and checkpointed.
 ``train_loss`` is the weight step's raw NLL, ``val_loss`` the architecture step's.
 
@@ -31,8 +33,10 @@ class DARTSRNN(OneShotMethod):
     """DARTS-V1 (``unrolled=False``) or DARTS-V2 (``unrolled=True``) on an RNN supernet."""
 
     def __init__(self, unrolled: bool = False, arch_lr: float = 3e-3,
-                 arch_weight_decay: float = 1e-3, bptt: int = 35, beta: float = 1e-3) -> None:
+                 arch_weight_decay: float = 1e-3, bptt: int = 35, beta: float = 1e-3,
+                 exact_virtual_step: bool = False) -> None:
         self.unrolled = bool(unrolled)
+        self.exact_virtual_step = bool(exact_virtual_step)
         self.name = "darts-v2" if self.unrolled else "darts-v1"
         self.arch_lr, self.arch_weight_decay = float(arch_lr), float(arch_weight_decay)
         self.bptt, self.beta = int(bptt), float(beta)
@@ -41,16 +45,22 @@ class DARTSRNN(OneShotMethod):
         self.hidden_valid: Optional[torch.Tensor] = None
 
     def settings(self) -> Dict[str, Any]:
-        return {"unrolled": self.unrolled, "arch_lr": self.arch_lr,
-                "arch_weight_decay": self.arch_weight_decay, "bptt": self.bptt,
-                "beta": self.beta}
+        out = {"unrolled": self.unrolled, "arch_lr": self.arch_lr,
+               "arch_weight_decay": self.arch_weight_decay, "bptt": self.bptt,
+               "beta": self.beta}
+        if self.unrolled:  # V1 has no virtual step
+            out["virtual_step"] = "exact" if self.exact_virtual_step else "official"
+        return out
 
     def bind(self, net: nn.Module, w_optimizer: torch.optim.Optimizer,
              config: OneShotConfig) -> None:
         super().bind(net, w_optimizer, config)
+        exact = self.exact_virtual_step
         self.architect = Architect(net, _lm_loss, lr=self.arch_lr, betas=(0.9, 0.999),
                                    weight_decay=self.arch_weight_decay,
-                                   grad_clip=config.grad_clip if config.grad_clip > 0 else None)
+                                   grad_clip=config.grad_clip if config.grad_clip > 0 else None,
+                                   cap_clip_factor=exact,
+                                   unstepped=() if exact else (net.decoder_weight,))
         self.weights = [p for p in net.weight_parameters() if p.requires_grad]
 
     def epoch_start(self, epoch: int) -> Dict[str, Any]:

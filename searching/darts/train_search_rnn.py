@@ -1,7 +1,8 @@
 """DARTS RNN cell search on Penn Treebank (Liu et al., ICLR 2019), V1 (first order) or V2
 (``--unrolled``), in the DARTS RNN space.
 
-    python searching/darts/train_search_rnn.py [--unrolled] --data ./data/penn --save DIR
+    python searching/darts/train_search_rnn.py [--unrolled [--exact_virtual_step]] \
+        --data ./data/penn --save DIR
 
 Defaults as quark0/darts ``rnn/train_search.py``; --data is a PTB-format folder (train.txt,
 valid.txt, test.txt). Outputs in --save: arch-best (+ .json, .txt: a DARTS
@@ -26,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--unrolled", action="store_true",
                    help="DARTS-V2: the second-order architecture gradient (default: V1)")
+    p.add_argument("--exact_virtual_step", action="store_true",
+                   help="with --unrolled: the virtual step moves every weight, the tied "
+                        "embedding included, and the implicit term is scaled by "
+                        "xi*min(1, clip/|g|) (default: the official step, which leaves the "
+                        "embedding at w and scales by xi*clip/|g| even above 1)")
     p.add_argument("--data", default="./data/penn",
                    help="PTB-format folder: train.txt, valid.txt, test.txt")
     p.add_argument("--save", default="./search-darts-rnn", help="output folder")
@@ -64,6 +70,8 @@ def darts_rnn_search(args: argparse.Namespace):
     for name in ("epochs", "batch_size", "bptt", "emsize"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")
+    if args.exact_virtual_step and not args.unrolled:
+        raise UserError("--exact_virtual_step changes DARTS-V2's virtual step: add --unrolled")
     if args.nhid != args.emsize:
         raise UserError(f"the decoder is tied to the embedding: --nhid ({args.nhid}) must "
                         f"equal --emsize ({args.emsize})")
@@ -77,7 +85,7 @@ def darts_rnn_search(args: argparse.Namespace):
                            weight_decay=args.wdecay, grad_clip=args.clip, crop_padding=0,
                            flip=False, supernet=supernet)
     method = DARTSRNN(args.unrolled, args.arch_lr, args.arch_wdecay, bptt=args.bptt,
-                      beta=args.beta)
+                      beta=args.beta, exact_virtual_step=args.exact_virtual_step)
     search = TextOneShotSearch(args.save, config, method, resolve_device(args.device),
                                progress=not args.quiet, plots=not args.no_plots,
                                args=vars(args), checkpoint_seconds=60.0 * args.checkpoint_minutes,

@@ -39,7 +39,16 @@ def add_search_flags(p: argparse.ArgumentParser, save_default: str,
     add_run_flags(p)
     p.add_argument("--train_size", type=int, default=0,
                    help="use N training images in all (class-balanced, seeded; halved into "
-                        "weights / architecture halves); 0: the whole training split")
+                        "weights / architecture halves; nas-bench-201 on cifar100: the "
+                        "weights' images, the architecture's are the test split's xvalid "
+                        "half); 0: the whole training split")
+    p.add_argument("--split_file", default="",
+                   help="nas-bench-201: AutoDL's split file (configs/nas-benchmark/ of "
+                        "AutoDL-Projects): cifar-split.txt (cifar10: the weights' and the "
+                        "architecture's 25k training images) or cifar100-test-split.txt "
+                        "(cifar100: the 5k xvalid test images the architecture trains on); "
+                        "without it: seeded class-balanced halves / a fixed class-balanced half "
+                        "of the test split")
     p.add_argument("--benchmark_file", default=None,
                    help="the NAS-Bench-201 table (nb201.csv.gz): look up each epoch's cell")
     p.add_argument("--init_channels", type=int, default=None, help=h("init_channels", "C"))
@@ -126,7 +135,7 @@ def run_search(args: argparse.Namespace, method, nesterov: bool,
         batch_size=args.batch_size, seed=args.seed, train_size=args.train_size,
         lr=args.learning_rate, lr_min=args.learning_rate_min, momentum=args.momentum,
         nesterov=bool(nesterov), weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        supernet=supernet, **config)
+        supernet=supernet, split_file=str(getattr(args, "split_file", "") or ""), **config)
     search = OneShotSearch(args.save, config, method, resolve_device(args.device),
                            progress=not args.quiet, plots=not args.no_plots,
                            benchmark_file=getattr(args, "benchmark_file", None), args=vars(args),

@@ -1,8 +1,9 @@
 """The one weight-sharing trainer: DARTS, GDAS, ENAS and NAO-WS run on it.
 
 :class:`OneShotSearch` owns what the searches share: the data (``--train_size`` training
-images, class-balanced and seeded, halved into a weights half and an architecture half, held
-and augmented on the device), a persistent validation iterator (one architecture batch per
+images, class-balanced and seeded, halved into a weights half and an architecture half; on
+NAS-Bench-201 with CIFAR-100, as AutoDL, every training image for the weights and the test
+split's ``xvalid`` half for the architecture; held and augmented on the device), a persistent validation iterator (one architecture batch per
 weights batch), the weights' SGD with its per-epoch cosine schedule, atomic epoch and mid-epoch
 checkpoints (``--resume`` after kill -9 ends exactly as the uninterrupted run on CPU) and the
 outputs (:meth:`OneShotSearch.write_outputs`). Data reach the loop through a feed
@@ -30,8 +31,9 @@ from api.runs.atomic_io import atomic_torch_save, atomic_write_bytes, atomic_wri
 from api.train.augment import random_crop, random_flip
 from api.benchmarks.nasbench201 import BENCHMARK_COLUMNS, Benchmark
 from api.train.checkpoint import capture_rng, restore_rng
-from api.datasets import (CIFAR_FOLDERS, DeviceBatches, _list_images, _read_image,
-                          balanced_indices, load_cifar)
+from api.datasets import (AUTODL_SPLIT_SHA256, CIFAR_FOLDERS, DeviceBatches, _list_images,
+                          _read_image, balanced_indices, index_list_sha256, load_cifar,
+                          read_autodl_split)
 from api.errors import UserError
 from api.runs.fault_injection import maybe_die
 from api.machine import device_name
@@ -128,11 +130,15 @@ class OneShotConfig:
     #: Share of the drawn images in the architecture half (ENAS: 5k of 50k = 0.1); 0.5 is
     #: DARTS's/GDAS's halves (and is then left out of the settings, as before it existed).
     arch_fraction: float = 0.5
+    #: NAS-Bench-201 only: AutoDL's split file (``cifar-split.txt`` for CIFAR-10,
+    #: ``cifar100-test-split.txt`` for CIFAR-100); its indices go into the data fingerprint.
+    split_file: str = ""
 
     def settings(self) -> Dict[str, Any]:
         out = asdict(self)
         out.pop("data")  # where the data lies does not change results
         out.pop("download")
+        out.pop("split_file")  # nor where the split file lies: its content is fingerprinted
         if out["arch_fraction"] == 0.5:
             out.pop("arch_fraction")
         return json.loads(json.dumps(out))
@@ -166,16 +172,111 @@ def _load_train_split(dataset: str, root: str, download: bool = False
 
 @dataclass
 class SearchData:
-    """The two halves of the search data, on the device."""
+    """The two halves of the search data, on the device (``describe``: where they come from,
+    in words, when that is not the training split halved)."""
 
     weights: DeviceBatches
     arch: DeviceBatches
     num_classes: int
     fingerprint: Dict[str, Any]
+    describe: str = ""
+
+
+#: NAS-Bench-201 on CIFAR-100 (AutoDL's ``get_nas_search_loaders``): the weights train on the
+#: whole training split, the architecture on ``xvalid``, half of the test split. Without
+#: AutoDL's ``cifar100-test-split.txt`` (``--split_file``) that half is a class-balanced draw
+#: with this fixed seed, the same for every run (docs/fidelity/nasbench201.md).
+XVALID_SEED = 0
+#: The split file's lists per dataset: the weights' and the architecture's.
+SPLIT_FILE_KEYS = {"cifar10": ("train", "valid"), "cifar100": ("xvalid",)}
+
+
+def uses_test_xvalid(config: OneShotConfig) -> bool:
+    """Whether the architecture half is the test split's ``xvalid`` (NB201 on CIFAR-100)."""
+    return config.space == "nas-bench-201" and config.dataset == "cifar100"
+
+
+def _split_source(path: str, indices: np.ndarray) -> str:
+    name = AUTODL_SPLIT_SHA256.get(index_list_sha256(indices))
+    return f"AutoDL's {name}" if name else f"{Path(path).name} (not AutoDL's list)"
+
+
+def _stats(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    xf = x.astype(np.float64) / 255.0
+    return xf.mean(axis=(0, 2, 3)), xf.std(axis=(0, 2, 3)) + 1e-8
+
+
+def _load_test_xvalid_data(config: OneShotConfig, device: torch.device) -> SearchData:
+    """NAS-Bench-201 on CIFAR-100: weights on the training split (``--train_size`` of it,
+    class-balanced and seeded), architecture on the test split's ``xvalid`` half."""
+    splits = load_cifar(config.data, config.dataset, download=config.download or None)
+    n_test = len(splits.val_y)
+    if config.split_file:
+        xvalid = read_autodl_split(config.split_file, SPLIT_FILE_KEYS[config.dataset],
+                                   n_test)["xvalid"]
+        source = _split_source(config.split_file, xvalid)
+    else:
+        if n_test < 2:
+            raise UserError(f"{splits.source} holds {n_test} test image(s): the architecture "
+                            "needs half of the test split")
+        xvalid = balanced_indices(splits.val_y, n_test // 2,
+                                  np.random.default_rng(XVALID_SEED))
+        source = (f"a class-balanced half drawn with seed {XVALID_SEED}, not AutoDL's list: "
+                  "pass its cifar100-test-split.txt as --split_file")
+    y = splits.train_y
+    total = len(y) if config.train_size <= 0 else int(config.train_size)
+    if not 1 <= total <= len(y):
+        raise UserError(f"--train_size {total}: choose 1 to the {len(y)} training images of "
+                        f"{config.data}")
+    chosen = balanced_indices(y, total, np.random.default_rng(config.seed)) \
+        if total < len(y) else np.arange(len(y))
+    wx, wy = splits.train_x[chosen], y[chosen]
+    ax, ay = splits.val_x[xvalid], splits.val_y[xvalid]
+    mean, std = _stats(wx)
+    fingerprint = {"images": int(total), "weights_half": int(total),
+                   "arch_half": int(len(xvalid)), "arch_from": "test",
+                   "xvalid_sha256": index_list_sha256(xvalid),
+                   "classes": len(splits.classes), "label_sum": int(wy.sum() + ay.sum()),
+                   "pixel_sum": int(wx.astype(np.int64).sum() + ax.astype(np.int64).sum())}
+    describe = (f"weights on {total} training images, architecture on {len(xvalid)} test "
+                f"images (xvalid: {source})")
+    return SearchData(DeviceBatches(wx, wy, mean, std, device),
+                      DeviceBatches(ax, ay, mean, std, device),
+                      len(splits.classes), fingerprint, describe)
 
 
 def load_search_data(config: OneShotConfig, device: torch.device) -> SearchData:
+    if config.split_file and (config.space != "nas-bench-201"
+                              or config.dataset not in SPLIT_FILE_KEYS):
+        raise UserError("--split_file is AutoDL's NAS-Bench-201 split (cifar-split.txt, "
+                        "cifar100-test-split.txt): use it with --space nas-bench-201 and "
+                        "--dataset cifar10 or cifar100")
+    if uses_test_xvalid(config):
+        return _load_test_xvalid_data(config, device)
     x, y, classes = _load_train_split(config.dataset, config.data, config.download)
+    if config.split_file:
+        if config.train_size > 0:
+            raise UserError("--train_size and --split_file both choose the training images: "
+                            "drop one")
+        parts = read_autodl_split(config.split_file, SPLIT_FILE_KEYS[config.dataset], len(y))
+        half, rest = parts["train"], parts["valid"]
+        if len(np.intersect1d(half, rest)):
+            raise UserError(f"split file {config.split_file}: 'train' and 'valid' share "
+                            "images")
+        both = np.concatenate([half, rest])
+        mean, std = _stats(x[both])
+        fingerprint = {"images": int(len(both)), "weights_half": int(len(half)),
+                       "arch_half": int(len(rest)), "classes": len(classes),
+                       "train_sha256": index_list_sha256(half),
+                       "valid_sha256": index_list_sha256(rest),
+                       "label_sum": int(y[both].sum()),
+                       "pixel_sum": int(x[both].astype(np.int64).sum())}
+        src = [_split_source(config.split_file, part) for part in (half, rest)]
+        describe = (f"weights on {len(half)} training images ({src[0]}), architecture on "
+                    f"{len(rest)} ({src[1]})")
+        return SearchData(DeviceBatches(x[half], y[half], mean, std, device),
+                          DeviceBatches(x[rest], y[rest], mean, std, device),
+                          len(classes), fingerprint, describe)
     rng = np.random.default_rng(config.seed)
     total = len(y) if config.train_size <= 0 else int(config.train_size)
     if total < 2:
@@ -189,8 +290,7 @@ def load_search_data(config: OneShotConfig, device: torch.device) -> SearchData:
         min(total - 1, max(1, total - int(round(total * config.arch_fraction))))
     half = balanced_indices(y, n_weights, rng)           # weights half
     rest = np.setdiff1d(np.arange(total), half)          # architecture half
-    xf = x.astype(np.float64) / 255.0
-    mean, std = xf.mean(axis=(0, 2, 3)), xf.std(axis=(0, 2, 3)) + 1e-8
+    mean, std = _stats(x)
     fingerprint = {"images": int(total), "weights_half": int(len(half)),
                    "arch_half": int(len(rest)), "classes": len(classes),
                    "label_sum": int(y.sum()), "pixel_sum": int(x.astype(np.int64).sum())}
@@ -431,9 +531,11 @@ class OneShotSearch:
                   "kept; the epoch goes on from there)") if partial else ""
             resumed = (f"{start_epoch} of {cfg.epochs} epochs done{at}; "
                        f"{cfg.epochs - start_epoch} epoch(s) to go")
+        describe = getattr(data, "describe", "")
         announce(self.root, f"{counted(cfg.epochs, 'epoch')} of {self.method.name} on "
                             f"{cfg.space}, about {counted(steps, 'step')} each "
-                            f"(batch {cfg.batch_size})", resumed)
+                            f"(batch {cfg.batch_size})" + (f"; {describe}" if describe else ""),
+                 resumed)
         projection = Projection("epoch", str(self.device))
         bar = progress(total=cfg.epochs, initial=start_epoch, desc=f"{self.method.name} epochs",
                    unit="epoch", disable=not self.progress, dynamic_ncols=True)

@@ -103,7 +103,8 @@ def test_defaults_are_the_official_ones():
         (300, 300, 20.0, 0.25, 50, 256, 35, 5e-7)
     assert (a.dropout, a.dropouth, a.dropoutx, a.dropouti, a.dropoute, a.beta) == \
         (0.75, 0.25, 0.75, 0.2, 0.0, 1e-3)
-    assert (a.arch_lr, a.arch_wdecay, a.unrolled) == (3e-3, 1e-3, False)
+    assert (a.arch_lr, a.arch_wdecay, a.unrolled, a.exact_virtual_step) == \
+        (3e-3, 1e-3, False, False)
 
 
 @pytest.mark.slow
@@ -142,7 +143,8 @@ def test_writes_every_output_and_the_rnn_trainer_takes_the_genotype(
     s = torch.load(save / "checkpoint.pt", weights_only=True)["settings"]
     assert (s["lr"], s["momentum"], s["weight_decay"], s["grad_clip"]) == (20.0, 0.0, 5e-7, 0.25)
     assert s["method_settings"] == {"unrolled": unrolled, "arch_lr": 3e-3,
-                                    "arch_weight_decay": 1e-3, "bptt": 5, "beta": 1e-3}
+                                    "arch_weight_decay": 1e-3, "bptt": 5, "beta": 1e-3,
+                                    **({"virtual_step": "official"} if unrolled else {})}
     if unrolled:
         return
     # the RNN trainer takes the arch-best file as it is
