@@ -1,6 +1,7 @@
 """NAO-WS on the one weight-sharing trainer (TF renqianluo/NAO ``NAO-WS/cnn``).
 
-- ``step``: one supernet weight step on an architecture drawn uniformly from the pool.
+- ``step``: one supernet weight step on an architecture drawn uniformly from the pool; every
+  weight is decayed, used or not (:class:`DecayEveryWeight`).
 - ``epoch_end`` at the evaluation points (``--epochs`` cut into ``--iterations + 1`` parts):
   every pool architecture is scored on one validation batch, the pool files are written
   (:func:`searching.nao.pool.write_pool`), and (except at the last point) the controller is
@@ -31,6 +32,27 @@ from searching.nao.pool import (PoolEntry, pairwise_accuracy, random_archs, sort
                                 write_next_pool, write_pool)
 from searching.oneshot.trainer import (OneShotConfig, OneShotMethod, PersistentIterator,
                                        sampled_arch_step)
+
+
+class DecayEveryWeight:
+    """The weight optimizer as TF's l2 term drives it: ``l2 * sum(w**2)`` is in the loss, so
+    every weight gets a gradient at every step, those of the ops the sampled architecture
+    leaves out included (decayed, and their momentum applied). Torch's SGD skips a parameter
+    whose gradient is None, so this zero-fills them instead."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def zero_grad(self) -> None:
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                else:
+                    p.grad.zero_()
+
+    def step(self) -> None:
+        self.optimizer.step()
 
 
 def eval_points(epochs: int, iterations: int) -> List[int]:
@@ -119,8 +141,8 @@ class NAOWS(OneShotMethod):
         if hasattr(net, "step_ratio"):  # drop-path grows with progress (ENAS/NAO), per epoch
             net.step_ratio = epoch / self.config.epochs
         arch = self.pool[int(torch.randint(len(self.pool), (1,), generator=self.generator))]
-        return sampled_arch_step(net, self.w_optimizer, x, y, arch, self.aux_weight,
-                                 self.config.grad_clip)
+        return sampled_arch_step(net, DecayEveryWeight(self.w_optimizer), x, y, arch,
+                                 self.aux_weight, self.config.grad_clip)
 
     # ------------------------------------------------------------------ pool rounds
     def _evaluate_pool(self, net: nn.Module, feed) -> List[float]:

@@ -122,7 +122,7 @@ class PoolEntry:
     predicted: float = math.nan
 
     def line(self) -> str:
-        return f"{self.arch.to_string()}\t{self.measured:.6f}\t{self.predicted:.6f}"
+        return f"{self.arch.to_string()}\t{self.measured}\t{self.predicted}"
 
 
 def sort_entries(entries: Sequence[PoolEntry]) -> List[PoolEntry]:

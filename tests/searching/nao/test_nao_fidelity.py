@@ -212,6 +212,38 @@ def test_search_network_settings_follow_tf_model_search():
     assert torch.allclose(a, b, rtol=0, atol=1e-15)
 
 
+def test_every_supernet_weight_is_decayed_at_every_step_as_tfs_l2(one_thread):
+    """TF's l2 term gives every weight a gradient each step, the ops the sampled architecture
+    leaves out included: they decay, with Nesterov momentum, while they are not used."""
+    from api.spaces.enas_micro.supernet import EnasMicroSupernet
+    from searching.nao.method import DecayEveryWeight
+    from searching.oneshot.trainer import sampled_arch_step
+
+    torch.manual_seed(0)
+    net = EnasMicroSupernet(10, C=4, layers=1, auxiliary=False, keep_prob=1.0,
+                            input_size=8).double()
+    arch = random_archs(1, torch.Generator().manual_seed(6))[0]
+    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(10, (4,))
+    F.cross_entropy(net(x, arch), y).backward()
+    unused = [n for n, p in net.named_parameters() if p.grad is None]
+    assert unused
+    net.zero_grad(set_to_none=True)
+    w0 = {n: p.detach().clone() for n, p in net.named_parameters()}
+    lr, m, wd = 0.05, 0.9, 2e-4
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=m, nesterov=True, weight_decay=wd)
+    for _ in range(3):
+        sampled_arch_step(net, DecayEveryWeight(opt), x, y, arch, 0.0, 0.0)
+    params = dict(net.named_parameters())
+    assert any(not torch.equal(params[n].detach(), w0[n]) for n in unused)
+    for n in unused:
+        w, buf = w0[n], torch.zeros_like(w0[n])
+        for _ in range(3):  # TF: gradient 2 * l2 * w; MomentumOptimizer(use_nesterov=True)
+            grad = wd * w
+            buf = m * buf + grad
+            w = w - lr * (grad + m * buf)
+        assert torch.allclose(params[n].detach(), w, rtol=0, atol=1e-15), n
+
+
 # ---------------------------------------------------------------------- pool files
 def official_lines(archs):
     """train_search.py's writer: ' '.join(map(str, arch[0] + arch[1])) a line."""
