@@ -176,7 +176,7 @@ def test_controller_initialisation_is_tfs(one_thread):
         if ("bias" in name and "hh" not in name) or name == "attn_b":
             assert torch.count_nonzero(p) == 0, name
         elif name == "attn_g":
-            assert math.isclose(float(p), math.sqrt(1 / H), rel_tol=1e-6)
+            assert math.isclose(p.detach().item(), math.sqrt(1 / H), rel_tol=1e-6)
         elif "bias_hh" not in name:
             assert p.abs().max() <= 0.1 and p.abs().max() > 0.09, name
     kernel = torch.cat([model.dec_cell.weight_ih, model.dec_cell.weight_hh], 1).double()
