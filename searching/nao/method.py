@@ -1,7 +1,7 @@
 """NAO-WS on the one weight-sharing trainer (TF renqianluo/NAO ``NAO-WS/cnn``).
 
 - ``step``: one supernet weight step on an architecture drawn uniformly from the pool; every
-  weight is decayed, used or not (:class:`DecayEveryWeight`).
+  weight is decayed, used or not (:class:`TFWeightStep`).
 - ``epoch_end`` at the evaluation points (``--epochs`` cut into ``--iterations + 1`` parts):
   every pool architecture is scored on one validation batch, the pool files are written
   (:func:`searching.nao.pool.write_pool`), and (except at the last point) the controller is
@@ -34,14 +34,16 @@ from searching.oneshot.trainer import (OneShotConfig, OneShotMethod, PersistentI
                                        sampled_arch_step)
 
 
-class DecayEveryWeight:
-    """The weight optimizer as TF's l2 term drives it: ``l2 * sum(w**2)`` is in the loss, so
-    every weight gets a gradient at every step, those of the ops the sampled architecture
-    leaves out included (decayed, and their momentum applied). Torch's SGD skips a parameter
-    whose gradient is None, so this zero-fills them instead."""
+class TFWeightStep:
+    """The supernet's optimizer step as TF's ``utils.get_train_ops`` makes it: ``l2 * sum(w**2)``
+    is in the loss, so every weight gets the decay gradient at every step, those of the ops
+    the sampled architecture leaves out included (decayed, their momentum applied; torch's SGD
+    would skip them), and ``clip_norm > 0`` clips each tensor's gradient, decay included, to
+    that norm (TF's ``clip_mode="norm"`` as meant; TF's own code appends the unclipped
+    gradient, hence ``--grad_clip 0``). The wrapped SGD keeps its momentum and Nesterov."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
+    def __init__(self, optimizer: torch.optim.Optimizer, clip_norm: float = 0.0) -> None:
+        self.optimizer, self.clip_norm = optimizer, float(clip_norm)
 
     def zero_grad(self) -> None:
         for group in self.optimizer.param_groups:
@@ -51,8 +53,27 @@ class DecayEveryWeight:
                 else:
                     p.grad.zero_()
 
+    @torch.no_grad()
     def step(self) -> None:
-        self.optimizer.step()
+        decays = []
+        for group in self.optimizer.param_groups:
+            wd = group.get("weight_decay", 0.0)
+            decays.append(wd)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if wd:
+                    p.grad.add_(p, alpha=wd)
+                if self.clip_norm > 0:
+                    norm = p.grad.norm()
+                    if norm > self.clip_norm:
+                        p.grad.mul_(self.clip_norm / norm)
+            group["weight_decay"] = 0.0
+        try:
+            self.optimizer.step()
+        finally:
+            for group, wd in zip(self.optimizer.param_groups, decays):
+                group["weight_decay"] = wd
 
 
 def eval_points(epochs: int, iterations: int) -> List[int]:
@@ -141,8 +162,9 @@ class NAOWS(OneShotMethod):
         if hasattr(net, "step_ratio"):  # drop-path grows with progress (ENAS/NAO), per epoch
             net.step_ratio = epoch / self.config.epochs
         arch = self.pool[int(torch.randint(len(self.pool), (1,), generator=self.generator))]
-        return sampled_arch_step(net, DecayEveryWeight(self.w_optimizer), x, y, arch,
-                                 self.aux_weight, self.config.grad_clip)
+        # the clip happens in TFWeightStep, after the decay term joins the gradient
+        return sampled_arch_step(net, TFWeightStep(self.w_optimizer, self.config.grad_clip),
+                                 x, y, arch, self.aux_weight, 0.0)
 
     # ------------------------------------------------------------------ pool rounds
     def _evaluate_pool(self, net: nn.Module, feed) -> List[float]:

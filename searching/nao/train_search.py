@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight_decay", type=float, default=2e-4,
                    help="SGD weight decay: TF's l2 1e-4 times sum(w**2) in the loss has this "
                         "gradient")
-    p.add_argument("--grad_clip", type=float, default=5.0)
+    p.add_argument("--grad_clip", type=float, default=0.0,
+                   help="clip each weight tensor's gradient norm (TF's clip_mode 'norm' with "
+                        "--child_grad_bound 5, as meant); 0: no clipping, what TF's code does")
     p.add_argument("--aux_weight", type=float, default=0.4,
                    help="auxiliary head's loss weight (0: no auxiliary head)")
     p.add_argument("--keep_prob", type=float, default=0.9, help="dropout keep before the head")

@@ -186,12 +186,14 @@ def test_controller_initialisation_is_tfs(one_thread):
 # ---------------------------------------------------------------------- search network
 def test_search_network_settings_follow_tf_model_search():
     """train_search.sh passes --child_drop_path_keep_prob=0.60, but model_search.py's search
-    layers (``_enas_layer``) never drop paths; ``get_train_ops`` adds l2 * sum(w**2)."""
+    layers (``_enas_layer``) never drop paths; ``get_train_ops`` adds l2 * sum(w**2) and its
+    "norm" clip does not clip."""
     from searching.nao.train_search import build_parser, supernet_kwargs
 
     args = build_parser().parse_args([])
     assert supernet_kwargs(args)["drop_path_keep_prob"] == 1.0
     assert args.weight_decay == 2e-4
+    assert args.grad_clip == 0.0  # the "norm" clip appends the unclipped gradient
     # l2 * sum(w**2) in the loss and SGD weight_decay 2 * l2: the same Nesterov step
     torch.manual_seed(3)
     w0 = torch.randn(5, dtype=torch.float64)
@@ -212,11 +214,13 @@ def test_search_network_settings_follow_tf_model_search():
     assert torch.allclose(a, b, rtol=0, atol=1e-15)
 
 
-def test_every_supernet_weight_is_decayed_at_every_step_as_tfs_l2(one_thread):
-    """TF's l2 term gives every weight a gradient each step, the ops the sampled architecture
-    leaves out included: they decay, with Nesterov momentum, while they are not used."""
+def test_supernet_step_is_tfs_decay_of_every_weight_and_per_tensor_clip(one_thread):
+    """TF's ``utils.get_train_ops``: l2 * sum(w**2) in the loss gives every weight a gradient
+    at every step (the ops the sampled architecture leaves out decay, with Nesterov momentum,
+    while unused); ``clip_mode="norm"`` as meant clips each tensor's gradient, decay
+    included (TF's own code leaves it unclipped: ``--grad_clip 0``)."""
     from api.spaces.enas_micro.supernet import EnasMicroSupernet
-    from searching.nao.method import DecayEveryWeight
+    from searching.nao.method import TFWeightStep
     from searching.oneshot.trainer import sampled_arch_step
 
     torch.manual_seed(0)
@@ -224,24 +228,41 @@ def test_every_supernet_weight_is_decayed_at_every_step_as_tfs_l2(one_thread):
                             input_size=8).double()
     arch = random_archs(1, torch.Generator().manual_seed(6))[0]
     x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(10, (4,))
-    F.cross_entropy(net(x, arch), y).backward()
-    unused = [n for n, p in net.named_parameters() if p.grad is None]
+    ref = copy.deepcopy(net)
+    names = [n for n, _ in ref.named_parameters()]
+    loss_grads = torch.autograd.grad(F.cross_entropy(ref(x, arch), y), list(ref.parameters()),
+                                     allow_unused=True)
+    unused = [n for n, gr in zip(names, loss_grads) if gr is None]
     assert unused
-    net.zero_grad(set_to_none=True)
     w0 = {n: p.detach().clone() for n, p in net.named_parameters()}
-    lr, m, wd = 0.05, 0.9, 2e-4
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=m, nesterov=True, weight_decay=wd)
-    for _ in range(3):
-        sampled_arch_step(net, DecayEveryWeight(opt), x, y, arch, 0.0, 0.0)
-    params = dict(net.named_parameters())
-    assert any(not torch.equal(params[n].detach(), w0[n]) for n in unused)
-    for n in unused:
-        w, buf = w0[n], torch.zeros_like(w0[n])
-        for _ in range(3):  # TF: gradient 2 * l2 * w; MomentumOptimizer(use_nesterov=True)
-            grad = wd * w
-            buf = m * buf + grad
-            w = w - lr * (grad + m * buf)
-        assert torch.allclose(params[n].detach(), w, rtol=0, atol=1e-15), n
+    lr, m, wd, clip = 0.05, 0.9, 2e-4, 0.01
+    for clip_norm, steps in ((0.0, 3), (clip, 1)):
+        model = copy.deepcopy(net)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=m, nesterov=True,
+                              weight_decay=wd)
+        for _ in range(steps):
+            sampled_arch_step(model, TFWeightStep(opt, clip_norm), x, y, arch, 0.0, 0.0)
+        assert opt.param_groups[0]["weight_decay"] == wd
+        params = dict(model.named_parameters())
+        if clip_norm == 0:  # unused weights: gradient 2 * l2 * w alone, three steps
+            assert any(not torch.equal(params[n].detach(), w0[n]) for n in unused)
+            for n in unused:
+                w, buf = w0[n], torch.zeros_like(w0[n])
+                for _ in range(steps):
+                    grad = wd * w
+                    buf = m * buf + grad
+                    w = w - lr * (grad + m * buf)
+                assert torch.allclose(params[n].detach(), w, rtol=0, atol=1e-15), n
+        else:  # one step of every weight: (loss gradient + decay) clipped per tensor
+            clipped = 0
+            for n, gr in zip(names, loss_grads):
+                grad = (0 if gr is None else gr) + wd * w0[n]
+                if grad.norm() > clip:
+                    grad = grad * clip / grad.norm()
+                    clipped += 1
+                w = w0[n] - lr * (grad + m * grad)  # Nesterov's first step
+                assert torch.allclose(params[n].detach(), w, rtol=0, atol=1e-13), n
+            assert clipped > 0
 
 
 # ---------------------------------------------------------------------- pool files
