@@ -2,7 +2,8 @@
 architectures' embeddings uphill until enough unseen architectures come out.
 
 Both follow the TF NAO-WS code (renqianluo/NAO ``NAO-WS/cnn/train_search.py``): targets are the
-pool's accuracies min-max normalised, training uses symmetry augmentation, and generation starts
+pool's accuracies min-max normalised (TF's error rates and descent, equivalently), training
+uses symmetry augmentation and TF's optimizer step (:func:`clip_by_global_norm`), generation starts
 from the pool's top 100 at step size 1, adding 1 per round, until ``n_new`` unseen architectures
 are found or the step passes ``max_step``. "Unseen" is up to branch order
 (:func:`searching.nao.pool.canonical`), not NAO's token comparison.
