@@ -7,7 +7,7 @@
 # DARTS's NetworkCIFAR (the enas-micro space's network: NAO_pytorch's parameter count, no
 # dropout before the classifier); a 16-op cell in NAO's own network.
 #   bash scripts/train_NAONet_B_36_cifar10.sh [trainer flags]
-#   FIXED_ARC="$(head -1 exp/search_cifar10/arch_pool.final | cut -f1)" \
+#   FIXED_ARC="$(head -1 exp/search_cifar10/arch_pool.final)" \
 #       bash scripts/train_NAONet_B_36_cifar10.sh
 # Environment: FIXED_ARC (default NAONet-B's 40 integers), DATA (default ./data), OUT (default
 # ./exp/NAONet_B_36_cifar10), EPOCHS (600; EPOCHS=1 for a smoke run), C (36), LAYERS (20),

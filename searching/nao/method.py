@@ -1,11 +1,13 @@
 """NAO-WS on the one weight-sharing trainer (TF renqianluo/NAO ``NAO-WS/cnn``).
 
-- ``step``: one supernet weight step on an architecture drawn uniformly from the pool.
+- ``step``: one supernet weight step on an architecture drawn uniformly from the pool; every
+  weight is decayed, used or not (:class:`TFWeightStep`).
 - ``epoch_end`` at the evaluation points (``--epochs`` cut into ``--iterations + 1`` parts):
-  every pool architecture is scored on one validation batch, ``arch_pool`` /
-  ``arch_pool.final`` are written, and (except at the last point) the controller is trained
-  on the pool (:func:`searching.nao.optimize.train_controller`) and generates ``--new_arch``
-  unseen architectures that replace the pool's worst.
+  every pool architecture is scored on one validation batch, the pool files are written
+  (:func:`searching.nao.pool.write_pool`), and (except at the last point) the controller is
+  trained on the pool (:func:`searching.nao.optimize.train_controller`) and generates
+  ``--new_arch`` unseen architectures that replace the pool's worst; ``arch_pool`` then holds
+  the next pool, as NAO's.
 - ``derive``: the best measured architecture of the last evaluation.
 
 Fidelity notes (pool sizes, TF vs NAO_pytorch): docs/fidelity/nao.md.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -24,12 +26,54 @@ from api.errors import UserError
 from api.spaces.enas_micro import MicroArch
 from api.spaces.enas_micro.arch import make_arch
 from searching.enas.cnn_method import sgdr_lr  # ENAS's child_lr_cosine, as NAO-WS's
-from searching.nao.controller import ControllerConfig, NAOController
+from searching.nao.controller import ControllerConfig, NAOController, make_optimizer
 from searching.nao.optimize import generate_archs, normalise, predict, train_controller
 from searching.nao.pool import (PoolEntry, pairwise_accuracy, random_archs, sort_entries,
-                                write_pool)
+                                write_next_pool, write_pool)
 from searching.oneshot.trainer import (OneShotConfig, OneShotMethod, PersistentIterator,
                                        sampled_arch_step)
+
+
+class TFWeightStep:
+    """The supernet's optimizer step as TF's ``utils.get_train_ops`` makes it: ``l2 * sum(w**2)``
+    is in the loss, so every weight gets the decay gradient at every step, those of the ops
+    the sampled architecture leaves out included (decayed, their momentum applied; torch's SGD
+    would skip them), and ``clip_norm > 0`` clips each tensor's gradient, decay included, to
+    that norm (TF's ``clip_mode="norm"`` as meant; TF's own code appends the unclipped
+    gradient, hence ``--grad_clip 0``). The wrapped SGD keeps its momentum and Nesterov."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, clip_norm: float = 0.0) -> None:
+        self.optimizer, self.clip_norm = optimizer, float(clip_norm)
+
+    def zero_grad(self) -> None:
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                else:
+                    p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        decays = []
+        for group in self.optimizer.param_groups:
+            wd = group.get("weight_decay", 0.0)
+            decays.append(wd)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if wd:
+                    p.grad.add_(p, alpha=wd)
+                if self.clip_norm > 0:
+                    norm = p.grad.norm()
+                    if norm > self.clip_norm:
+                        p.grad.mul_(self.clip_norm / norm)
+            group["weight_decay"] = 0.0
+        try:
+            self.optimizer.step()
+        finally:
+            for group, wd in zip(self.optimizer.param_groups, decays):
+                group["weight_decay"] = wd
 
 
 def eval_points(epochs: int, iterations: int) -> List[int]:
@@ -53,13 +97,18 @@ class NAOWS(OneShotMethod):
                  eval_batch_size: int = 500, aux_weight: float = 0.4, symmetry: bool = True,
                  lr_t0: int = 10, lr_t_mul: int = 2,
                  controller: Optional[ControllerConfig] = None, seed: int = 0,
-                 out_dir: Optional[str] = None, progress: bool = False) -> None:
+                 out_dir: Optional[str] = None, progress: bool = False,
+                 initial_pool: Optional[Sequence[MicroArch]] = None) -> None:
         if seed_arch < 2:
             raise UserError("--seed_arch must be at least 2")
         random_arch = seed_arch // 20 if random_arch is None else int(random_arch)
-        if new_arch < 0 or random_arch < 0 or new_arch + random_arch >= seed_arch:
+        self.initial_pool = None if initial_pool is None else list(initial_pool)
+        size, what = ((seed_arch, f"--seed_arch {seed_arch}") if self.initial_pool is None else
+                      (len(self.initial_pool), f"the {len(self.initial_pool)} architectures of "
+                                               f"--child_arch_pool"))
+        if new_arch < 0 or random_arch < 0 or new_arch + random_arch >= size:
             raise UserError(f"--new_arch {new_arch} + --random_arch {random_arch} must be below "
-                            f"--seed_arch {seed_arch} (the pool keeps its best of the rest)")
+                            f"{what} (the pool keeps its best of the rest)")
         if controller_epochs < 1 or eval_batch_size < 1 or top_archs < 1:
             raise UserError("--controller_epochs, --eval_batch_size and --top_archs must be at "
                             "least 1")
@@ -80,6 +129,7 @@ class NAOWS(OneShotMethod):
                 "max_step": self.max_step, "eval_batch_size": self.eval_batch_size,
                 "aux_weight": self.aux_weight, "symmetry": self.symmetry,
                 "lr_t0": self.lr_t0, "lr_t_mul": self.lr_t_mul,
+                "initial_pool": None if self.initial_pool is None else len(self.initial_pool),
                 "controller": self.controller_config.to_dict()}
 
     # ------------------------------------------------------------------ setup
@@ -90,13 +140,12 @@ class NAOWS(OneShotMethod):
         device = next(net.parameters()).device
         self.generator = torch.Generator().manual_seed(self.seed + 11)
         self.controller = NAOController(self.controller_config).to(device)
-        cfg = self.controller_config
-        self.c_optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.lr,
-                                            weight_decay=cfg.weight_decay)
+        self.c_optimizer = make_optimizer(self.controller)
         self.controller_step = 0
         self.controller_trained = False
         self.target_range = (0.0, 1.0)
-        self.pool: List[MicroArch] = random_archs(self.seed_arch, self.generator)
+        self.pool: List[MicroArch] = (list(self.initial_pool) if self.initial_pool is not None
+                                      else random_archs(self.seed_arch, self.generator))
         self.seen = set(self.pool)
         self.entries: List[PoolEntry] = []
 
@@ -113,8 +162,9 @@ class NAOWS(OneShotMethod):
         if hasattr(net, "step_ratio"):  # drop-path grows with progress (ENAS/NAO), per epoch
             net.step_ratio = epoch / self.config.epochs
         arch = self.pool[int(torch.randint(len(self.pool), (1,), generator=self.generator))]
-        return sampled_arch_step(net, self.w_optimizer, x, y, arch, self.aux_weight,
-                                 self.config.grad_clip)
+        # the clip happens in TFWeightStep, after the decay term joins the gradient
+        return sampled_arch_step(net, TFWeightStep(self.w_optimizer, self.config.grad_clip),
+                                 x, y, arch, self.aux_weight, 0.0)
 
     # ------------------------------------------------------------------ pool rounds
     def _evaluate_pool(self, net: nn.Module, feed) -> List[float]:
@@ -168,10 +218,12 @@ class NAOWS(OneShotMethod):
         self.entries = sort_entries([PoolEntry(a, m, p) for a, m, p in
                                      zip(self.pool, measured, pred)])
         if self.out_dir is not None:
-            write_pool(Path(self.out_dir), self.entries)
+            write_pool(Path(self.out_dir), self.entries, epoch + 1)
         if epoch + 1 == self.points[-1]:
             return out
         out.update(self._next_pool())
+        if self.out_dir is not None:
+            write_next_pool(Path(self.out_dir), self.pool)
         return out
 
     def _next_pool(self) -> Dict[str, Any]:

@@ -2,7 +2,8 @@
 architectures' embeddings uphill until enough unseen architectures come out.
 
 Both follow the TF NAO-WS code (renqianluo/NAO ``NAO-WS/cnn/train_search.py``): targets are the
-pool's accuracies min-max normalised, training uses symmetry augmentation, and generation starts
+pool's accuracies min-max normalised (TF's error rates and descent, equivalently), training
+uses symmetry augmentation and TF's optimizer step (:func:`clip_by_global_norm`), generation starts
 from the pool's top 100 at step size 1, adding 1 per round, until ``n_new`` unseen architectures
 are found or the step passes ``max_step``. "Unseen" is up to branch order
 (:func:`searching.nao.pool.canonical`), not NAO's token comparison.
@@ -54,9 +55,10 @@ def train_controller(model: NAOController, optimizer: torch.optim.Optimizer,
 def _train_controller(model, optimizer, archs, targets, epochs, generator, step, symmetry,
                       progress) -> Dict[str, float]:
     cfg = model.config
-    device = next(model.parameters()).device
+    param = next(model.parameters())
+    device = param.device
     seqs = [arch_to_seq(a) for a in archs]
-    y_all = torch.tensor(list(targets), dtype=torch.float32, device=device)
+    y_all = torch.tensor(list(targets), dtype=param.dtype, device=device)
     n = len(seqs)
     sums = {"loss": 0.0, "mse": 0.0, "nll": 0.0}
     model.train()
@@ -67,16 +69,20 @@ def _train_controller(model, optimizer, archs, targets, epochs, generator, step,
             batch_seqs = [swap_branches(seqs[i], *nodes[i]) for i in range(n)]
         else:
             batch_seqs = seqs
+        # TF feeds the decoder the unswapped sequence (see ControllerConfig)
+        feed_seqs = batch_seqs if cfg.swapped_decoder_inputs else seqs
         sums = {"loss": 0.0, "mse": 0.0, "nll": 0.0}
         for start in range(0, n, cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
             x = torch.tensor([batch_seqs[i] for i in idx], dtype=torch.long, device=device)
+            feed = x if feed_seqs is batch_seqs else torch.tensor(
+                [feed_seqs[i] for i in idx], dtype=torch.long, device=device)
             for group in optimizer.param_groups:
                 group["lr"] = controller_lr(cfg, step)
             optimizer.zero_grad()
-            loss, mse, nll = model.loss(x, y_all[idx])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_bound)
+            loss, mse, nll = model.loss(x, y_all[idx], feed)
+            loss.backward()  # the l2 term is in the loss, so it is clipped with it (TF)
+            clip_by_global_norm(model.trainable(), cfg.grad_bound)
             optimizer.step()
             step += 1
             for key, value in (("loss", loss), ("mse", mse), ("nll", nll)):
@@ -88,6 +94,18 @@ def _train_controller(model, optimizer, archs, targets, epochs, generator, step,
     out["controller_pairwise_acc"] = pairwise_accuracy(list(targets), pred)
     out["controller_step"] = step
     return out
+
+
+def clip_by_global_norm(params: Sequence[torch.Tensor], bound: float) -> None:
+    """TF's ``tf.clip_by_global_norm``: every gradient times ``bound / max(norm, bound)``
+    (torch's ``clip_grad_norm_`` divides by ``norm + 1e-6``)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads or bound <= 0:
+        return
+    norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))
+    scale = bound / torch.clamp(norm, min=bound)
+    for g in grads:
+        g.mul_(scale)
 
 
 def predict(model: NAOController, archs: Sequence[MicroArch]) -> List[float]:

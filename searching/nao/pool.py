@@ -4,9 +4,8 @@ Token form (NAO's ``parse_arch_to_seq``, two tokens per branch): the 40 integers
 :class:`~api.spaces.enas_micro.MicroArch` with every input index ``i`` written as ``i + 1``
 (1..6) and every op ``o`` as ``o + 7`` (7..11); token 0 is the decoder's start symbol (12 tokens).
 A node's two branches commute, so swapping them names the same cell (:func:`swap_branches`:
-NAO's symmetry augmentation; :func:`canonical`). Pool files (``arch_pool``,
-``arch_pool.final``): one architecture a line, best measured first,
-``<40 integers>\\t<measured>\\t<predicted>``.
+NAO's symmetry augmentation; :func:`canonical`). Pool files are NAO's (:func:`write_pool`),
+so pools move both ways between this code and NAO's.
 
 See docs/nao.md.
 """
@@ -21,7 +20,9 @@ import torch
 
 from api.runs.atomic_io import atomic_write_text
 from api.spaces.enas_micro import MicroArch
-from api.spaces.enas_micro.arch import ARCH_LEN, CELL_LEN, ENAS_OPS, NODES, make_arch
+from api.errors import UserError
+from api.spaces.enas_micro.arch import (ARCH_LEN, CELL_LEN, ENAS_OPS, NODES, make_arch,
+                                        parse_arch)
 
 VOCAB = 12
 SOS = 0
@@ -121,7 +122,7 @@ class PoolEntry:
     predicted: float = math.nan
 
     def line(self) -> str:
-        return f"{self.arch.to_string()}\t{self.measured:.6f}\t{self.predicted:.6f}"
+        return f"{self.arch.to_string()}\t{self.measured}\t{self.predicted}"
 
 
 def sort_entries(entries: Sequence[PoolEntry]) -> List[PoolEntry]:
@@ -129,16 +130,60 @@ def sort_entries(entries: Sequence[PoolEntry]) -> List[PoolEntry]:
     return sorted(entries, key=lambda e: -e.measured)
 
 
-def write_pool(root: Path, entries: Sequence[PoolEntry], top: int = 5) -> None:
-    """``arch_pool`` (every entry) and ``arch_pool.final`` (the ``top`` best), atomically."""
+def _arch_lines(archs: Iterable[MicroArch]) -> str:
+    return "".join(a.to_string() + "\n" for a in archs)
+
+
+def write_pool(root: Path, entries: Sequence[PoolEntry], epoch: int, top: int = 5) -> None:
+    """An evaluated pool, best first, atomically: NAO's ``arch_pool`` (one architecture a
+    line, its 40 integers) and ``arch_pool.perf`` (its error rate, ``1 - accuracy``), the same
+    pair as ``arch_pool.<epoch>`` / ``arch_pool.perf.<epoch>``; ``arch_pool.final`` (the
+    ``top`` best, the same form); ``arch_pool.scores`` (``<40 integers>\t<measured
+    accuracy>\t<predicted accuracy>``)."""
+    root = Path(root)
     ranked = sort_entries(entries)
-    atomic_write_text(Path(root) / "arch_pool", "".join(e.line() + "\n" for e in ranked))
-    atomic_write_text(Path(root) / "arch_pool.final",
-                      "".join(e.line() + "\n" for e in ranked[:top]))
+    archs = _arch_lines(e.arch for e in ranked)
+    perf = "".join(f"{1.0 - e.measured}\n" for e in ranked)
+    for name, text in ((f"arch_pool.{epoch}", archs), (f"arch_pool.perf.{epoch}", perf),
+                       ("arch_pool.perf", perf), ("arch_pool", archs),
+                       ("arch_pool.final", _arch_lines(e.arch for e in ranked[:top])),
+                       ("arch_pool.scores", "".join(e.line() + "\n" for e in ranked))):
+        atomic_write_text(root / name, text)
+
+
+def write_next_pool(root: Path, pool: Sequence[MicroArch]) -> None:
+    """``arch_pool`` overwritten by the pool the next part trains (NAO's order: the kept
+    best, the generated, the random), as NAO does after each update."""
+    atomic_write_text(Path(root) / "arch_pool", _arch_lines(pool))
+
+
+def read_arch_pool(path: Path) -> List[MicroArch]:
+    """The architectures of an ``arch_pool`` file (NAO's or ours): 40 integers a line, blank
+    lines skipped; anything else is one UserError naming the line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UserError(f"cannot read the architecture pool {path}: {e.strerror or e}") from None
+    archs = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                archs.append(parse_arch(line, what="arch_pool architecture"))
+            except UserError as e:
+                raise UserError(f"{path}, line {n}: {e}") from None
+    if not archs:
+        raise UserError(f"the architecture pool {path} holds no architecture")
+    return archs
+
+
+def read_perf(path: Path) -> List[float]:
+    """The numbers of an ``arch_pool.perf`` file, one a line."""
+    return [float(v) for v in Path(path).read_text().split()]
 
 
 def read_pool(path: Path) -> List[PoolEntry]:
-    """The entries of a pool file (tests, users)."""
+    """The entries of an ``arch_pool.scores`` file (tests, users)."""
     out = []
     for line in Path(path).read_text().splitlines():
         if line.strip():

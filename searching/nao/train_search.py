@@ -5,8 +5,9 @@
 Defaults are the TF release's NAO-WS (renqianluo/NAO ``NAO-WS/cnn/train_search.sh``). The
 supernet trains on architectures drawn from the pool; at each evaluation point the pool is
 scored on held-out images, the encoder-predictor-decoder is trained on it, and generated unseen
-architectures replace the worst. Outputs in --save: arch_pool, arch_pool.final, arch-best
-(+ .json, .txt), history.jsonl, summary.json, search.log, args.json, curves.png, checkpoint.pt.
+architectures replace the worst. Outputs in --save: NAO's arch_pool / arch_pool.perf (and
+per-evaluation copies), arch_pool.final, arch_pool.scores, arch-best (+ .json, .txt),
+history.jsonl, summary.json, search.log, args.json, curves.png, checkpoint.pt.
 
 See docs/nao.md.
 """
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random_arch", type=int, default=None,
                    help="fresh random architectures added per update (default seed_arch // 20, "
                         "TF's 50 of 1,000)")
+    p.add_argument("--child_arch_pool", default=None, metavar="FILE",
+                   help="start from this pool instead of --seed_arch random architectures: an "
+                        "arch_pool file (NAO's or ours), 40 integers a line")
     p.add_argument("--top_archs", type=int, default=100,
                    help="the best pool architectures the generation starts from")
     p.add_argument("--max_step", type=int, default=100,
@@ -47,7 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--controller_epochs", type=int, default=1000,
                    help="controller training epochs per update")
     p.add_argument("--controller_batch_size", type=int, default=100)
-    p.add_argument("--controller_lr", type=float, default=1e-3, help="Adam")
+    p.add_argument("--controller_lr", type=float, default=1e-3,
+                   help="constant under Adam; SGD: x0.9 every 1000 steps after step 100")
+    p.add_argument("--controller_optimizer", choices=("adam", "sgd"), default="adam",
+                   help="adam: TF's Adam defaults (beta1 0.9, beta2 0.999, eps 1e-8)")
+    p.add_argument("--controller_mlp_dropout", type=float, default=0.0,
+                   help="dropout in the predictor's MLP while training (TF passes 0.1 to a "
+                        "dropout left in inference mode, so it applies none)")
+    p.add_argument("--controller_swapped_decoder_inputs", action="store_true",
+                   help="with symmetry augmentation, teacher-force the decoder on the swapped "
+                        "sequence it reconstructs (TF feeds it the unswapped one)")
     p.add_argument("--controller_trade_off", type=float, default=0.8,
                    help="loss = w * MSE + (1 - w) * NLL")
     p.add_argument("--no_symmetry", action="store_true",
@@ -68,12 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr_T_0", type=int, default=10, help="first cosine period (epochs)")
     p.add_argument("--lr_T_mul", type=int, default=2, help="period multiplier")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD (Nesterov)")
-    p.add_argument("--weight_decay", type=float, default=1e-4)
-    p.add_argument("--grad_clip", type=float, default=5.0)
+    p.add_argument("--weight_decay", type=float, default=2e-4,
+                   help="SGD weight decay: TF's l2 1e-4 times sum(w**2) in the loss has this "
+                        "gradient")
+    p.add_argument("--grad_clip", type=float, default=0.0,
+                   help="clip each weight tensor's gradient norm (TF's clip_mode 'norm' with "
+                        "--child_grad_bound 5, as meant); 0: no clipping, what TF's code does")
     p.add_argument("--aux_weight", type=float, default=0.4,
                    help="auxiliary head's loss weight (0: no auxiliary head)")
     p.add_argument("--keep_prob", type=float, default=0.9, help="dropout keep before the head")
-    p.add_argument("--drop_path_keep_prob", type=float, default=0.6)
+    p.add_argument("--drop_path_keep_prob", type=float, default=1.0,
+                   help="drop-path keep probability at the end of the search (1: none, as TF's "
+                        "search network, which ignores the script's 0.6)")
     add_run_flags(p)
     add_checkpoint_flag(p)
     return p
@@ -98,12 +117,22 @@ def nao_search(args: argparse.Namespace):
                         f"{args.lr_T_0} and {args.lr_T_mul}")
     eval_points(args.epochs, args.iterations)
     resolve_seed(args, args.save)
+    from searching.nao.pool import read_arch_pool
+
+    if not 0.0 <= args.controller_mlp_dropout < 1.0:
+        raise UserError(f"--controller_mlp_dropout must be in [0, 1), got "
+                        f"{args.controller_mlp_dropout}")
+    initial = None if args.child_arch_pool is None else read_arch_pool(args.child_arch_pool)
     controller = ControllerConfig(lr=args.controller_lr, batch_size=args.controller_batch_size,
-                                  trade_off=args.controller_trade_off)
+                                  trade_off=args.controller_trade_off,
+                                  optimizer=args.controller_optimizer,
+                                  mlp_dropout=args.controller_mlp_dropout,
+                                  swapped_decoder_inputs=args.controller_swapped_decoder_inputs)
     method = NAOWS(args.seed_arch, args.new_arch, args.random_arch, args.iterations,
                    args.controller_epochs, args.top_archs, args.max_step, args.eval_batch_size,
                    args.aux_weight, not args.no_symmetry, args.lr_T_0, args.lr_T_mul,
-                   controller, seed=args.seed, out_dir=args.save, progress=not args.quiet)
+                   controller, seed=args.seed, out_dir=args.save, progress=not args.quiet,
+                   initial_pool=initial)
     return run_search(args, method, True, supernet_kwargs(args), space="enas-micro",
                       arch_fraction=args.valid_fraction)
 
