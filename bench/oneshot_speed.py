@@ -41,7 +41,7 @@ WEIGHTS_HALF = 25_000
 EPOCHS = {"gdas": 250, "darts-v1": 50, "darts-v2": 50}
 #: Timed step pairs per method by default: >= 30 for GDAS, whose steps vary with the sample;
 #: DARTS computes every op at every step, so its steps vary only with the machine.
-DEFAULT_STEPS = {"gdas": 60, "darts-v1": 30, "darts-v2": 20}
+DEFAULT_STEPS = {"gdas": 40, "darts-v1": 10, "darts-v2": 6}
 OFFICIAL_NAME = {"gdas": "GDAS", "darts-v1": "DARTS-V1", "darts-v2": "DARTS-V2"}
 #: The weights' optimizer, both sides (AutoDL's NB201 GDAS/DARTS configs; our defaults there).
 SGD = dict(lr=0.025, lr_min=0.001, momentum=0.9, nesterov=True, weight_decay=5e-4,
@@ -415,9 +415,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument("--steps", type=int, default=0,
-                   help="timed step pairs per method (default: gdas 60, darts-v1 30, "
-                        "darts-v2 20)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per side (default 2)")
+                   help="timed step pairs per method (default: gdas 40, darts-v1 10, "
+                        "darts-v2 6: about 15 minutes on 2 loaded cores, 1 thread)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per side (default 1)")
     p.add_argument("--methods", default="gdas,darts-v1,darts-v2")
     p.add_argument("--track_running_stats", type=int, choices=(0, 1), default=1)
     p.add_argument("--seed", type=int, default=0)

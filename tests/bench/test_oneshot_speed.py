@@ -100,6 +100,7 @@ def _xautodl():
     return pytest.importorskip("xautodl", reason="AutoDL's official code (pip install -e .[bench])")
 
 
+@pytest.mark.slow
 def test_copied_state_gives_the_official_darts_forward_ours(osp):
     """copy_state maps our NB201 supernet onto AutoDL's TinyNetworkDarts tensor by tensor:
     after it, both compute the same logits (float64) from the same input."""
@@ -114,6 +115,7 @@ def test_copied_state_gives_the_official_darts_forward_ours(osp):
     torch.testing.assert_close(ours(x), official(x)[1], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_gdas_sides_run_the_same_sampled_cells(osp):
     """With the same start state and the same Gumbel sequence, every forward of the paired
     run samples the same cell on both sides (observed by hooks on the ops that ran), and the
