@@ -92,7 +92,7 @@ def test_epoch_phase_scales_data_but_not_the_controller(sc):
     assert phase.warm == [6.0 * 10 + 4.0]
 
 
-def test_nao_ws_phases(sc):
+def test_nao_ws_projection(sc):
     """Each phase timed in the history scales by its own count: supernet epochs by images,
     pool evaluations per architecture (and batch size), the controller per epoch x arch."""
     hist = [{"seconds": 30.0},
