@@ -5,7 +5,7 @@
         [--device auto] [--out cost.json]
 
 Times the search's own code (:class:`~searching.enas.cnn_method.EnasCNN`, official sizes) on
-random images of CIFAR's shape, child and controller steps after a warm-up, and projects them
+random images of CIFAR's shape, child and controller steps (or single rewarded samples) after a warm-up, and projects them
 over the official epochs, steps per epoch and derive samples.
 
 Results: bench/README.md.
@@ -25,10 +25,14 @@ from api.errors import run_cli
 
 def measure(space: str = "micro", child_steps: int = 3, controller_steps: int = 1,
             device: str = "auto", train_images: int = 45000,
-            overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+            overrides: Optional[Dict[str, Any]] = None,
+            controller_samples: int = 0) -> Dict[str, Any]:
     """Seconds per child step and per controller step at the paper settings (``overrides``:
     other values of the CNN flags, e.g. ``batch_size``, for tests), and the projected hours
-    of the whole search."""
+    of the whole search. Each timed call is listed (``child_step_times``, ``sample_times``:
+    per rewarded sample) after its warm-up call (``*_warmup_seconds``). ``controller_samples``
+    > 0 times that many single rewarded samples (each with its own controller update) instead
+    of ``controller_steps`` whole steps, a step being ``num_aggregate`` samples."""
     import torch
 
     from api.train.distributed import resolve_device
@@ -75,37 +79,54 @@ def measure(space: str = "micro", child_steps: int = 3, controller_steps: int = 
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    def timed(fn, n: int, warm=None) -> float:
+    def timed(fn, n: int, warm=None):
+        """(warm-up seconds, [seconds of each of n timed calls])."""
+        t0 = time.perf_counter()
         (warm or fn)()
         sync()
-        t0 = time.perf_counter()
+        first, each = time.perf_counter() - t0, []
         for _ in range(n):
+            t0 = time.perf_counter()
             fn()
-        sync()
-        return (time.perf_counter() - t0) / max(1, n)
+            sync()
+            each.append(time.perf_counter() - t0)
+        return first, each
 
-    child = timed(lambda: method.step(net, (x, y), None, 0, 0), child_steps)
+    child_warm, child_times = timed(lambda: method.step(net, (x, y), None, 0, 0), child_steps)
+    child = sum(child_times) / len(child_times)
+    agg = args.controller_num_aggregate
 
-    def one_sample() -> None:  # the controller phase's warm-up: one sample, not all
+    def one_sample() -> None:  # one rewarded sample and its controller update
         method.hp["num_aggregate"] = 1
         method.epoch_end(net, feed, 0)
-        method.hp["num_aggregate"] = args.controller_num_aggregate
+        method.hp["num_aggregate"] = agg
 
-    ctrl = timed(lambda: method.epoch_end(net, feed, 0), controller_steps, one_sample)
+    if controller_samples:  # single samples: a controller step is num_aggregate of them
+        sample_warm, sample_times = timed(one_sample, controller_samples)
+        ctrl = agg * sum(sample_times) / len(sample_times)
+    else:
+        sample_warm, ctrl_times = timed(lambda: method.epoch_end(net, feed, 0),
+                                        controller_steps, one_sample)
+        sample_times = [t / agg for t in ctrl_times]
+        ctrl = sum(ctrl_times) / len(ctrl_times)
     steps_per_epoch = math.ceil(train_images / bs)
     epoch = (steps_per_epoch * child + args.controller_max_step * ctrl
-             + args.derive_num_sample * ctrl / args.controller_num_aggregate)
+             + args.derive_num_sample * ctrl / agg)
+    measured = (child_warm + sum(child_times) + sample_warm
+                + sum(sample_times) * (1 if controller_samples else agg))
     return {"method": f"enas-{space}", "task": "cnn", "device": device_name(dev),
             "batch_size": bs, "filters": args.child_out_filters,
             "child_layers": args.child_num_layers, "seconds_per_child_step": child,
             "seconds_per_controller_step": ctrl,
-            "samples_per_controller_step": args.controller_num_aggregate,
+            "samples_per_controller_step": agg,
             "child_steps_per_epoch": steps_per_epoch,
             "controller_steps_per_epoch": args.controller_max_step,
+            "derive_samples_per_epoch": args.derive_num_sample,
+            "child_warmup_seconds": child_warm, "child_step_times": child_times,
+            "sample_warmup_seconds": sample_warm, "sample_times": sample_times,
             "epochs": args.max_epoch, "seconds_per_epoch": epoch,
             "hours": epoch * args.max_epoch / 3600.0,
-            "measured_fraction": (child_steps * child + controller_steps * ctrl)
-            / max(1e-9, epoch * args.max_epoch)}
+            "measured_fraction": measured / max(1e-9, epoch * args.max_epoch)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -113,10 +134,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     p.add_argument("--cnn_space", default="micro", choices=("micro", "macro"))
     p.add_argument("--child_steps", type=int, default=3)
     p.add_argument("--controller_steps", type=int, default=1)
+    p.add_argument("--controller_samples", type=int, default=0,
+                   help="time this many single rewarded samples instead of whole controller "
+                        "steps (0: whole steps)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="also write the figures here (JSON)")
     a = p.parse_args(argv)
-    result = measure(a.cnn_space, max(1, a.child_steps), max(1, a.controller_steps), a.device)
+    result = measure(a.cnn_space, max(1, a.child_steps), max(1, a.controller_steps), a.device,
+                     controller_samples=max(0, a.controller_samples))
     print(json.dumps(result, indent=1))
     if a.out:
         from api.runs.atomic_io import atomic_write_json

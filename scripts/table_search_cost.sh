@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Search cost side by side: every search at its paper settings for a measured
 # fraction, projected to the whole search, on the device at hand, in one run; hours per search
-# and the ratio to AutoShrink. QUICK=1: the smallest fractions (a few minutes on 2 CPU cores).
+# (median and min-max of 3 repeats, warm-up apart) and the ratio to AutoShrink. QUICK=1:
+# smaller fractions.
 # Env: OUT (JSON table, default search_cost.json), CIFAR, PTB (data folders), DEVICE,
 # THREADS (CPU threads per search; default torch's, 1 with QUICK=1: on a small shared CPU two
 # threads per small op mostly wait for each other), METHODS (comma-separated subset).
