@@ -67,11 +67,16 @@ class Phase:
     first: Optional[float]
     warm: List[float]
     total: float
+    #: The warm-up's excess in measured seconds, where the units are rescaled measurements
+    #: (a one-time cost does not grow with the data or shrink per step); None: from the units.
+    excess: Optional[float] = None
 
     def warmup(self) -> float:
         """The warm-up unit's excess over a warm one (never negative)."""
         if self.first is None or not self.warm:
             return 0.0
+        if self.excess is not None:
+            return max(0.0, self.excess)
         return max(0.0, self.first - statistics.median(self.warm))
 
 
@@ -113,13 +118,18 @@ def project(phases: Sequence[Phase]) -> Projection:
                       measured / max(1e-9, hours * 3600.0), per_repeat)
 
 
-def split_units(units: Sequence[float], total: float, name: str) -> Phase:
-    """A phase from consecutive units timed in one run: the first is the warm-up."""
+def split_units(units: Sequence[float], total: float, name: str,
+                measured: Optional[Sequence[float]] = None) -> Phase:
+    """A phase from consecutive units timed in one run: the first is the warm-up.
+    ``measured``: the seconds the (rescaled) units came from, for the warm-up's excess."""
     units = [float(u) for u in units]
     if len(units) < 2:
         raise ValueError(f"{name}: {len(units)} unit(s) timed, need a warm-up unit and at "
                          "least one more")
-    return Phase(name, units[0], units[1:], float(total))
+    excess = None
+    if measured is not None:
+        excess = float(measured[0]) - statistics.median(float(m) for m in measured[1:])
+    return Phase(name, units[0], units[1:], float(total), excess)
 
 
 def epoch_seconds(curve: Sequence[Dict[str, Any]]) -> List[float]:
@@ -135,9 +145,10 @@ def autoshrink_phase(curves: Sequence[Dict[str, Any]], candidates: int, max_epoc
                      data_scale: float = 1.0) -> Phase:
     """Candidate epochs in journal order (finished candidates' curves, epoch seconds scaled by
     ``data_scale``), to ``candidates`` x ``max_epochs`` (no early stops: an upper bound)."""
-    units = [s * data_scale for c in curves if c.get("status", "ok") == "ok"
-             for s in epoch_seconds(c.get("curve") or [])]
-    return split_units(units, candidates * max_epochs, "candidate epochs")
+    measured = [s for c in curves if c.get("status", "ok") == "ok"
+                for s in epoch_seconds(c.get("curve") or [])]
+    return split_units([s * data_scale for s in measured], candidates * max_epochs,
+                       "candidate epochs", measured)
 
 
 def enas_rnn_phases(history: Sequence[Dict[str, Any]], shared: int, controller: int,
@@ -151,9 +162,10 @@ def enas_rnn_phases(history: Sequence[Dict[str, Any]], shared: int, controller: 
         sh.append((float(r["seconds"]) - c - d) / shared)
         ct.append(c / controller)
         de.append(d / derive)
-    return [split_units(sh, epochs * paper_shared, "shared step"),
-            split_units(ct, epochs * paper_controller, "controller step"),
-            split_units(de, epochs * paper_derive, "derive sample")]
+    return [split_units(sh, epochs * paper_shared, "shared step", [x * shared for x in sh]),
+            split_units(ct, epochs * paper_controller, "controller step",
+                        [x * controller for x in ct]),
+            split_units(de, epochs * paper_derive, "derive sample", [x * derive for x in de])]
 
 
 def epoch_phase(history: Sequence[Dict[str, Any]], epochs: int, data_scale: float) -> Phase:
@@ -163,7 +175,7 @@ def epoch_phase(history: Sequence[Dict[str, Any]], epochs: int, data_scale: floa
     for r in history:
         ctrl = float(r.get("controller_seconds") or 0.0)
         units.append((float(r["seconds"]) - ctrl) * data_scale + ctrl)
-    return split_units(units, epochs, "epochs")
+    return split_units(units, epochs, "epochs", [float(r["seconds"]) for r in history])
 
 
 def nao_ws_phases(history: Sequence[Dict[str, Any]], train_size: int, seed_arch: int,
@@ -176,14 +188,15 @@ def nao_ws_phases(history: Sequence[Dict[str, Any]], train_size: int, seed_arch:
     epochs x pool x iterations, generation per new architecture x 500 x iterations (the TF
     release's sizes). The pool round is timed once: its phases have no warm-up unit."""
     keys = ("pool_eval_seconds", "controller_seconds", "generate_seconds")
-    child = [(float(r["seconds"]) - sum(float(r.get(k) or 0.0) for k in keys))
-             * CIFAR_TRAIN / train_size for r in history]
+    child_s = [float(r["seconds"]) - sum(float(r.get(k) or 0.0) for k in keys)
+               for r in history]
+    child = [c * CIFAR_TRAIN / train_size for c in child_s]
     evals = [float(r["pool_eval_seconds"]) / seed_arch * paper_eval_batch / eval_batch
              for r in history if r.get("pool_eval_seconds")]
     upd = next(r for r in history if r.get("controller_seconds"))
     ctrl = float(upd["controller_seconds"]) / (controller_epochs * seed_arch)
     gen = float(upd["generate_seconds"]) / max(int(upd.get("new_archs") or 1), 1)
-    return [split_units(child, epochs, "supernet epochs"),
+    return [split_units(child, epochs, "supernet epochs", child_s),
             Phase("pool evaluation", None, evals, (iterations + 1) * pool),
             Phase("controller epoch x arch", None, [ctrl],
                   iterations * paper_controller_epochs * pool),

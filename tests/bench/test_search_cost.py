@@ -66,6 +66,7 @@ def test_autoshrink_phase_from_cumulative_curves(sc):
     phase = sc.autoshrink_phase(curves, 235, 20, data_scale=5.0)
     assert phase.first == 100.0 and phase.warm == [50.0, 60.0, 55.0]
     assert phase.total == 235 * 20
+    assert phase.warmup() == pytest.approx(20.0 - 11.0)  # measured seconds: not data-scaled
     assert sc._units_of(curves) == 4
 
 
@@ -81,13 +82,15 @@ def test_enas_rnn_phases_per_step(sc):
     assert (shared.total, ctrl.total, der.total) == (150 * 400, 150 * 2000, 150 * 100)
     p = sc.project([shared, ctrl, der])
     assert p.hours == pytest.approx(150 * (400 * 4.0 + 2000 * 1.0 + 100 * 0.5) / 3600)
-    assert p.warmup_s == pytest.approx(5.0 + 1.0 + 0.5)
+    # the warm-up epoch's excess in measured seconds, per phase: 2 x 5 + 4 x 1 + 5 x 0.5
+    assert p.warmup_s == pytest.approx(10.0 + 4.0 + 2.5)
 
 
 def test_epoch_phase_scales_data_but_not_the_controller(sc):
     phase = sc.epoch_phase([{"seconds": 30.0}, {"seconds": 10.0}, {"seconds": 11.0}],
                            epochs=50, data_scale=100.0)
     assert phase.first == 3000.0 and phase.warm == [1000.0, 1100.0] and phase.total == 50
+    assert phase.warmup() == pytest.approx(19.5)  # paid once: measured, not data-scaled
     phase = sc.epoch_phase([{"seconds": 10.0, "controller_seconds": 4.0}] * 2, 150, 10.0)
     assert phase.warm == [6.0 * 10 + 4.0]
 
