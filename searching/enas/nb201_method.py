@@ -40,6 +40,11 @@ def top1(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).sum()) / len(y)
 
 
+def scalar(value) -> float:
+    """A figure for the history: a float, or a (possibly differentiable) 0-dim tensor's value."""
+    return float(value.detach()) if torch.is_tensor(value) else float(value)
+
+
 class EnasNB201(OneShotMethod):
     """ENAS on NAS-Bench-201 (see the module doc)."""
 
@@ -153,11 +158,11 @@ class EnasNB201(OneShotMethod):
                        disable=not self.progress or total == 0, dynamic_ncols=True)
         for k in range(total):
             loss, sample, acc, reward, b = self.controller_sample_loss(net, self._val_batch(feed))
-            sums["controller_loss"] += float(loss)
+            sums["controller_loss"] += scalar(loss)
             sums["val_acc"] += acc
-            sums["entropy"] += float(sample.entropy)
-            sums["reward"] += float(reward)
-            sums["baseline_mean"] += float(b)
+            sums["entropy"] += scalar(sample.entropy)
+            sums["reward"] += scalar(reward)
+            sums["baseline_mean"] += scalar(b)
             (loss / hp["num_aggregate"]).backward()
             if (k + 1) % hp["num_aggregate"] == 0:
                 norms.append(float(nn.utils.clip_grad_norm_(
