@@ -279,6 +279,23 @@ def test_one_reinforce_step_by_hand():
             assert torch.allclose(p, p0 - 1e-3 * g1 / (g1.abs() + 1e-3), rtol=0, atol=1e-12)
 
 
+def test_best_of_is_the_first_most_accurate_sample():
+    """AutoDL's ``get_best_arch``: n samples, each on its own batch, ``np.argmax`` of the
+    accuracies (the first of the highest)."""
+    torch.manual_seed(2)
+    c = NB201Controller()
+    m = enas_method(c)
+    m.generator.manual_seed(4)
+    cell, acc = m.best_of(StubNet(), stub_feed(), 12)
+    g = torch.Generator().manual_seed(4)
+    cells = [c.sample(g).arch for _ in range(12)]
+    accs = [(sum(x.op_indices()) % 9) / 8 for x in cells]
+    k = int(np.argmax(accs))
+    assert accs.count(max(accs)) > 1 and k == 0  # ties: the first one wins
+    assert cell == cells[k] and acc == accs[k]
+    assert len({x for x, a in zip(cells, accs) if a == max(accs)}) > 1
+
+
 def test_lr_schedule_equals_autodls_cosine():
     xautodl_or_skip()
     import xautodl
