@@ -423,21 +423,25 @@ def test_killed_and_resumed_equals_uninterrupted(cifar_root, tmp_path, capsys, m
     assert oneshot_history(cut) == oneshot_history(whole)
 
 
-@pytest.mark.parametrize("case", ["space", "arch_lr", "decay", "steps", "betas"])
+@pytest.mark.parametrize("case", ["space", "arch_lr", "decay", "steps", "betas", "changed"])
 def test_bad_input_one_line(case, cifar_root, tmp_path, capsys):
     args = tiny(cifar_root, tmp_path / "run", "--no_plots")
     extra = {"space": [], "arch_lr": ["--arch_learning_rate", "0.1"],
              "decay": ["--controller_bl_dec", "1"], "steps": ["--controller_num_aggregate", "0"],
-             "betas": ["--controller_betas", "0", "1"]}[case]
+             "betas": ["--controller_betas", "0", "1"],
+             "changed": ["--resume", "--controller_lr", "0.01"]}[case]
     if case == "space":
         args[args.index("--space") + 1] = "darts"
+    if case == "changed":  # a finished search resumed with another controller lr
+        args[args.index("--epochs") + 1] = 1
+        assert run_cli_inprocess(cli.main, args, capsys)[0] == 0
     code, out, err = run_cli_inprocess(cli.main, [*args, *extra], capsys)
     assert code == 2, (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     expect = {"space": "unknown space", "arch_lr": "--controller_lr",
               "decay": "--controller_bl_dec", "steps": "--controller_num_aggregate",
-              "betas": "--controller_betas"}[case]
+              "betas": "--controller_betas", "changed": "method_settings"}[case]
     assert expect in lines[0]
 
 
