@@ -5,7 +5,7 @@ reward ``R`` may carry an entropy bonus (``entropy_coeff * H``) and ``b`` is an 
 moving average of past rewards. The pieces live here once: the optimizer named by
 ``--controller_optim``, the controller's learning rate (constant, or cosine between
 ``--controller_lr_max`` and ``--controller_lr_min`` as the seed's CNN command asks), and the
-baseline with a checkpointable state.
+baselines with a checkpointable state (ENAS's, and AutoDL-Projects' NAS-Bench-201 form).
 """
 from __future__ import annotations
 
@@ -120,3 +120,49 @@ class EMABaseline:
 def policy_loss(log_prob: torch.Tensor, advantage: float) -> torch.Tensor:
     """REINFORCE loss of one sampled architecture: ``-(R - b) * sum(log p)``."""
     return -float(advantage) * log_prob.sum()
+
+
+class PhaseBaseline:
+    """AutoDL-Projects' NAS-Bench-201 ENAS baseline (``exps/NAS-Bench-201-algos/ENAS.py``,
+    ``train_controller``). For a sample with accuracy ``acc`` and reward ``R``:
+    ``b = acc`` while no baseline exists yet, else ``b = B - (1 - decay) * (B - R)``, and the
+    loss is ``-log p * (R - b)``: the average already holds this sample's reward.
+
+    ``scope="phase"`` (AutoDL's): ``B`` is the baseline the previous controller phase ended
+    with, the same for every sample of a phase (the average is not carried from sample to
+    sample), and the phase's last ``b`` becomes the next phase's ``B``; in the first phase
+    ``b = acc`` throughout, so ``R - b`` is the entropy bonus alone. ``scope="sample"``: ``B``
+    is the previous sample's ``b``, the moving average ENAS means.
+
+    ``b`` is returned as AutoDL computes it, from the reward tensor, so with a differentiable
+    entropy bonus in ``R`` the advantage carries gradient (:meth:`begin_phase`/``value`` hold
+    plain floats)."""
+
+    SCOPES = ("phase", "sample")
+
+    def __init__(self, decay: float, scope: str = "phase") -> None:
+        if not 0.0 <= decay < 1.0:
+            raise UserError(f"baseline decay {decay} must be in [0, 1)")
+        if scope not in self.SCOPES:
+            raise UserError(f"baseline scope {scope!r} is not one of {', '.join(self.SCOPES)}")
+        self.decay, self.scope = float(decay), scope
+        self.value: Optional[float] = None   # the baseline carried between phases / samples
+        self._phase_start: Optional[float] = None
+
+    def begin_phase(self) -> None:
+        self._phase_start = self.value
+
+    def __call__(self, acc, reward):
+        """The baseline ``b`` of one sample (a tensor when ``reward`` is one)."""
+        start = self._phase_start if self.scope == "phase" else self.value
+        b = acc if start is None else start - (1.0 - self.decay) * (start - reward)
+        self.value = float(b.detach()) if torch.is_tensor(b) else float(b)
+        return b
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"decay": self.decay, "scope": self.scope, "value": self.value,
+                "phase_start": self._phase_start}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.decay, self.scope = float(state["decay"]), str(state["scope"])
+        self.value, self._phase_start = state["value"], state["phase_start"]
