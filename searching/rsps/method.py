@@ -89,7 +89,7 @@ class RSPS(OneShotMethod):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"cells": self.cells.state_dict(),
-                "loader": None if self.loader is None else self.loader.state_dict(),
+                "loader": self._loader_state if self.loader is None else self.loader.state_dict(),
                 "grads": grad_mask(self.net)}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:

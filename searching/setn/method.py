@@ -130,7 +130,7 @@ class SETN(OneShotMethod):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"a_optimizer": self.a_optimizer.state_dict(), "cells": self.cells.state_dict(),
-                "loader": None if self.loader is None else self.loader.state_dict(),
+                "loader": self._loader_state if self.loader is None else self.loader.state_dict(),
                 "grads": grad_mask(self.net)}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
