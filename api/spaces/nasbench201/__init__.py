@@ -68,6 +68,16 @@ class NASBench201Space(SearchSpace):
     def all_archs(self):
         return all_cells()
 
+    # ------------------------------------------------------------------ one op per edge
+    def arch_from_op_indices(self, indices) -> Cell:
+        """The cell whose edge e (string order, :attr:`edges`) carries ``ops[indices[e]]``
+        (the sampling methods draw cells this way: RSPS, SETN)."""
+        return Cell.from_op_indices(indices)
+
+    def arch_op_indices(self, arch: Cell) -> Tuple[int, ...]:
+        """Per edge (string order) the index of its op in :attr:`ops`."""
+        return self._check(arch).op_indices()
+
     # ------------------------------------------------------------------ network and cost
     def build_network(self, arch: Cell, dataset: str = "cifar10", C: int = 16, N: int = 5,
                       **kwargs: Any):
