@@ -36,4 +36,4 @@ def test_scripts_refuse_missing_arguments_and_unknown_methods():
         proc = run(script, "cifar10")
         assert proc.returncode == 2 and proc.stderr.startswith("usage: ")
     proc = run("algos/oneshot.sh", "nope", "nas-bench-201", "cifar10", "0")
-    assert proc.returncode == 2 and "rsps or setn" in proc.stderr
+    assert proc.returncode == 2 and "rsps, setn or enas" in proc.stderr
