@@ -164,8 +164,8 @@ class Running:
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
 
-    def finish(self) -> JobResult:
-        rc = self.proc.wait()
+    def finish(self, timeout: Optional[float] = None) -> JobResult:
+        rc = self.proc.wait(timeout)
         seconds = time.perf_counter() - self.start
         self.logf.close()
         return conclude(self.job, rc, seconds, self.resumed)
@@ -206,15 +206,16 @@ def conclude(job: Job, rc: int, seconds: float, resumed: bool) -> JobResult:
                      str(job.folder))
 
 
-def run_job(job: Job, threads: int = 0) -> JobResult:
-    """Run one job to its end here (done before: nothing is run)."""
+def run_job(job: Job, threads: int = 0, timeout: Optional[float] = None) -> JobResult:
+    """Run one job to its end here (done before: nothing is run); past ``timeout`` seconds
+    it is killed and ``subprocess.TimeoutExpired`` raised."""
     marker = finished_before(job)
     if marker is not None:
         return JobResult(job.name, "done", float(marker.get("seconds", 0.0)), False,
                          headline(job.folder), "", job.log, str(job.folder))
     running = Running(job, threads)
     try:
-        return running.finish()
+        return running.finish(timeout)
     except BaseException:
         running.kill()
         raise

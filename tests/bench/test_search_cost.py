@@ -183,3 +183,20 @@ def test_bad_method_or_data_exits_2(sc, tmp_path, capsys):
     assert sc.main(["--ptb", str(tmp_path), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and all(line.startswith("error: ") for line in err)
+
+
+def test_method_runs_go_through_the_sweep_runner_one_at_a_time(sc, tmp_path):
+    import argparse
+
+    runner = sc.Runner(argparse.Namespace(threads=1), tmp_path)
+    code = ("import os, sys; save = sys.argv[sys.argv.index('--save') + 1]; "
+            "os.makedirs(save); print(os.environ['OMP_NUM_THREADS'])")
+    folder = runner.run("ok", ["-c", code, "--save", str(tmp_path / "ok")], 60)
+    assert folder == tmp_path / "ok" and (folder / "sweep-done.json").is_file()
+    assert (tmp_path / "ok.log").read_text().splitlines()[-1] == "1"  # its threads
+    with pytest.raises(RuntimeError, match="exit 3: error: no data"):
+        runner.run("bad", ["-c", "import sys; print('error: no data'); sys.exit(3)"], 60)
+    import subprocess
+
+    with pytest.raises(subprocess.TimeoutExpired):
+        runner.run("slow", ["-c", "import time; time.sleep(30)"], 0.5)
