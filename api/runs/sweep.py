@@ -42,9 +42,10 @@ POLL_SECONDS = 0.1
 
 @dataclass
 class Job:
-    """One run of a sweep: ``argv`` follows the Python interpreter (``script.py --flag ...``,
-    relative to the repository), ``folder`` is where the run writes (its ``--save``), ``env``
-    is added to the environment."""
+    """One run of a sweep: ``argv`` follows the Python interpreter (``script.py --flag ...``),
+    ``folder`` is where the run writes (its ``--save``), ``env`` is added to the environment.
+    Jobs run from the repository root: relative paths in ``argv`` and ``folder`` are relative
+    to it."""
 
     name: str
     argv: List[str]
@@ -52,6 +53,9 @@ class Job:
     env: Dict[str, str] = field(default_factory=dict)
     resume_flag: str = "--resume"
     resume_files: Tuple[str, ...] = RESUME_FILES
+
+    def __post_init__(self) -> None:
+        self.folder = str(REPO / self.folder)  # an absolute folder stays as it is
 
     @property
     def log(self) -> str:
@@ -135,15 +139,27 @@ def job_env(job: Job, threads: int) -> Dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the job is killed when the runner dies (a kill -9 of the sweep leaves no job
-    writing its folder behind it)."""
+def _libc_prctl():
+    """libc's ``prctl``, looked up here in the parent (a child between fork and exec should
+    load nothing); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - elsewhere a killed sweep may leave a job running
-        pass
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the job is killed when the runner dies (a kill -9 of the sweep leaves no job
+    writing its folder behind it)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class Running:
@@ -162,7 +178,7 @@ class Running:
         self.proc = subprocess.Popen(
             argv, cwd=str(REPO), env=job_env(job, threads), stdout=self.logf,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            preexec_fn=_die_with_parent if _PRCTL is not None else None)
 
     def finish(self, timeout: Optional[float] = None) -> JobResult:
         rc = self.proc.wait(timeout)
@@ -178,16 +194,18 @@ class Running:
 
 
 def last_error_line(log: str) -> str:
-    """The line of a job's log that says why it failed (``error: ...`` or the last line)."""
+    """The line of a job's last attempt (its log after the last ``===`` header) that says why
+    it failed: the last ``error: ...`` or exception line, else its last line."""
     try:
         lines = [x.strip() for x in Path(log).read_text(errors="replace").splitlines()
                  if x.strip()]
     except OSError:
         return ""
+    heads = [i for i, x in enumerate(lines) if x.startswith("=== ")]
+    lines = lines[heads[-1] + 1:] if heads else lines
     for line in reversed(lines):
-        if line.startswith("error:") or line.startswith("==="):
-            return "" if line.startswith("===") else line
-        if line.split(":")[0].endswith(("Error", "Exception", "Interrupt")):
+        if line.startswith("error:") or \
+                line.split(":")[0].endswith(("Error", "Exception", "Interrupt", "Expired")):
             return line
     return lines[-1] if lines else ""
 
@@ -271,7 +289,7 @@ def check_jobs(jobs: Sequence[Job]) -> None:
     for job in jobs:
         if job.name in names:
             raise UserError(f"two sweep jobs are named {job.name!r}")
-        folder = os.path.abspath(str(job.folder))
+        folder = os.path.normpath(job.folder)
         if folder in folders:
             raise UserError(f"two sweep jobs write {folder}")
         names.add(job.name)

@@ -175,20 +175,22 @@ def run_weight_sharing(args: argparse.Namespace, table_datasets: Sequence[str]
     summaries = ws_table.folder_summaries(args.ws_folders)
     results: List = []
     if args.ws_runs > 0:
-        methods = ws_table.check_methods(args.ws_methods)
         datasets = ws_table.ws_datasets(args.ws_datasets, table_datasets)
         if not datasets:
             raise UserError("--ws_runs: none of the table's datasets is searched with weight "
                             f"sharing here ({', '.join(ws_table.WS_DATASETS)}): set WS_DATASETS")
+        methods = ws_table.check_methods(args.ws_methods)
         root = args.ws_root or os.path.splitext(args.out)[0] + "_ws"
         jobs = ws_table.ws_jobs(methods, datasets, args.ws_runs, root, args.ws_data,
                                 args.benchmark_file, args.ws_epochs, args.ws_train_size,
                                 args.ws_device, args.ws_flags)
-        print(f"weight-sharing searches: {len(jobs)} in {os.path.abspath(root)} "
-              f"({args.ws_jobs} at a time{', on Ray' if args.ray else ''})", flush=True)
+        on_ray = args.ray or bool(os.environ.get("RAY_ADDRESS"))
+        print(f"weight-sharing searches: {len(jobs)} in {os.path.abspath(root)} ("
+              + ("one Ray task each" if on_ray else f"{args.ws_jobs} at a time") + ")",
+              flush=True)
         results = run_sweep(jobs, args.ws_jobs, args.ws_threads, args.ray, args.ray_address)
         print(summary_line(results), flush=True)
-        summaries += ws_table.job_summaries(jobs)
+        summaries += ws_table.job_summaries([j for j, r in zip(jobs, results) if r.ok])
     return ws_table.ws_rows(summaries, table_datasets), summaries, results
 
 
@@ -205,6 +207,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     budget = check_budget(args.budget)
     if args.ws_runs < 0:
         raise UserError(f"WS_RUNS must be 0 (none) or more, got {args.ws_runs}")
+    if args.ws_jobs < 1:
+        raise UserError(f"WS_JOBS (--ws_jobs) must be at least 1, got {args.ws_jobs}")
+    if args.ws_threads < 0:
+        raise UserError(f"WS_THREADS (--ws_threads) must be 0 (the default) or more, got "
+                        f"{args.ws_threads}")
     table = load_table(args.benchmark_file)
     for d in args.datasets:  # every column present before any search runs
         table.signal(d), table.reported(d)

@@ -168,7 +168,9 @@ def test_the_same_sweep_on_a_local_ray_cluster(tmp_path):
     run_sweep(local, parallel=2, say=lambda s: None)
     jobs = fake_jobs(tmp_path / "ray", 3)
     jobs[2].env["FAKE_FAIL"] = "1"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray workers import the project from the root
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(sweep.REPO)}})
     try:
         lines = []
         results = run_sweep(jobs, threads=1, ray=True, say=lines.append)

@@ -139,7 +139,9 @@ def test_bad_weight_sharing_input_is_one_line(tmp_path, bench, capsys):
             (["--ws_runs", "1", "--datasets", "imagenet16"], "none of the table's datasets"),
             (["--ws_runs", "-1"], "WS_RUNS must be 0"),
             (["--ws_runs", "1", "--ws_methods", "gdas", "--ws_jobs", "0"],
-             "--jobs must be at least 1")]:
+             "WS_JOBS (--ws_jobs) must be at least 1"),
+            (["--ws_runs", "1", "--ws_methods", "gdas", "--ws_datasets", "imagenet16"],
+             "'imagenet16' is not searched with weight sharing")]:
         code, _, err = run_cli_inprocess(table_cli.main, [
             "--benchmark_file", bench, "--out", tmp_path / "t.json", "--runs", "2",
             "--budget", "5", "--datasets", "cifar10", *argv], capsys)
@@ -247,3 +249,24 @@ def test_an_interrupted_search_resumes_to_the_uninterrupted_result(tmp_path, ben
                 "final_val_acc"):
         assert a[key] == b[key], key
     assert sweep.read_marker(run[0])["resumed"] is True
+
+
+@pytest.mark.slow
+def test_the_same_weight_sharing_sweep_on_a_local_ray_cluster(tmp_path, bench, cifar, capsys):
+    ray = pytest.importorskip("ray", reason="Ray is optional (pip install ray)")
+    more = ["--ws_runs", "1", "--ws_methods", "darts-v1", "gdas", "--ws_epochs", "1",
+            "--no_plots"]
+    code, _, err = run_cli_inprocess(table_cli.main, table_argv(
+        bench, cifar, tmp_path / "local" / "t.json", *more), capsys)
+    assert code == 0, err
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(sweep.REPO)}})
+    try:
+        code, stdout, err = run_cli_inprocess(table_cli.main, table_argv(
+            bench, cifar, tmp_path / "ray" / "t.json", *more, "--ray"), capsys)
+    finally:
+        ray.shutdown()
+    assert code == 0, err
+    assert "one Ray task each" in stdout and "2 of 2 jobs finished" in stdout
+    local, on_ray = (json.loads((tmp_path / d / "t.json").read_text()) for d in ("local", "ray"))
+    assert strip_seconds(on_ray) == strip_seconds(local)
