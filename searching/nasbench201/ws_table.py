@@ -118,8 +118,9 @@ def read_summary(path: str, what: str = "WS_FOLDERS") -> Dict:
 
 def folder_summaries(folders: Sequence[str]) -> List[Dict]:
     """The summaries of finished weight-sharing searches in ``folders`` (each a search folder
-    or a folder of them, at any depth), each with its ``folder``."""
-    out = []
+    or a folder of them, at any depth), each with its ``folder``; unfinished searches are
+    left out, and said so."""
+    out, unfinished = [], []
     for folder in folders:
         path = os.path.join(folder, "summary.json")
         paths = [path] if os.path.isfile(path) else sorted(
@@ -132,7 +133,13 @@ def folder_summaries(folders: Sequence[str]) -> List[Dict]:
             if s.get("method") not in WS_METHODS or not isinstance(s.get("benchmark"), dict):
                 raise UserError(f"WS_FOLDERS: {p} is not a weight-sharing NAS-Bench-201 search "
                                 "run with --benchmark_file (no method/benchmark fields)")
-            out.append(dict(s, folder=os.path.dirname(p)))
+            if s.get("finished", True):
+                out.append(dict(s, folder=os.path.dirname(p)))
+            else:
+                unfinished.append(os.path.dirname(p))
+    if unfinished:
+        print(f"WS_FOLDERS: {len(unfinished)} unfinished search(es) left out "
+              f"({', '.join(unfinished[:3])}{', ...' if len(unfinished) > 3 else ''})")
     return out
 
 
