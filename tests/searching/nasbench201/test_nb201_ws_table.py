@@ -117,11 +117,16 @@ def test_finished_folders_become_rows_and_pictures(tmp_path, bench, capsys):
             "method": method, "dataset": "cifar10", "seed": seed, "search_seconds": 3.0,
             "arch": arch_at(100 + n).to_string(), "benchmark_per_epoch": per_epoch,
             "benchmark": {"cifar10": acc, "cifar100": 1.0, "imagenet16": 1.0}}))
+    (tmp_path / "ws" / "deep" / "3").mkdir(parents=True)  # still running: left out
+    (tmp_path / "ws" / "deep" / "3" / "summary.json").write_text(json.dumps({
+        "method": "gdas", "dataset": "cifar10", "finished": False,
+        "benchmark": {"cifar10": 10.0}}))
     out = tmp_path / "t.json"
     code, stdout, err = run_cli_inprocess(table_cli.main, [
         "--benchmark_file", bench, "--out", out, "--runs", "2", "--budget", "5",
         "--datasets", "cifar10", "cifar100", "--ws_folders", tmp_path / "ws"], capsys)
     assert code == 0, err
+    assert "1 unfinished search(es) left out" in stdout
     results = json.loads(out.read_text())
     assert results["gdas"] == {"cifar10": {"mean": 61.0, "std": pytest.approx(1.4142, 1e-4),
                                            "runs": 2, "search_seconds": 3.0}}
