@@ -422,7 +422,7 @@ def as_dicts(results: Sequence[JobResult]) -> List[Dict]:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     from api.errors import run_cli
+    from api.runs import sweep as _module  # the importable module, so Ray can pickle its jobs
 
-    run_cli(main, sys.argv[1:])
+    run_cli(_module.main, sys.argv[1:])

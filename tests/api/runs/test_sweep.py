@@ -184,3 +184,16 @@ def test_the_same_sweep_on_a_local_ray_cluster(tmp_path):
     for a, b in zip(local, jobs):
         assert json.loads((Path(a.folder) / "summary.json").read_text())["arch"] == \
             json.loads((Path(b.folder) / "summary.json").read_text())["arch"]
+
+
+@pytest.mark.slow
+def test_the_sweep_cli_smoke(tmp_path):
+    from tests.conftest import run_script
+
+    spec = tmp_path / "jobs.json"
+    spec.write_text(json.dumps([{"name": j.name, "argv": j.argv, "folder": j.folder}
+                                for j in fake_jobs(tmp_path, 2)]))
+    proc = run_script("api/runs/sweep.py", str(spec), "--jobs", "2", check=True)
+    assert proc.stdout.count(" ok in ") == 2 and "2 of 2 jobs finished" in proc.stdout
+    proc = run_script("api/runs/sweep.py", str(tmp_path / "nope.json"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: jobs file")

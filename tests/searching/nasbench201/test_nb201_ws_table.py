@@ -275,3 +275,25 @@ def test_the_same_weight_sharing_sweep_on_a_local_ray_cluster(tmp_path, bench, c
     assert "one Ray task each" in stdout and "2 of 2 jobs finished" in stdout
     local, on_ray = (json.loads((tmp_path / d / "t.json").read_text()) for d in ("local", "ray"))
     assert strip_seconds(on_ray) == strip_seconds(local)
+
+
+@pytest.mark.slow
+def test_the_table_script_runs_the_weight_sharing_sweep(tmp_path, bench, cifar):
+    import subprocess
+
+    from tests.conftest import REPO
+
+    env = dict(os.environ, RUNS="2", BUDGET="5", DATASETS="cifar10", BENCHMARK_FILE=str(bench),
+               OUT=str(tmp_path / "t.json"), WS_RUNS="1", WS_METHODS="gdas", WS_EPOCHS="1",
+               WS_TRAIN_SIZE="64", WS_DATA=str(cifar), WS_DEVICE="cpu", WS_THREADS="1",
+               WS_FLAGS="--init_channels 4 --layers 1 --batch_size 16")
+    proc = subprocess.run(["bash", str(REPO / "scripts/table_nasbench201.sh")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "gdas-cifar10-seed0: ok in" in proc.stdout
+    assert json.loads((tmp_path / "t.json").read_text())["gdas"]["cifar10"]["runs"] == 1
+    assert (tmp_path / "t_ws" / "cifar10" / "gdas" / "seed0" / DONE_FILE).is_file()
+    assert (tmp_path / "t_cells.png").is_file()
+    proc = subprocess.run(["bash", str(REPO / "scripts/table_nasbench201.sh")],
+                          env=dict(env, WS_RUNS="runs/old"), capture_output=True, text=True)
+    assert proc.returncode == 2 and "finished search folders go in WS_FOLDERS" in proc.stderr
