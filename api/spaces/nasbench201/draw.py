@@ -8,8 +8,10 @@ from typing import Optional, Sequence, Tuple
 
 from api.spaces.nasbench201.cell import Cell
 
-#: Node positions: input 0 on the left, output 3 on the right, 1 above and 2 below.
-POSITIONS = {0: (0.0, 0.0), 1: (1.0, 0.85), 2: (2.0, -0.85), 3: (3.0, 0.0)}
+#: Nodes on a line, input 0 on the left, output 3 on the right; edges between neighbours are
+#: straight, the two spanning two nodes bow above, 0->3 below.
+POSITIONS = {0: (0.0, 0.0), 1: (1.0, 0.0), 2: (2.0, 0.0), 3: (3.0, 0.0)}
+BOW = {1: 0.0, 2: -0.5, 3: 0.45}
 SHORT = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv1x1",
          "nor_conv_3x3": "conv3x3", "avg_pool_3x3": "pool3x3"}
 COLOURS = {"none": "#bbbbbb", "skip_connect": "#2a9d8f", "nor_conv_1x1": "#e9c46a",
@@ -22,7 +24,7 @@ def draw_cell(ax, cell: Cell, title: Optional[str] = None) -> None:
 
     for frm, to, op in cell.edges():
         (x0, y0), (x1, y1) = POSITIONS[frm], POSITIONS[to]
-        rad = 0.25 if (frm, to) in ((0, 3),) else 0.12
+        rad = BOW[to - frm]
         faint = op == "none"
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), connectionstyle=f"arc3,rad={rad}",
                                      arrowstyle="-|>", mutation_scale=11,
@@ -41,8 +43,8 @@ def draw_cell(ax, cell: Cell, title: Optional[str] = None) -> None:
                    edgecolors="#333", zorder=4)
         ax.text(x, y, "in" if node == 0 else ("out" if node == 3 else str(node)),
                 ha="center", va="center", fontsize=6.5, zorder=5)
-    ax.set_xlim(-0.35, 3.35)
-    ax.set_ylim(-1.35, 1.35)
+    ax.set_xlim(-0.3, 3.3)
+    ax.set_ylim(-0.95, 0.8)
     ax.set_aspect("equal")
     ax.axis("off")
     if title:
@@ -61,7 +63,7 @@ def draw_cells(cells: Sequence[Tuple[str, Cell]], columns: int = 4) -> bytes:
     n = max(1, len(cells))
     cols = max(1, min(columns, n))
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 2.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 1.9 * rows), squeeze=False)
     for k in range(rows * cols):
         ax = axes[k // cols][k % cols]
         if k < len(cells):
