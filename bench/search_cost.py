@@ -310,14 +310,15 @@ class Runner:
         return self._ptb
 
     def run(self, name: str, argv: List[str], timeout: float) -> Path:
-        """Run ``python argv`` to its end; its output folder."""
-        log = self.work / f"{name}.log"
-        with open(log, "w") as f:
-            proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=self.env,
-                                  stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
-        if proc.returncode != 0:
-            tail = log.read_text()[-300:].strip().splitlines()
-            raise RuntimeError(f"exit {proc.returncode}: {tail[-1] if tail else ''}")
+        """Run ``python argv`` to its end, one job at a time through the sweep runner
+        (api/runs/sweep.py; its log is ``<name>.log``); its output folder."""
+        sys.path.insert(0, str(REPO))
+        from api.runs.sweep import Job, run_job
+
+        result = run_job(Job(name, list(argv), str(self.work / name)), self.args.threads,
+                         timeout)
+        if not result.ok:
+            raise RuntimeError(result.error)
         return self.work / name
 
     def run_until(self, name: str, argv: List[str], journal: Path,
@@ -515,6 +516,40 @@ METHODS = {"autoshrink-cnn": autoshrink_cnn, "autoshrink-rnn": autoshrink_rnn,
 NOT_QUICK = ("darts-v1-rnn",)
 
 
+def on_ray(a: argparse.Namespace, chosen: List[str]) -> int:
+    """Each method's measurement as one Ray task (this script with ``--methods <one>``, run
+    through the sweep runner, api/runs/sweep.py), the rows gathered into ``--out``. The
+    measurements stay one per task, each alone on its reserved CPUs and GPU."""
+    from api.runs.sweep import Job, run_sweep
+
+    root = Path(os.path.splitext(os.path.abspath(a.out))[0] + "_ray")
+    jobs = []
+    for name in chosen:
+        folder = root / name
+        argv = ["bench/search_cost.py", "--methods", name, "--out", str(folder / "row.json"),
+                "--cifar", a.cifar, "--ptb", a.ptb, "--device", a.device,
+                "--threads", str(a.threads), "--timeout", str(a.timeout)]
+        jobs.append(Job(name, argv + (["--quick"] if a.quick else []), str(folder),
+                        {"RAY_ADDRESS": ""}))
+    results = run_sweep(jobs, threads=a.threads or 1, ray=True)
+    rows: List[Row] = []
+    skipped: Dict[str, str] = {}
+    settings: Dict[str, Any] = {}
+    for job, result in zip(jobs, results):
+        try:
+            data = json.loads((Path(job.folder) / "row.json").read_text())
+        except (OSError, ValueError):
+            skipped[job.name] = result.error or "no result written"
+            continue
+        rows += [Row(**r) for r in data["rows"]]
+        skipped.update(data.get("not_measured", {}))
+        settings[job.name] = data.get("setting", {})
+    write_out(a.out, rows, skipped, a.quick, {"setting": {"ray": True, "per_method": settings}})
+    print(format_table(rows))
+    print(f"wrote {a.out}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="search_cost.json", help="the JSON table")
@@ -530,6 +565,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         f"with --quick all but {', '.join(NOT_QUICK)})")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per method (default 600 quick, 1800 otherwise)")
+    p.add_argument("--ray", action="store_true",
+                   help="one Ray task per method's measurement (also when RAY_ADDRESS is set; "
+                        "a GPU each where the cluster has GPUs); the tasks write next to --out, "
+                        "which must be on a file system the cluster shares")
     a = p.parse_args(argv)
     a.timeout = a.timeout or (600.0 if a.quick else 1800.0)
     a.cifar, a.ptb = os.path.abspath(a.cifar), os.path.abspath(a.ptb)
@@ -546,6 +585,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: unknown method(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO))
+    if a.ray or os.environ.get("RAY_ADDRESS"):
+        return on_ray(a, chosen)
     import torch
     from api.train.distributed import resolve_device
     from api.machine import device_name

@@ -5,7 +5,8 @@
 # smaller fractions.
 # Env: OUT (JSON table, default search_cost.json), CIFAR, PTB (data folders), DEVICE,
 # THREADS (CPU threads per search; default torch's, 1 with QUICK=1: on a small shared CPU two
-# threads per small op mostly wait for each other), METHODS (comma-separated subset).
+# threads per small op mostly wait for each other), METHODS (comma-separated subset), RAY=1 (or
+# RAY_ADDRESS: each method's measurement one Ray task, written next to OUT).
 # See bench/search_cost.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +15,5 @@ ARGS=(--out "${OUT:-search_cost.json}" --cifar "${CIFAR:-../shared/data/cifar10-
       --threads "${THREADS:-$([ "${QUICK:-0}" = "1" ] && echo 1 || echo 0)}")
 if [ "${QUICK:-0}" = "1" ]; then ARGS+=(--quick); fi
 if [ -n "${METHODS:-}" ]; then ARGS+=(--methods "$METHODS"); fi
+if [ "${RAY:-0}" = "1" ]; then ARGS+=(--ray); fi
 exec python bench/search_cost.py "${ARGS[@]}" "$@"

@@ -2,24 +2,23 @@
 
 Runs each method RUNS times on a BUDGET of distinct queries per dataset, prints mean ± std of
 the found cell's 200-epoch test accuracy next to the paper's Table 5 rows and random search's
-exact expectation (:mod:`searching.nasbench201.expected`), adds the weight-sharing searches'
-rows, and writes a JSON table and a plot.
+exact expectation (:mod:`searching.nasbench201.expected`), runs the weight-sharing searches as
+a resumable sweep and adds their rows (:mod:`searching.nasbench201.ws_table`), and writes a
+JSON table and its plots.
 
     python searching/nasbench201/table.py --benchmark_file F --out runs/nb201_table.json
         [--runs 100] [--budget 100] [--datasets cifar10 cifar100 imagenet16]
-        [--ws_runs DIR ...]
+        [--ws_runs N --ws_methods gdas ... --ws_data DIR --ws_jobs 2] [--ws_folders DIR ...]
 
 See docs/nasbench201.md.
 """
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,20 +26,19 @@ from api.runs.atomic_io import atomic_write_bytes, atomic_write_json
 from api.benchmarks.nasbench201 import DATASETS, load_table
 from api.errors import UserError, run_cli
 from api.benchmarks.nb201_lookup import NB201Lookup
+from api.runs.sweep import add_sweep_flags, run_sweep, summary_line
 from api.search.report import png_bytes
 from searching.nasbench201.expected import expected_random_search
 from searching.nasbench201.methods import METHODS, check_budget, run_method
+from searching.nasbench201 import ws_table
 
 #: NAS-Bench-201 (Dong & Yang, ICLR 2020) Table 5, CIFAR-10 test accuracy (mean ± std).
 #: The paper's CIFAR-100 and ImageNet16-120 rows could not be checked
 #: against the paper from this machine, so they are not printed.
 PAPER = {"rs": {"cifar10": (93.70, 0.36)}, "rea": {"cifar10": (93.92, 0.30)},
          "reinforce": {"cifar10": (93.85, 0.37)}, "bohb": {"cifar10": (93.61, 0.52)}}
-WS_METHODS = ("darts-v1", "darts-v2", "gdas", "enas")
 #: The paper's rows spend 12,000 s of simulated training per search: about 100 queries here.
 PAPER_BUDGET = 100
-
-
 def run_all(table, methods: Sequence[str], datasets: Sequence[str], runs: int,
             budget: int) -> Dict[str, Dict[str, np.ndarray]]:
     """method -> dataset -> (runs, budget) array of the best reported figure after each query
@@ -65,32 +63,6 @@ def _stats(values: Sequence[float]) -> Dict[str, float]:
     return {"mean": round(float(v.mean()), 4), "std": round(std, 4), "runs": int(v.size)}
 
 
-def ws_rows(folders: Sequence[str], datasets: Sequence[str]) -> Dict[str, Dict[str, Dict]]:
-    """Rows of the weight-sharing searches run with --benchmark_file: each folder (or a folder
-    of run folders) holding summary.json with ``method``, ``dataset`` and ``benchmark``."""
-    found: Dict[str, Dict[str, List[float]]] = {}
-    for folder in folders:
-        paths = [os.path.join(folder, "summary.json")]
-        if not os.path.isfile(paths[0]):
-            paths = sorted(glob.glob(os.path.join(folder, "*", "summary.json")))
-        if not paths:
-            raise UserError(f"WS_RUNS: {folder} holds no summary.json (nor do its subfolders)")
-        for path in paths:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    s = json.load(f)
-            except (OSError, ValueError) as exc:
-                raise UserError(f"WS_RUNS: {path} is not readable JSON "
-                                f"({type(exc).__name__})") from exc
-            method, dataset, bench = s.get("method"), s.get("dataset"), s.get("benchmark")
-            if method not in WS_METHODS or not isinstance(bench, dict):
-                raise UserError(f"WS_RUNS: {path} is not a weight-sharing NAS-Bench-201 search "
-                                "run with --benchmark_file (no method/benchmark fields)")
-            if dataset in datasets and dataset in bench:
-                found.setdefault(method, {}).setdefault(dataset, []).append(bench[dataset])
-    return {m: {d: _stats(v) for d, v in by_d.items()} for m, by_d in found.items()}
-
-
 def format_table(results: Dict, datasets: Sequence[str], expected: Dict[str, float],
                  budget: int) -> str:
     names = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet16": "ImageNet16-120"}
@@ -101,15 +73,32 @@ def format_table(results: Dict, datasets: Sequence[str], expected: Dict[str, flo
     def row(label: str, cells: Dict[str, Optional[str]]) -> str:
         return f"{label:<16}" + "".join(f"{cells.get(d) or '-':>24}" for d in datasets)
 
-    for method, by_d in results.items():
-        lines.append(row(method, {d: f"{s['mean']:.2f} ± {s['std']:.2f} (n={s['runs']})"
-                                  for d, s in by_d.items()}))
-    lines.append(row("rs expected", {d: f"{v:.2f} (exact)" for d, v in expected.items()}))
+    def cells(by_d: Dict) -> Dict[str, str]:
+        return {d: f"{s['mean']:.2f} ± {s['std']:.2f} (n={s['runs']})" for d, s in by_d.items()}
+
+    ws = [m for m in results if m in ws_table.WS_CLIS]
+    for method in [m for m in results if m not in ws]:
+        lines.append(row(method, cells(results[method])))
+    if expected:
+        lines.append(row("rs expected", {d: f"{v:.2f} (exact)" for d, v in expected.items()}))
     for method, by_d in PAPER.items():
         lines.append(row(f"paper {method}", {d: f"{m:.2f} ± {s:.2f}"
                                               for d, (m, s) in by_d.items()}))
     lines.append("paper rows: NAS-Bench-201 Table 5 (CIFAR-10 only; the CIFAR-100 and "
                  "ImageNet16-120 rows were not verified here)")
+    if ws:
+        lines.append("weight-sharing searches (each searched on the column's dataset; search "
+                     "seconds: mean per search)")
+        for method in ws:
+            lines.append(row(method, cells(results[method])))
+            paper = ws_table.PAPER_WS.get(method, {})
+            lines.append(row(f"  paper {method}", {d: f"{m:.2f} ± {s:.2f}"
+                                                    for d, (m, s) in paper.items()}))
+            lines.append(row("  search s", {d: f"{c['search_seconds']:.0f}"
+                                            for d, c in results[method].items()
+                                            if "search_seconds" in c}))
+        lines.append("paper weight-sharing rows: NAS-Bench-201's, as later papers quote them "
+                     "alike (figures they quote differently are left out)")
     if budget != PAPER_BUDGET:
         lines.append(f"caution: the paper's rows searched with 12,000 s of simulated training "
                      f"(about {PAPER_BUDGET} queries here), these with {budget}: compare them "
@@ -151,10 +140,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=100, help="distinct queries per search")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), help="datasets")
     p.add_argument("--methods", nargs="+", default=list(METHODS), help="discrete methods")
-    p.add_argument("--ws_runs", nargs="*", default=[],
-                   help="weight-sharing search folders (or folders of them) to add as rows")
-    p.add_argument("--no_plots", action="store_true", help="skip the plot")
+    p.add_argument("--no_plots", action="store_true", help="skip the plots")
+    g = p.add_argument_group("weight-sharing searches (a sweep, resumable: run again to go on)")
+    g.add_argument("--ws_runs", type=int, default=0,
+                   help="searches per weight-sharing method and dataset (seeds 0..N-1; 0: none)")
+    g.add_argument("--ws_methods", nargs="+", default=list(ws_table.WS_METHODS),
+                   help=f"weight-sharing methods (default: {' '.join(ws_table.WS_METHODS)})")
+    g.add_argument("--ws_datasets", nargs="+", default=None,
+                   help="datasets searched (default: those of --datasets in "
+                        f"{', '.join(ws_table.WS_DATASETS)})")
+    g.add_argument("--ws_epochs", type=int, default=None,
+                   help="search epochs (default: each method's own, the paper's)")
+    g.add_argument("--ws_train_size", type=int, default=None,
+                   help="training images per search (default: the whole training split)")
+    g.add_argument("--ws_data", default="./data", help="folder holding the datasets")
+    g.add_argument("--ws_device", default="auto", help="the searches' --device")
+    g.add_argument("--ws_flags", default="",
+                   help="more flags for every search CLI, one string (e.g. "
+                        "'--init_channels 4 --layers 1')")
+    g.add_argument("--ws_root", default=None,
+                   help="the sweep folder (default: <out stem>_ws next to --out); searches go "
+                        "to <root>/<dataset>/<method>/seed<k>")
+    add_sweep_flags(g, "ws_")
+    g.add_argument("--ws_folders", nargs="*", default=[],
+                   help="finished weight-sharing search folders (or folders of them) to add "
+                        "as rows too")
     return p
+
+
+def run_weight_sharing(args: argparse.Namespace, table_datasets: Sequence[str]
+                       ) -> Tuple[Dict, List[Dict], List]:
+    """The sweep of weight-sharing searches and the given folders: (rows, summaries,
+    sweep results)."""
+    summaries = ws_table.folder_summaries(args.ws_folders)
+    results: List = []
+    if args.ws_runs > 0:
+        datasets = ws_table.ws_datasets(args.ws_datasets, table_datasets)
+        if not datasets:
+            raise UserError("--ws_runs: none of the table's datasets is searched with weight "
+                            f"sharing here ({', '.join(ws_table.WS_DATASETS)}): set WS_DATASETS")
+        methods = ws_table.check_methods(args.ws_methods)
+        root = args.ws_root or os.path.splitext(args.out)[0] + "_ws"
+        jobs = ws_table.ws_jobs(methods, datasets, args.ws_runs, root, args.ws_data,
+                                args.benchmark_file, args.ws_epochs, args.ws_train_size,
+                                args.ws_device, args.ws_flags)
+        on_ray = args.ray or bool(os.environ.get("RAY_ADDRESS"))
+        print(f"weight-sharing searches: {len(jobs)} in {os.path.abspath(root)} ("
+              + ("one Ray task each" if on_ray else f"{args.ws_jobs} at a time") + ")",
+              flush=True)
+        results = run_sweep(jobs, args.ws_jobs, args.ws_threads, args.ray, args.ray_address)
+        print(summary_line(results), flush=True)
+        summaries += ws_table.job_summaries([j for j, r in zip(jobs, results) if r.ok])
+    return ws_table.ws_rows(summaries, table_datasets), summaries, results
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
@@ -168,7 +205,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if args.runs < 2:
         raise UserError(f"RUNS must be at least 2 (a std needs two runs), got {args.runs}")
     budget = check_budget(args.budget)
-    ws = ws_rows(args.ws_runs, args.datasets)
+    if args.ws_runs < 0:
+        raise UserError(f"WS_RUNS must be 0 (none) or more, got {args.ws_runs}")
+    if args.ws_jobs < 1:
+        raise UserError(f"WS_JOBS (--ws_jobs) must be at least 1, got {args.ws_jobs}")
+    if args.ws_threads < 0:
+        raise UserError(f"WS_THREADS (--ws_threads) must be 0 (the default) or more, got "
+                        f"{args.ws_threads}")
     table = load_table(args.benchmark_file)
     for d in args.datasets:  # every column present before any search runs
         table.signal(d), table.reported(d)
@@ -176,6 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     curves = run_all(table, args.methods, args.datasets, args.runs, budget)
     seconds = time.perf_counter() - t0
     results = {m: {d: _stats(c[:, -1]) for d, c in by_d.items()} for m, by_d in curves.items()}
+    ws, summaries, sweep = run_weight_sharing(args, args.datasets)
     results.update(ws)
     expected = {d: expected_random_search(table.signal(d), table.reported(d), budget)
                 for d in args.datasets}
@@ -188,7 +232,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         png = os.path.splitext(args.out)[0] + ".png"
         atomic_write_bytes(png, plot(curves, args.datasets))
         print(f" and {png}", end="")
+        if summaries:
+            stem = os.path.splitext(args.out)[0]
+            atomic_write_bytes(stem + "_ws.png", ws_table.plot_curves(summaries, args.datasets))
+            atomic_write_bytes(stem + "_cells.png", ws_table.plot_cells(summaries))
+            print(f", {stem}_ws.png and {stem}_cells.png", end="")
     print()
+    failed = [r for r in sweep if not r.ok]
+    if failed:
+        raise UserError(f"{len(failed)} weight-sharing search(es) failed ("
+                        f"{', '.join(r.name for r in failed)}): their rows leave them out; see "
+                        "the logs named above, then run again to retry them")
     return results
 
 

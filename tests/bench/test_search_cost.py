@@ -183,3 +183,59 @@ def test_bad_method_or_data_exits_2(sc, tmp_path, capsys):
     assert sc.main(["--ptb", str(tmp_path), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and all(line.startswith("error: ") for line in err)
+
+
+def test_method_runs_go_through_the_sweep_runner_one_at_a_time(sc, tmp_path):
+    import argparse
+
+    runner = sc.Runner(argparse.Namespace(threads=1), tmp_path)
+    code = ("import os, sys; save = sys.argv[sys.argv.index('--save') + 1]; "
+            "os.makedirs(save); print(os.environ['OMP_NUM_THREADS'])")
+    folder = runner.run("ok", ["-c", code, "--save", str(tmp_path / "ok")], 60)
+    assert folder == tmp_path / "ok" and (folder / "sweep-done.json").is_file()
+    assert (tmp_path / "ok.log").read_text().splitlines()[-1] == "1"  # its threads
+    with pytest.raises(RuntimeError, match="exit 3: error: no data"):
+        runner.run("bad", ["-c", "import sys; print('error: no data'); sys.exit(3)"], 60)
+    import subprocess
+
+    with pytest.raises(subprocess.TimeoutExpired):
+        runner.run("slow", ["-c", "import time; time.sleep(30)"], 0.5)
+
+
+def test_ray_runs_one_measurement_per_task_and_gathers_the_rows(sc, tmp_path, monkeypatch,
+                                                                capsys):
+    from api.runs import sweep
+
+    seen = {}
+
+    def fake_sweep(jobs, parallel=1, threads=0, ray=False, **kw):
+        seen.update(ray=ray, threads=threads, argv=[j.argv for j in jobs])
+        out = []
+        for job in jobs:
+            method = job.argv[job.argv.index("--methods") + 1]
+            if method == "gdas":  # this one's task failed before writing its row
+                out.append(sweep.JobResult(job.name, "failed", error="exit 1: boom"))
+                continue
+            sc.write_out(str(Path(job.folder) / "row.json"),
+                         [sc.Row(method, "cnn", 2.0, "cpu", 0.01)], {}, True)
+            out.append(sweep.JobResult(job.name, "ok"))
+        return out
+
+    from pathlib import Path
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
+    for name in ("CIFAR", "PTB"):
+        (tmp_path / name.lower()).mkdir()
+    (tmp_path / "cifar" / "cifar-10-batches-py").mkdir()
+    (tmp_path / "ptb" / "train.txt").write_text("a b\n")
+    out = tmp_path / "cost.json"
+    assert sc.main(["--ray", "--quick", "--methods", "darts-v1,gdas", "--out", str(out),
+                    "--cifar", str(tmp_path / "cifar"), "--ptb", str(tmp_path / "ptb"),
+                    "--threads", "1"]) == 0
+    assert seen["ray"] is True and seen["threads"] == 1
+    assert [a[a.index("--methods") + 1] for a in seen["argv"]] == ["darts-v1", "gdas"]
+    assert all("--quick" in a and a[0] == "bench/search_cost.py" for a in seen["argv"])
+    data = json.loads(out.read_text())
+    assert [r["method"] for r in data["rows"]] == ["darts-v1"]
+    assert data["not_measured"] == {"gdas": "exit 1: boom"}
+    assert (tmp_path / "cost_ray" / "darts-v1" / "row.json").is_file()

@@ -274,12 +274,12 @@ def test_table_writes_json_plot_and_weight_sharing_rows(synthetic, tmp_path, cap
     out = tmp_path / "t.json"
     code, stdout, err = run_cli_inprocess(table_cli.main, [
         "--benchmark_file", synthetic, "--out", out, "--runs", "4", "--budget", "25",
-        "--datasets", "cifar10", "cifar100", "--ws_runs", ws], capsys)
+        "--datasets", "cifar10", "cifar100", "--ws_folders", ws], capsys)
     assert code == 0, err
     results = json.loads(out.read_text())
     assert set(results) == {"rs", "rea", "reinforce", "shrink", "gdas", "darts-v1"}
     assert results["gdas"] == {"cifar10": {"mean": 61.0, "std": pytest.approx(1.4142, 1e-4),
-                                           "runs": 2}}
+                                           "runs": 2, "search_seconds": 0.0}}
     ev = NB201Lookup(load_table(str(synthetic)), "cifar100")
     shrink = [run_method("shrink", ev, 25, s).best["reported"] for s in range(4)]
     assert results["shrink"]["cifar100"]["mean"] == pytest.approx(np.mean(shrink), abs=1e-4)
