@@ -176,11 +176,10 @@ def test_cells_are_drawn_with_their_ops():
 def test_ws_runs_1_fills_the_weight_sharing_rows(tmp_path, bench, cifar, capsys):
     out = tmp_path / "t.json"
     code, stdout, err = run_cli_inprocess(table_cli.main, table_argv(
-        bench, cifar, out, "--ws_runs", "1", "--ws_methods", "darts-v1", "darts-v2", "gdas",
-        "--ws_epochs", "2", "--ws_jobs", "2"), capsys)
+        bench, cifar, out, "--ws_runs", "1", "--ws_epochs", "2", "--ws_jobs", "2"), capsys)
     assert code == 0, err + stdout
     results = json.loads(out.read_text())
-    for method in ("darts-v1", "darts-v2", "gdas"):
+    for method in ws_table.WS_METHODS:  # all six by default
         cell = results[method]["cifar10"]
         assert cell["runs"] == 1 and 0 < cell["mean"] < 100 and cell["search_seconds"] > 0
         summary = json.loads((tmp_path / "t_ws" / "cifar10" / method / "seed0" /
@@ -188,13 +187,12 @@ def test_ws_runs_1_fills_the_weight_sharing_rows(tmp_path, bench, cifar, capsys)
         assert summary["finished"] and len(summary["benchmark_per_epoch"]) == 2
         assert cell["mean"] == pytest.approx(summary["benchmark"]["cifar10"], abs=1e-4)
         assert f"] {method}-cifar10-seed0: ok in" in stdout
-    assert "3 of 3 jobs finished" in stdout
+    assert "6 of 6 jobs finished" in stdout
     assert (tmp_path / "t_ws.png").is_file() and (tmp_path / "t_cells.png").is_file()
     # run again: nothing is searched again, the same rows come back
     code, stdout, err = run_cli_inprocess(table_cli.main, table_argv(
-        bench, cifar, out, "--ws_runs", "1", "--ws_methods", "darts-v1", "darts-v2", "gdas",
-        "--ws_epochs", "2", "--no_plots"), capsys)
-    assert code == 0 and stdout.count("done before") == 3, err
+        bench, cifar, out, "--ws_runs", "1", "--ws_epochs", "2", "--no_plots"), capsys)
+    assert code == 0 and stdout.count("done before") == 6, err
     assert json.loads(out.read_text()) == results
 
 
