@@ -57,6 +57,12 @@ class EvalLoader:
         self.data, self.batch_size = data, int(batch_size)
         self.generator = torch.Generator().manual_seed(seed)
 
+    def over(self, data) -> "EvalLoader":
+        """This loader over ``data`` (a method builds it before the trainer's data exist, so
+        that its state can be checkpointed and restored from the start)."""
+        self.data = data
+        return self
+
     def one_pass(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.data)
         order = torch.randperm(n, generator=self.generator).to(self.data.y.device)

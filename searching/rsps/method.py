@@ -12,7 +12,7 @@ Fidelity notes: docs/fidelity/rsps.md.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +31,7 @@ class RSPS(OneShotMethod):
         self.select_num, self.test_batch_size = int(select_num), int(test_batch_size)
         self.unused_grads, self.seed = unused_grads, int(seed)
         self.derived = None
-        self.loader: Optional[EvalLoader] = None
+        self.loader = EvalLoader(None, self.test_batch_size, self.seed + 5)
 
     def settings(self) -> Dict[str, Any]:
         return {"select_num": self.select_num, "test_batch_size": self.test_batch_size,
@@ -40,14 +40,6 @@ class RSPS(OneShotMethod):
     def bind(self, net: nn.Module, w_optimizer, config: OneShotConfig) -> None:
         super().bind(net, w_optimizer, config)
         self.cells = UniformCells(get_space(config.space), self.seed)
-        self._loader_state = None
-
-    def _eval_loader(self, feed) -> EvalLoader:
-        if self.loader is None:
-            self.loader = EvalLoader(feed.data.arch, self.test_batch_size, self.seed + 5)
-            if self._loader_state is not None:
-                self.loader.load_state_dict(self._loader_state)
-        return self.loader
 
     def step(self, net: nn.Module, train_batch, val_batch, epoch: int, step: int
              ) -> Dict[str, Any]:
@@ -67,7 +59,7 @@ class RSPS(OneShotMethod):
         return [p for group in self.w_optimizer.param_groups for p in group["params"]]
 
     def epoch_end(self, net: nn.Module, feed, epoch: int) -> Dict[str, Any]:
-        loader = self._eval_loader(feed)
+        loader = self.loader.over(feed.data.arch)
         out = evaluate_pass(net, loader, self.cells.sample)              # valid_func
         picks = [self.cells.sample() for _ in range(self.select_num)]  # search_find_best
         cell, acc, _ = pick_best(net, loader, picks)
@@ -89,10 +81,10 @@ class RSPS(OneShotMethod):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"cells": self.cells.state_dict(),
-                "loader": self._loader_state if self.loader is None else self.loader.state_dict(),
+                "loader": self.loader.state_dict(),
                 "grads": grad_mask(self.net)}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.cells.load_state_dict(state["cells"])
-        self._loader_state = state["loader"]
+        self.loader.load_state_dict(state["loader"])
         restore_grad_mask(self.net, state["grads"])

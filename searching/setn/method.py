@@ -16,7 +16,7 @@ Fidelity notes: docs/fidelity/setn.md.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class SETN(OneShotMethod):
         self.arch_lr, self.arch_weight_decay = float(arch_lr), float(arch_weight_decay)
         self.unused_grads, self.seed = unused_grads, int(seed)
         self.derived = None
-        self.loader: Optional[EvalLoader] = None
+        self.loader = EvalLoader(None, self.test_batch_size, self.seed + 5)
 
     def settings(self) -> Dict[str, Any]:
         return {"select_num": self.select_num, "test_batch_size": self.test_batch_size,
@@ -73,14 +73,6 @@ class SETN(OneShotMethod):
         self.a_optimizer = torch.optim.Adam(net.arch_parameters(), lr=self.arch_lr,
                                             betas=(0.5, 0.999),
                                             weight_decay=self.arch_weight_decay)
-        self._loader_state = None
-
-    def _eval_loader(self, feed) -> EvalLoader:
-        if self.loader is None:
-            self.loader = EvalLoader(feed.data.arch, self.test_batch_size, self.seed + 5)
-            if self._loader_state is not None:
-                self.loader.load_state_dict(self._loader_state)
-        return self.loader
 
     def step(self, net: nn.Module, train_batch, val_batch, epoch: int, step: int
              ) -> Dict[str, Any]:
@@ -112,7 +104,7 @@ class SETN(OneShotMethod):
         return pick_best(net, loader, cells)
 
     def epoch_end(self, net: nn.Module, feed, epoch: int) -> Dict[str, Any]:
-        loader = self._eval_loader(feed)
+        loader = self.loader.over(feed.data.arch)
         cell, acc, rank = self.select(net, loader)
         out = {"pick_acc": acc / 100.0, "pick_rank": rank}
         out.update(evaluate_pass(net, loader, lambda: cell))  # valid_func of the picked cell
@@ -130,11 +122,11 @@ class SETN(OneShotMethod):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"a_optimizer": self.a_optimizer.state_dict(), "cells": self.cells.state_dict(),
-                "loader": self._loader_state if self.loader is None else self.loader.state_dict(),
+                "loader": self.loader.state_dict(),
                 "grads": grad_mask(self.net)}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.a_optimizer.load_state_dict(state["a_optimizer"])
         self.cells.load_state_dict(state["cells"])
-        self._loader_state = state["loader"]
+        self.loader.load_state_dict(state["loader"])
         restore_grad_mask(self.net, state["grads"])
